@@ -1,0 +1,51 @@
+"""structlog setup shared by the CLI and every service.
+
+Logs go to stderr so `simreel run --json` can keep stdout for its one JSON object.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+_SECRET_KEYS = ("password", "secret", "token", "creds", "access_key", "secret_key", "authorization")
+
+
+def _redact(_logger, _name, event_dict):
+    """Drop values of secret-looking keys: credentials must never reach a log line."""
+    for key in list(event_dict):
+        if any(s in key.lower() for s in _SECRET_KEYS):
+            event_dict[key] = "***"
+    return event_dict
+
+
+def setup(level: str | None = None, *, json: bool | None = None, service: str | None = None) -> None:
+    level = (level or os.environ.get("SIMREEL_LOG_LEVEL", "info")).upper()
+    if json is None:
+        json = os.environ.get("SIMREEL_LOG_FORMAT", "console") == "json"
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level, logging.INFO)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+
+
+def get(name: str | None = None, **bind):
+    log = structlog.get_logger(name) if name else structlog.get_logger()
+    return log.bind(**bind) if bind else log
