@@ -1,0 +1,1 @@
+"""encoder: FrameBatch stream → MP4 / GIF / PNG files (PyAV) → VideoAvailable."""

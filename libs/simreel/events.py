@@ -1,0 +1,358 @@
+"""Every simreel event, as msgspec Structs: the wire contract between services and other systems.
+
+Events are facts in the past tense and carry no behaviour. They are JSON on the wire (a tagged union:
+the `type` field names the event), except FrameBatch, which is msgpack because it carries raw pixels.
+Limits live in the types, so a bad request fails in the decoder with a precise path
+(`Expected int <= 4096 - at $.render.width`) instead of deep inside a service.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+# Identifiers end up in NATS subjects and object keys: no dots, spaces, slashes or wildcards.
+RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="run id: [A-Za-z0-9_-], 1-64 chars")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Width = Annotated[int, msgspec.Meta(ge=16, le=4096)]
+Height = Annotated[int, msgspec.Meta(ge=16, le=4096)]
+Fps = Annotated[int, msgspec.Meta(ge=1, le=240)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Episode = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
+Attempt = Annotated[int, msgspec.Meta(ge=1, le=100)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
+VideoFormat = Literal["mp4", "gif", "png"]
+ArtifactKind = Literal["video", "gif", "frames", "scene", "report", "telemetry"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now() -> float:
+    return time.time()
+
+
+class Event(msgspec.Struct, tag=True, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """Common envelope. `event_id` is also sent as Nats-Msg-Id, so a republished fact is dropped by
+    JetStream's duplicate window: services make it deterministic where an effect must happen once."""
+
+    event_id: str = msgspec.field(default_factory=new_id)
+    run_id: RunId
+    ts: float = msgspec.field(default_factory=now)
+    v: int = SCHEMA_VERSION
+
+
+# --- request ---------------------------------------------------------------------------------------
+
+
+class FreeCamera(msgspec.Struct, frozen=True, kw_only=True):
+    distance: Annotated[float, msgspec.Meta(gt=0)] = 3.0
+    azimuth: float = 90.0
+    elevation: float = -20.0
+    lookat: tuple[float, float, float] = (0.0, 0.0, 0.5)
+
+
+class RenderSpec(msgspec.Struct, frozen=True, kw_only=True):
+    width: Width = 640
+    height: Height = 480
+    fps: Fps = 30
+    # Named cameras; empty = the scene's first named camera (or the free camera if it has none).
+    cameras: list[Name] = []
+    free_camera: FreeCamera | None = None
+    tile: bool = False
+    quality: Literal["full", "fast"] = "full"
+
+
+class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
+    formats: list[VideoFormat] = msgspec.field(default_factory=lambda: ["mp4"])
+    layout: Literal["per-episode", "concat", "both"] = "per-episode"
+    crf: Annotated[int, msgspec.Meta(ge=0, le=51)] = 23
+    preset: Literal[
+        "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
+    ] = "veryfast"
+    gif_fps: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
+    gif_width: Annotated[int, msgspec.Meta(ge=16, le=4096)] | None = None
+    telemetry: bool = True
+
+
+class SimRequested(Event, kw_only=True):
+    """Ask for a simulation to be run, rendered, encoded and stored.
+
+    `scene` is a builtin name (`cartpole`), inline MJCF (starts with `<`, with `assets` holding the files it
+    references), `file:<path>` under a configured scene root, or `gymnasium:<EnvId>`.
+    """
+
+    run_id: RunId = msgspec.field(default_factory=new_id)
+    scene: Annotated[str, msgspec.Meta(min_length=1, max_length=4_000_000)]
+    assets: dict[str, bytes] = {}
+    episodes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    seed: int = 0
+    seeds: list[int] | None = None
+    duration_s: Seconds | None = None
+    max_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    policy: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "zero"
+    policy_params: dict[str, Any] = {}
+    env_kwargs: dict[str, Any] = {}
+    render: RenderSpec = RenderSpec()
+    outputs: OutputSpec = OutputSpec()
+    session: Name = "default"
+    tags: dict[str, str] = {}
+    fail_on_blank: bool = False
+
+
+# --- simulator -------------------------------------------------------------------------------------
+
+
+class SimStarted(Event, kw_only=True):
+    attempt: Attempt
+    scene: str
+    episodes: Annotated[int, msgspec.Meta(ge=1)]
+    frames_per_episode: list[Count]
+    fps: Fps
+    width: Width
+    height: Height
+    cameras: list[str]
+    physics_dt: float
+    gl_backend: str
+    gl_renderer: str
+    session: Name
+    outputs: OutputSpec
+
+
+class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Raw frames of one episode, msgpack on `simreel.frames.<run>.<attempt>.<episode>`.
+
+    Several whole frames when they fit in the server's max_payload; one part of one frame
+    (`part`/`parts`) when a frame alone is too big. `last` closes the episode; `aborted` tells the
+    encoder the attempt died and nothing more will come.
+    """
+
+    run_id: RunId
+    attempt: Attempt
+    episode: Episode
+    seq: Count
+    first_index: Count
+    count: Count
+    width: Width
+    height: Height
+    pix_fmt: Literal["rgb24"] = "rgb24"
+    times: list[float] = []
+    frames: bytes = b""
+    part: Count = 0
+    parts: Annotated[int, msgspec.Meta(ge=1)] = 1
+    telemetry: list[dict[str, Any]] = []
+    last: bool = False
+    aborted: bool = False
+
+
+class EpisodeEnded(Event, kw_only=True):
+    attempt: Attempt
+    episode: Episode
+    seed: int
+    steps: Count
+    frames: Count
+    episode_return: float = msgspec.field(name="return", default=0.0)
+    terminated: bool = False
+    truncated: bool = True
+    sim_time_s: float
+    wall_s: float
+    blank: bool = False
+    frozen: bool = False
+    warnings: list[str] = []
+
+
+class SimCompleted(Event, kw_only=True):
+    attempt: Attempt
+    episodes: int
+    frames: Count
+    wall_s: float
+    session: Name
+    # How many ArtifactStored the run will produce (videos + scene + report + telemetry): a
+    # client knows the run is finished when it has seen that many.
+    expected_artifacts: Count
+    report: dict[str, Any] = {}
+
+
+FailureCode = Literal[
+    "bad_request",
+    "scene_invalid",
+    "scene_forbidden",
+    "policy_forbidden",
+    "limit_exceeded",
+    "render_failed",
+    "blank_frames",
+    "internal",
+    "encode_failed",
+    "store_failed",
+    "timeout",
+]
+
+
+class SimFailed(Event, kw_only=True):
+    attempt: int = 1
+    code: FailureCode
+    message: str
+    field: str | None = None
+
+
+class SceneSaved(Event, kw_only=True):
+    attempt: Attempt
+    session: Name
+    staged: str
+    bytes: Count
+    sha256: str
+
+
+# --- encoder ---------------------------------------------------------------------------------------
+
+
+class EpisodeSpan(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an episode sits inside a concatenated video."""
+
+    episode: Episode
+    first_frame: Count
+    frames: Count
+    start_s: float
+
+
+class VideoAvailable(Event, kw_only=True):
+    attempt: Attempt
+    session: Name
+    episode: Episode | None  # None: all episodes back to back (concat layout)
+    camera: str | None = None
+    format: VideoFormat
+    staged: str
+    frames: Count
+    fps: float
+    duration_s: float
+    width: int
+    height: int
+    codec: str
+    bytes: Count
+    sha256: str
+    encode_ms: float
+    spans: list[EpisodeSpan] = []
+    warnings: list[str] = []
+
+
+class TelemetryStaged(Event, kw_only=True):
+    """Per-frame telemetry of the whole run (one JSON line per frame, with its time inside each video),
+    staged by the encoder, which already reads every frame."""
+
+    attempt: Attempt
+    session: Name
+    staged: str
+    rows: Count
+    bytes: Count
+    sha256: str
+
+
+class EncodeFailed(Event, kw_only=True):
+    attempt: Attempt
+    code: FailureCode = "encode_failed"
+    message: str
+
+
+# --- uploader / retention --------------------------------------------------------------------------
+
+
+class ArtifactStored(Event, kw_only=True):
+    kind: ArtifactKind
+    format: str
+    episode: Episode | None = None
+    camera: str | None = None
+    session: Name
+    bucket: str = ""
+    key: str
+    url: str
+    path: str | None = None
+    expires_at: float | None = None
+    bytes: Count
+    sha256: str
+    content_type: str
+    source_event_id: str = ""
+
+
+class StoreFailed(Event, kw_only=True):
+    code: FailureCode = "store_failed"
+    message: str
+    key: str = ""
+
+
+class ArtifactDeleted(Event, kw_only=True):
+    session: Name
+    key: str
+    bucket: str = ""
+    reason: Literal["count", "age", "bytes", "manual"]
+
+
+# --- plumbing --------------------------------------------------------------------------------------
+
+
+class DeadLettered(Event, kw_only=True):
+    """A message a service could not use: kept in the event log with the reason, never retried again."""
+
+    run_id: str = "unknown"  # type: ignore[assignment]  # the bad message may not have a usable run id
+    service: str
+    subject: str
+    reason: str
+    deliveries: int = 1
+    payload_preview: str = ""
+
+
+AnyEvent = Union[
+    SimRequested,
+    SimStarted,
+    EpisodeEnded,
+    SimCompleted,
+    SimFailed,
+    SceneSaved,
+    VideoAvailable,
+    TelemetryStaged,
+    EncodeFailed,
+    ArtifactStored,
+    StoreFailed,
+    ArtifactDeleted,
+    DeadLettered,
+]
+
+PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, SimFailed, ArtifactDeleted)
+
+_json_decoder = msgspec.json.Decoder(AnyEvent)
+_json_encoder = msgspec.json.Encoder()
+_frames_decoder = msgspec.msgpack.Decoder(FrameBatch)
+_frames_encoder = msgspec.msgpack.Encoder()
+
+
+def decode(data: bytes) -> AnyEvent:
+    """Decode and validate any event; raises msgspec.ValidationError / DecodeError with a precise path."""
+    return _json_decoder.decode(data)
+
+
+def encode(event: Event) -> bytes:
+    return _json_encoder.encode(event)
+
+
+def decode_frames(data: bytes) -> FrameBatch:
+    return _frames_decoder.decode(data)
+
+
+def encode_frames(batch: FrameBatch) -> bytes:
+    return _frames_encoder.encode(batch)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the public events, for systems that talk to simreel without importing it."""
+    (_, components) = msgspec.json.schema_components(PUBLIC_EVENTS, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "simreel events",
+        "description": f"simreel event schema version {SCHEMA_VERSION}; the `type` field tags each event",
+        "oneOf": [{"$ref": f"#/$defs/{cls.__name__}"} for cls in PUBLIC_EVENTS],
+        "$defs": components,
+    }

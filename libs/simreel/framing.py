@@ -1,0 +1,140 @@
+"""Frames ↔ FrameBatch messages that always fit the server's max_payload.
+
+Small frames are packed several to a message (fewer round trips); a frame larger than a message is
+split into parts and joined again by the encoder, one frame at a time, so memory stays flat.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .events import FrameBatch
+
+# Room for the msgpack envelope, telemetry rows and NATS headers.
+ENVELOPE_BYTES = 16 * 1024
+MAX_FRAMES_PER_BATCH = 32
+
+
+class FrameSequenceError(ValueError):
+    """Frames arrived out of order or with a gap: the stream is not usable as is."""
+
+
+@dataclass
+class FramePacker:
+    run_id: str
+    attempt: int
+    episode: int
+    width: int
+    height: int
+    max_payload: int
+    seq: int = 0
+    _frames: list[bytes] = field(default_factory=list)
+    _times: list[float] = field(default_factory=list)
+    _telemetry: list[dict[str, Any]] = field(default_factory=list)
+    _first: int = 0
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.width * self.height * 3
+
+    @property
+    def budget(self) -> int:
+        return max(self.max_payload - ENVELOPE_BYTES, 4096)
+
+    @property
+    def frames_per_batch(self) -> int:
+        return max(1, min(MAX_FRAMES_PER_BATCH, self.budget // self.frame_bytes))
+
+    def _batch(self, **kw) -> FrameBatch:
+        b = FrameBatch(run_id=self.run_id, attempt=self.attempt, episode=self.episode, seq=self.seq,
+                       width=self.width, height=self.height, **kw)
+        self.seq += 1
+        return b
+
+    def add(self, index: int, t: float, pixels: bytes, telemetry: dict[str, Any] | None = None) -> list[FrameBatch]:
+        if len(pixels) != self.frame_bytes:
+            raise ValueError(f"frame {index} has {len(pixels)} bytes, expected {self.frame_bytes}")
+        out: list[FrameBatch] = []
+        if self.frame_bytes > self.budget:
+            out.extend(self.flush())
+            parts = math.ceil(self.frame_bytes / self.budget)
+            size = math.ceil(self.frame_bytes / parts)
+            view = memoryview(pixels)
+            for p in range(parts):
+                out.append(self._batch(first_index=index, count=1, times=[t], frames=bytes(view[p * size:(p + 1) * size]),
+                                       part=p, parts=parts, telemetry=[telemetry] if (telemetry and p == 0) else []))
+            return out
+        if not self._frames:
+            self._first = index
+        self._frames.append(pixels)
+        self._times.append(t)
+        if telemetry is not None:
+            self._telemetry.append(telemetry)
+        if len(self._frames) >= self.frames_per_batch:
+            out.extend(self.flush())
+        return out
+
+    def flush(self, *, last: bool = False, aborted: bool = False) -> list[FrameBatch]:
+        if not self._frames:
+            return [self._batch(first_index=0, count=0, last=True, aborted=aborted)] if (last or aborted) else []
+        b = self._batch(first_index=self._first, count=len(self._frames), times=self._times,
+                        frames=b"".join(self._frames), telemetry=self._telemetry, last=last, aborted=aborted)
+        self._frames, self._times, self._telemetry = [], [], []
+        return [b]
+
+
+@dataclass
+class Frame:
+    index: int
+    t: float
+    pixels: bytes
+    telemetry: dict[str, Any] | None
+
+
+class FrameAssembler:
+    """Turns an episode's FrameBatch stream back into whole frames, in order, exactly once."""
+
+    def __init__(self) -> None:
+        self.expected = 0
+        self._parts: list[bytes] = []
+        self._part_meta: tuple[int, float, dict | None] | None = None
+
+    def feed(self, batch: FrameBatch) -> list[Frame]:
+        if batch.count == 0:
+            return []
+        if batch.first_index < self.expected:
+            return []  # a duplicate of what we already have (redelivery)
+        if batch.parts > 1:
+            return self._feed_part(batch)
+        if batch.first_index != self.expected:
+            raise FrameSequenceError(f"episode {batch.episode}: expected frame {self.expected}, got {batch.first_index}")
+        size = batch.width * batch.height * 3
+        if len(batch.frames) != size * batch.count:
+            raise FrameSequenceError(f"batch {batch.seq}: {len(batch.frames)} bytes for {batch.count} frames of {size}")
+        view = memoryview(batch.frames)
+        tel = batch.telemetry if len(batch.telemetry) == batch.count else [None] * batch.count
+        out = [Frame(batch.first_index + i, batch.times[i], bytes(view[i * size:(i + 1) * size]), tel[i])
+               for i in range(batch.count)]
+        self.expected += batch.count
+        return out
+
+    def _feed_part(self, batch: FrameBatch) -> list[Frame]:
+        if batch.first_index != self.expected:
+            raise FrameSequenceError(f"episode {batch.episode}: expected frame {self.expected}, got part of {batch.first_index}")
+        if batch.part != len(self._parts):
+            if batch.part < len(self._parts):
+                return []  # duplicate part
+            raise FrameSequenceError(f"frame {batch.first_index}: expected part {len(self._parts)}, got {batch.part}")
+        if batch.part == 0:
+            self._part_meta = (batch.first_index, batch.times[0], batch.telemetry[0] if batch.telemetry else None)
+        self._parts.append(batch.frames)
+        if len(self._parts) < batch.parts:
+            return []
+        index, t, tel = self._part_meta  # type: ignore[misc]
+        pixels = b"".join(self._parts)
+        self._parts, self._part_meta = [], None
+        if len(pixels) != batch.width * batch.height * 3:
+            raise FrameSequenceError(f"frame {index}: reassembled {len(pixels)} bytes")
+        self.expected += 1
+        return [Frame(index, t, pixels, tel)]

@@ -1,0 +1,44 @@
+"""Process entry shared by every service: logging, settings, NATS connection, signals, clean exit.
+
+A service module only provides `async def run(bus, settings, stop)`; this module owns the lifecycle,
+so SIGTERM behaves the same everywhere: stop claiming, finish or hand back in-flight work, drain.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from typing import Awaitable, Callable
+
+from . import log as logs
+from .bus import Bus
+from .config import Settings
+
+RunFn = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
+
+
+async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env()
+    log = logs.get(name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
+    log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
+    try:
+        await run(bus, settings, stop)
+    finally:
+        await bus.close()
+        log.info("service_stopped")
+
+
+def main(name: str, run: RunFn) -> None:
+    logs.setup(service=name)
+    try:
+        asyncio.run(serve(name, run))
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
+        logs.get(name).error("service_crashed", error=f"{type(e).__name__}: {e}")
+        sys.exit(1)

@@ -1,0 +1,97 @@
+"""Subject names and JetStream stream / consumer settings, in one place.
+
+Per-run events end with the run id (`simreel.evt.<noun>.<verb>.<run>`), so `simreel.evt.*.*.<run>`
+selects one run's whole story from the EVENTS stream.
+"""
+from __future__ import annotations
+
+from nats.js import api
+
+from . import events as ev
+
+EVENTS_STREAM = "EVENTS"
+FRAMES_STREAM = "FRAMES"
+STAGING_BUCKET = "simreel-staging"
+
+SIM_REQUESTED = "simreel.evt.sim.requested"
+DEAD_LETTER_PREFIX = "simreel.evt.dead"
+
+_PER_RUN = {
+    ev.SimStarted: "simreel.evt.sim.started",
+    ev.SimCompleted: "simreel.evt.sim.completed",
+    ev.SimFailed: "simreel.evt.sim.failed",
+    ev.EpisodeEnded: "simreel.evt.episode.ended",
+    ev.SceneSaved: "simreel.evt.scene.saved",
+    ev.VideoAvailable: "simreel.evt.video.available",
+    ev.TelemetryStaged: "simreel.evt.telemetry.staged",
+    ev.EncodeFailed: "simreel.evt.encode.failed",
+    ev.ArtifactStored: "simreel.evt.artifact.stored",
+    ev.StoreFailed: "simreel.evt.store.failed",
+    ev.ArtifactDeleted: "simreel.evt.artifact.deleted",
+}
+
+
+def subject_for(event: ev.Event) -> str:
+    if isinstance(event, ev.SimRequested):
+        return SIM_REQUESTED
+    if isinstance(event, ev.DeadLettered):
+        return f"{DEAD_LETTER_PREFIX}.{event.service}.{event.run_id}"
+    return f"{_PER_RUN[type(event)]}.{event.run_id}"
+
+
+def prefix_of(event_type: type[ev.Event]) -> str:
+    return _PER_RUN[event_type]
+
+
+def run_events(run_id: str) -> str:
+    return f"simreel.evt.*.*.{run_id}"
+
+
+def frames(run_id: str, attempt: int, episode: int) -> str:
+    return f"simreel.frames.{run_id}.{attempt}.{episode}"
+
+
+def run_frames(run_id: str, attempt: int | None = None) -> str:
+    return f"simreel.frames.{run_id}.{attempt}.*" if attempt else f"simreel.frames.{run_id}.>"
+
+
+def events_stream(max_age_s: float = 30 * 86400, replicas: int = 1) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=["simreel.evt.>"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=max_age_s,
+        duplicate_window=120.0,
+        num_replicas=replicas,
+    )
+
+
+def frames_stream(max_bytes: int = 8 * 1024**3, replicas: int = 1) -> api.StreamConfig:
+    return api.StreamConfig(
+        name=FRAMES_STREAM,
+        subjects=["simreel.frames.>"],
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        max_age=3600.0,
+        max_bytes=max_bytes,
+        duplicate_window=120.0,
+        num_replicas=replicas,
+        # When full, refuse new frames (the simulator sees it and fails the run) instead of
+        # silently dropping frames an encoder still needs.
+        discard=api.DiscardPolicy.NEW,
+    )
+
+
+# Work-claiming durable consumers: one shared name per service, so replicas load-balance.
+WORK_CONSUMERS: dict[str, list[str]] = {
+    "simulator": [SIM_REQUESTED],
+    "encoder": ["simreel.evt.sim.started.*"],
+    "uploader": [
+        "simreel.evt.video.available.*",
+        "simreel.evt.scene.saved.*",
+        "simreel.evt.telemetry.staged.*",
+        "simreel.evt.sim.completed.*",
+    ],
+    "retention": ["simreel.evt.artifact.stored.*"],
+}

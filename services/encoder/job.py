@@ -1,0 +1,180 @@
+"""One run attempt's encode job: frames in, finished files out, in constant memory.
+
+Frames are written to every open writer as they arrive (per-episode files and the concatenated
+file at once, from one pass over the stream), so nothing is buffered beyond one frame. All calls into
+PyAV happen in worker threads; the event loop only moves bytes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simreel import events as ev
+from simreel.framing import Frame
+from simreel.media.gif import mp4_to_gif
+from simreel.media.info import VideoInfo, file_digest
+from simreel.media.mp4 import Mp4Writer
+from simreel.media.png import PngZipWriter
+from simreel.media.stats import FrameStats
+
+
+@dataclass
+class Finished:
+    """A file ready to stage and announce."""
+
+    episode: int | None
+    format: str
+    info: VideoInfo
+    spans: list[ev.EpisodeSpan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def file_name(episode: int | None, fmt: str) -> str:
+    stem = "all" if episode is None else f"episode-{episode:04d}"
+    return f"{stem}.zip" if fmt == "png" else f"{stem}.{fmt}"
+
+
+class _Outputs:
+    """The writers of one video (an episode, or the concatenation)."""
+
+    def __init__(self, workdir: Path, episode: int | None, st: ev.SimStarted, threads: int) -> None:
+        o = st.outputs
+        self.episode = episode
+        self.formats = list(dict.fromkeys(o.formats))
+        self.outputs = o
+        self.workdir = workdir
+        self.mp4_path = workdir / file_name(episode, "mp4")
+        need_mp4 = "mp4" in self.formats or "gif" in self.formats
+        self.mp4 = Mp4Writer(self.mp4_path, width=st.width, height=st.height, fps=st.fps, crf=o.crf,
+                             preset=o.preset, threads=threads) if need_mp4 else None
+        self.png = PngZipWriter(workdir / file_name(episode, "png"), width=st.width, height=st.height) \
+            if "png" in self.formats else None
+        self.stats = FrameStats(st.width, st.height)
+        self.spans: list[ev.EpisodeSpan] = []
+        self.frames = 0
+        self.fps = st.fps
+
+    def start_episode(self, episode: int) -> None:
+        if self.episode is None:  # concat: remember where each episode starts
+            if self.mp4 is not None and self.frames:
+                self.mp4.mark(f"episode-{episode}")
+            self.spans.append(ev.EpisodeSpan(episode=episode, first_frame=self.frames, frames=0,
+                                             start_s=self.frames / self.fps))
+
+    def end_episode(self, episode: int, frames: int) -> None:
+        if self.episode is None and self.spans and self.spans[-1].episode == episode:
+            s = self.spans[-1]
+            self.spans[-1] = ev.EpisodeSpan(episode=episode, first_frame=s.first_frame, frames=frames, start_s=s.start_s)
+
+    def write(self, pixels: bytes) -> None:
+        if self.mp4 is not None:
+            self.mp4.write(pixels)
+        if self.png is not None:
+            self.png.write(pixels)
+        self.stats.update(pixels)
+        self.frames += 1
+
+    def finish(self) -> list[Finished]:
+        out: list[Finished] = []
+        warnings = self.stats.warnings()
+        mp4_info = self.mp4.close() if self.mp4 is not None else None
+        if "mp4" in self.formats and mp4_info is not None:
+            out.append(Finished(self.episode, "mp4", mp4_info, list(self.spans), warnings))
+        if "gif" in self.formats and mp4_info is not None:
+            gif = mp4_to_gif(self.mp4_path, self.workdir / file_name(self.episode, "gif"),
+                             fps=self.outputs.gif_fps, width=self.outputs.gif_width)
+            out.append(Finished(self.episode, "gif", gif, list(self.spans), warnings))
+            if "mp4" not in self.formats:
+                self.mp4_path.unlink(missing_ok=True)
+        if self.png is not None:
+            out.append(Finished(self.episode, "png", self.png.close(), list(self.spans), warnings))
+        return out
+
+    def abort(self) -> None:
+        for w in (self.mp4, self.png):
+            if w is not None:
+                try:
+                    w.abort()
+                except Exception:  # noqa: BLE001 - best effort cleanup
+                    pass
+
+
+class EncodeJob:
+    def __init__(self, st: ev.SimStarted, workdir: Path, *, threads: int = 1) -> None:
+        self.st = st
+        self.workdir = workdir
+        self.threads = threads
+        o = st.outputs
+        self.per_episode = o.layout in ("per-episode", "both")
+        self.concat = _Outputs(workdir, None, st, threads) if o.layout in ("concat", "both") else None
+        self.current: _Outputs | None = None
+        self.current_episode: int | None = None
+        self.episode_frames = 0
+        self.done_episodes: set[int] = set()
+        self.telemetry_path = workdir / "telemetry.jsonl"
+        self._telemetry = open(self.telemetry_path, "w", encoding="utf-8") if o.telemetry else None
+        self.telemetry_rows = 0
+
+    def begin_episode(self, episode: int) -> None:
+        self.current_episode = episode
+        self.episode_frames = 0
+        if self.per_episode:
+            self.current = _Outputs(self.workdir, episode, self.st, self.threads)
+        if self.concat is not None:
+            self.concat.start_episode(episode)
+
+    def write(self, episode: int, frames: list[Frame]) -> None:
+        for f in frames:
+            if self.current is not None:
+                self.current.write(f.pixels)
+            concat_index = None
+            if self.concat is not None:
+                concat_index = self.concat.frames
+                self.concat.write(f.pixels)
+            if self._telemetry is not None:
+                row: dict[str, Any] = {"episode": episode, "frame": f.index, "video_t": f.index / self.st.fps}
+                if concat_index is not None:
+                    row["concat_frame"] = concat_index
+                    row["concat_t"] = concat_index / self.st.fps
+                row.update(f.telemetry or {"t": f.t})
+                self._telemetry.write(json.dumps(row, separators=(",", ":")) + "\n")
+                self.telemetry_rows += 1
+            self.episode_frames += 1
+
+    def end_episode(self, episode: int) -> list[Finished]:
+        self.done_episodes.add(episode)
+        if self.concat is not None:
+            self.concat.end_episode(episode, self.episode_frames)
+        out: list[Finished] = []
+        if self.current is not None:
+            out = self.current.finish()
+            self.current = None
+        return out
+
+    def finish(self) -> tuple[list[Finished], Path | None]:
+        out = self.concat.finish() if self.concat is not None else []
+        tel = None
+        if self._telemetry is not None:
+            self._telemetry.close()
+            self._telemetry = None
+            tel = self.telemetry_path
+        return out, tel
+
+    def abort(self) -> None:
+        for o in (self.current, self.concat):
+            if o is not None:
+                o.abort()
+        if self._telemetry is not None:
+            self._telemetry.close()
+            self._telemetry = None
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done_episodes) >= self.st.episodes
+
+
+def telemetry_digest(path: Path) -> tuple[int, str]:
+    return file_digest(os.fspath(path))

@@ -1,0 +1,19 @@
+"""Wiring of the encoder: one durable consumer on SimStarted; each job streams one run's frames."""
+from __future__ import annotations
+
+import asyncio
+
+from simreel import events as ev
+from simreel.bus import Bus
+from simreel.config import Settings
+from simreel.staging import staging_for
+
+from .handlers import Encoder
+
+NAME = "encoder"
+
+
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    enc = Encoder(bus, settings, staging_for(settings, bus))
+    await bus.consume(NAME, {ev.SimStarted: enc.on_sim_started}, stop=stop, concurrency=settings.concurrency or 2,
+                      ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)

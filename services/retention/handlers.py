@@ -1,0 +1,56 @@
+"""ArtifactStored → (policy) → delete from the store → ArtifactDeleted.
+
+Delete first, then announce: if the process dies in between, the next decision deletes again (a
+no-op on a missing object) and announces. ArtifactDeleted's id is the key, so two instances that
+both decide to delete the same object produce one event.
+"""
+from __future__ import annotations
+
+import time
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel.bus import Bus, Delivery
+from simreel.store.base import ArtifactStore
+
+from .index import Policy, RetentionIndex
+
+
+class Retention:
+    def __init__(self, bus: Bus | None, store: ArtifactStore, index: RetentionIndex, default: Policy,
+                 per_session: dict[str, Policy] | None = None, *, dry_run: bool = False) -> None:
+        self.bus = bus
+        self.store = store
+        self.index = index
+        self.default = default
+        self.per_session = per_session or {}
+        self.dry_run = dry_run
+
+    def policy(self, session: str) -> Policy:
+        return self.per_session.get(session, self.default)
+
+    async def enforce(self, session: str, now: float | None = None) -> list[ev.ArtifactDeleted]:
+        now = time.time() if now is None else now
+        out = []
+        for entry, reason in self.index.victims(session, self.policy(session), now):
+            deleted = ev.ArtifactDeleted(event_id=f"deleted-{entry.key}", run_id=entry.run_id, session=session,
+                                         key=entry.key, bucket=entry.bucket, reason=reason)
+            if not self.dry_run:
+                await self.store.delete(entry.key)
+                if self.bus is not None:
+                    await self.bus.publish(deleted)
+                logs.get("retention", run_id=entry.run_id).info("artifact_deleted", key=entry.key, reason=reason)
+            self.index.apply(deleted)
+            out.append(deleted)
+        return out
+
+    async def on_artifact_stored(self, stored: ev.ArtifactStored, delivery: Delivery) -> list[ev.Event]:
+        self.index.apply(stored)
+        await self.enforce(stored.session)
+        return []
+
+    async def sweep(self) -> list[ev.ArtifactDeleted]:
+        out = []
+        for session in sorted(self.index.sessions()):
+            out += await self.enforce(session)
+        return out

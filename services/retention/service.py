@@ -1,0 +1,83 @@
+"""Wiring of retention: the index follows the whole artifact log (so every instance sees every
+artifact), while the shared durable consumer decides which instance reacts to each new one."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+import nats.errors
+from nats.js import api
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel import subjects
+from simreel.bus import Bus
+from simreel.config import Settings
+from simreel.store.settings import store_from_env
+
+from .handlers import Retention
+from .index import Policy, RetentionIndex, policies_from_env
+
+NAME = "retention"
+ARTIFACT_EVENTS = "simreel.evt.artifact.>"
+
+
+def default_policy(settings: Settings) -> Policy:
+    return Policy(keep_latest=settings.keep_latest, max_age_s=settings.max_age_s,
+                  max_total_bytes=settings.max_total_bytes)
+
+
+async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event) -> None:
+    """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in."""
+    sub = await bus.js.subscribe(ARTIFACT_EVENTS, stream=subjects.EVENTS_STREAM, ordered_consumer=True,
+                                 deliver_policy=api.DeliverPolicy.ALL)
+    info = await bus.js.stream_info(subjects.EVENTS_STREAM, subjects_filter=ARTIFACT_EVENTS)
+    if not (info.state.subjects or {}):
+        caught_up.set()
+    try:
+        while True:
+            try:
+                m = await sub.next_msg(timeout=1.0)
+            except nats.errors.TimeoutError:
+                caught_up.set()
+                continue
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                index.apply(ev.decode(m.data))
+            if m.metadata.num_pending == 0:
+                caught_up.set()
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+
+
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    log = logs.get(NAME)
+    store = store_from_env()
+    index = RetentionIndex()
+    default = default_policy(settings)
+    ret = Retention(bus, store, index, default, policies_from_env(default))
+    caught_up = asyncio.Event()
+    follower = asyncio.create_task(follow_index(bus, index, caught_up))
+    await caught_up.wait()
+    log.info("index_rebuilt", artifacts=len(index.entries), policy=default.__dict__)
+
+    async def sweeper() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_s)
+            if not stop.is_set():
+                try:
+                    await ret.sweep()
+                except Exception as e:  # noqa: BLE001 - next sweep tries again
+                    log.warning("sweep_failed", error=f"{type(e).__name__}: {e}")
+
+    sweep = asyncio.create_task(sweeper())
+    try:
+        await bus.consume(NAME, {ev.ArtifactStored: ret.on_artifact_stored}, stop=stop, concurrency=1,
+                          ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+    finally:
+        for t in (sweep, follower):
+            t.cancel()
+        await asyncio.gather(sweep, follower, return_exceptions=True)
+        await store.close()

@@ -1,0 +1,263 @@
+"""SimRequested → SimStarted, FrameBatch…, EpisodeEnded…, SceneSaved, SimCompleted (or SimFailed).
+
+The delivery count of the request is the attempt number: a simulator that dies mid-run leaves the
+request unacked, JetStream redelivers it, and the next attempt publishes frames on new subjects, so
+the stale frames of the dead attempt are never mixed in.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import msgspec
+import nats.errors
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel import subjects
+from simreel.bus import Bus, Delivery
+from simreel.config import Settings
+from simreel.framing import FramePacker
+from simreel.sim.errors import PolicyError, SceneError
+from simreel.sim import loader
+
+from . import plan
+from .worker import WorkerJob, run_in_thread
+
+
+class FramePublisher:
+    """publish_async with a cap on bytes in flight: fast, ordered, and memory-bounded."""
+
+    def __init__(self, bus: Bus, limit_bytes: int) -> None:
+        self.bus = bus
+        self.limit = limit_bytes
+        self.inflight: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
+        self.bytes = 0
+        self.sent = 0
+
+    async def publish(self, batch: ev.FrameBatch) -> None:
+        data = ev.encode_frames(batch)
+        msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
+        fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
+                                              headers={"Nats-Msg-Id": msg_id})
+        self.inflight.append((fut, len(data)))
+        self.bytes += len(data)
+        self.sent += len(data)
+        while self.bytes > self.limit:
+            await self._pop()
+
+    async def _pop(self) -> None:
+        fut, size = self.inflight.popleft()
+        self.bytes -= size
+        await asyncio.wait_for(fut, timeout=30)
+
+    async def flush(self) -> None:
+        while self.inflight:
+            await self._pop()
+
+
+class Simulator:
+    def __init__(self, bus: Bus, settings: Settings, staging) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.staging = staging
+
+    def _failed(self, req: ev.SimRequested, attempt: int, code: str, message: str, field: str | None = None) -> ev.SimFailed:
+        return ev.SimFailed(event_id=f"failed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, code=code,
+                            message=message, field=field)
+
+    async def on_sim_requested(self, req: ev.SimRequested, delivery: Delivery) -> list[ev.Event]:
+        attempt = delivery.attempt
+        log = logs.get("simulator", run_id=req.run_id, attempt=attempt)
+        try:
+            plan.check_limits(req, self.settings.limits)
+        except plan.LimitExceeded as e:
+            log.warning("request_refused", reason=str(e))
+            return [self._failed(req, attempt, "limit_exceeded", str(e), e.field)]
+        if req.scene.startswith("gymnasium:"):
+            return [self._failed(req, attempt, "bad_request", "gymnasium scenes are not supported by this simulator yet",
+                                 "scene")]
+        r = req.render
+        try:
+            model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
+                                                   self.settings.scene_roots, r.width, r.height)
+        except SceneError as e:
+            code = "scene_forbidden" if _is_forbidden(str(e)) else "scene_invalid"
+            log.warning("scene_refused", reason=str(e))
+            return [self._failed(req, attempt, code, str(e), "scene")]
+        cameras = loader.camera_names(model)
+        camera = None
+        if r.cameras:
+            missing = [c for c in r.cameras if c not in cameras]
+            if missing:
+                return [self._failed(req, attempt, "bad_request",
+                                     f"camera {missing[0]!r} is not in the scene (cameras: {', '.join(cameras) or 'none'})",
+                                     "render.cameras")]
+            camera = r.cameras[0]
+        dt = float(model.opt.timestep)
+        duration = plan.duration_of(req)
+        n_frames = plan.frame_count(duration, req.max_steps, dt, r.fps)
+        seeds = plan.episode_seeds(req)
+        job = WorkerJob(model=model, width=r.width, height=r.height, fps=r.fps, camera=camera,
+                        free_camera=msgspec.structs.asdict(r.free_camera) if r.free_camera else None,
+                        quality=r.quality, seeds=seeds, duration_s=duration, max_steps=req.max_steps,
+                        policy=req.policy, policy_params=dict(req.policy_params),
+                        policy_allow=self.settings.policy_allowlist)
+        return await self._run(req, attempt, job, label, camera, n_frames, log)
+
+    async def _run(self, req, attempt, job: WorkerJob, label: str, camera, n_frames: int, log) -> list[ev.Event]:
+        t0 = time.monotonic()
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.frame_queue)
+        cancel = threading.Event()
+        thread = run_in_thread(job, queue, loop, cancel)
+        publisher = FramePublisher(self.bus, self.settings.inflight_bytes)
+        packer: FramePacker | None = None
+        episodes: list[dict] = []
+        gl: dict = {}
+        total_frames = 0
+        try:
+            while True:
+                item = await queue.get()
+                kind = item[0]
+                if kind == "frame":
+                    _, episode, index, t, pixels, telemetry = item
+                    if packer is None or packer.episode != episode:
+                        packer = FramePacker(req.run_id, attempt, episode, job.width, job.height, self.bus.max_payload)
+                    for b in packer.add(index, t, pixels, telemetry):
+                        await publisher.publish(b)
+                elif kind == "episode":
+                    _, episode, s = item
+                    if packer is None or packer.episode != episode:
+                        packer = FramePacker(req.run_id, attempt, episode, job.width, job.height, self.bus.max_payload)
+                    for b in packer.flush(last=True):
+                        await publisher.publish(b)
+                    await publisher.flush()
+                    packer = None
+                    total_frames += s.frames
+                    warnings = _warnings(s, job)
+                    ended = ev.EpisodeEnded(
+                        event_id=f"ended-{req.run_id}-{attempt}-{episode}", run_id=req.run_id, attempt=attempt,
+                        episode=episode, seed=s.seed, steps=s.steps, frames=s.frames, episode_return=s.return_,
+                        terminated=False, truncated=True, sim_time_s=s.sim_time, wall_s=s.render_ms_total / 1000 + s.physics_ms_total / 1000,
+                        blank=s.blank, frozen=s.frozen, warnings=warnings)
+                    await self.bus.publish(ended)
+                    episodes.append({"episode": episode, "seed": s.seed, "steps": s.steps, "frames": s.frames,
+                                     "return": s.return_, "sim_time_s": s.sim_time, "blank": s.blank,
+                                     "frozen": s.frozen, "render_ms": round(s.render_ms_total, 1),
+                                     "physics_ms": round(s.physics_ms_total, 1), "warnings": warnings})
+                    log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
+                             frozen=s.frozen)
+                    if warnings:
+                        log.warning("blank_or_frozen_frames", episode=episode, warnings=warnings,
+                                    remedy="set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+                    if req.fail_on_blank and (s.blank or s.frozen):
+                        cancel.set()
+                        await self._abort_frames(req.run_id, attempt, episode + 1, job, publisher)
+                        return [self._failed(req, attempt, "blank_frames",
+                                             f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
+                elif kind == "started":
+                    gl = dict(item[1])
+                    await self.bus.publish(ev.SimStarted(
+                        event_id=f"started-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, scene=label,
+                        episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes, fps=job.fps,
+                        width=job.width, height=job.height, cameras=[camera] if camera else [],
+                        physics_dt=float(job.model.opt.timestep), gl_backend=gl.get("backend", ""),
+                        gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs))
+                    log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
+                             frames_per_episode=n_frames, episodes=req.episodes)
+                elif kind == "error":
+                    err = item[1]
+                    log.error("sim_failed", error=f"{type(err).__name__}: {err}")
+                    await self._abort_frames(req.run_id, attempt, len(episodes), job, publisher)
+                    code = "policy_forbidden" if isinstance(err, PolicyError) else (
+                        "scene_invalid" if isinstance(err, SceneError) else "render_failed")
+                    return [self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
+                                         "policy" if code == "policy_forbidden" else None)]
+                elif kind == "done":
+                    break
+        except BaseException:
+            cancel.set()
+            raise
+        finally:
+            cancel.set()
+            await asyncio.to_thread(thread.join, 10)
+        await publisher.flush()
+        scene_event = await self._save_scene(req, attempt, job)
+        wall = time.monotonic() - t0
+        report = {
+            "run_id": req.run_id,
+            "attempt": attempt,
+            "scene": label,
+            "request": _request_summary(req),
+            "gl": gl,
+            "render": {"width": job.width, "height": job.height, "fps": job.fps, "camera": camera,
+                       "quality": job.quality},
+            "physics_dt": float(job.model.opt.timestep),
+            "frames_per_episode": n_frames,
+            "episodes": episodes,
+            "timings": {"sim_wall_s": round(wall, 3), "frames_published_bytes": publisher.sent},
+        }
+        log.info("sim_completed", frames=total_frames, wall_s=round(wall, 2))
+        return [scene_event, ev.SimCompleted(
+            event_id=f"completed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, episodes=req.episodes,
+            frames=total_frames, wall_s=wall, session=req.session,
+            expected_artifacts=plan.expected_artifacts(req), report=report)]
+
+    async def _abort_frames(self, run_id: str, attempt: int, episode: int, job: WorkerJob, publisher) -> None:
+        """Tell an encoder waiting on this attempt that no more frames will come."""
+        with _suppress():
+            await publisher.flush()
+        packer = FramePacker(run_id, attempt, episode, job.width, job.height, self.bus.max_payload, seq=10**6)
+        with _suppress():
+            for b in packer.flush(aborted=True):
+                await publisher.publish(b)
+            await publisher.flush()
+
+    async def _save_scene(self, req: ev.SimRequested, attempt: int, job: WorkerJob) -> ev.SceneSaved:
+        xml = await asyncio.to_thread(loader.compiled_xml, job.model)
+        data = xml.encode()
+        d = Path(self.staging.tempdir()) if hasattr(self.staging, "tempdir") else Path(tempfile.mkdtemp())
+        p = d / "scene.xml"
+        p.write_bytes(data)
+        ref = await self.staging.put(f"{req.run_id}/{attempt}/scene.xml", p)
+        return ev.SceneSaved(event_id=f"scene-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt,
+                             session=req.session, staged=ref, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, e, tb):
+        return et is not None and issubclass(et, (nats.errors.Error, asyncio.TimeoutError, OSError))
+
+
+def _is_forbidden(message: str) -> bool:
+    m = message.lower()
+    return any(w in m for w in ("refused", "absolute", "'..'", "not allowed", "outside", "not shipped", "not found under"))
+
+
+def _warnings(s, job: WorkerJob) -> list[str]:
+    out = []
+    if s.blank:
+        out.append(f"all {s.frames} frames are near-black: the GL backend may not be rendering; "
+                   "try MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+    elif s.frozen and s.frames > 1:
+        out.append(f"all {s.frames} frames are identical: the camera may see nothing that moves, "
+                   "or the GL backend is not rendering (try MUJOCO_GL=egl or MUJOCO_GL=osmesa)")
+    return out
+
+
+def _request_summary(req: ev.SimRequested) -> dict:
+    d = msgspec.to_builtins(req)
+    d.pop("assets", None)
+    if isinstance(d.get("scene"), str) and len(d["scene"]) > 200:
+        d["scene"] = d["scene"][:200] + "…"
+    d["asset_names"] = sorted(req.assets)
+    return d

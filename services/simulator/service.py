@@ -1,0 +1,23 @@
+"""Wiring of the simulator: one durable consumer on SimRequested, one handler."""
+from __future__ import annotations
+
+import asyncio
+
+from simreel import events as ev
+from simreel.bus import Bus
+from simreel.config import Settings
+from simreel.staging import staging_for
+
+NAME = "simulator"
+
+
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    from simreel.sim import gl
+
+    gl.choose_backend()  # before the first GL context: EGL, then OSMesa, unless MUJOCO_GL is set
+    from .handlers import Simulator
+
+    sim = Simulator(bus, settings, staging_for(settings, bus))
+    await bus.consume(NAME, {ev.SimRequested: sim.on_sim_requested}, stop=stop,
+                      concurrency=settings.concurrency or 1, ack_wait_s=settings.ack_wait_s,
+                      max_deliver=settings.max_deliver)

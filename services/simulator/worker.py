@@ -1,0 +1,87 @@
+"""The physics + render loop in its own thread, feeding the asyncio side through a bounded queue.
+
+The GL context is created, used and closed in this one thread. When the publisher falls behind,
+`put` blocks the loop (backpressure) instead of growing memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+
+from simreel.sim import policies
+from simreel.sim.rollout import EpisodeRunner
+
+
+@dataclass
+class WorkerJob:
+    model: mujoco.MjModel
+    width: int
+    height: int
+    fps: int
+    camera: str | None
+    free_camera: dict | None
+    quality: str
+    seeds: list[int]
+    duration_s: float | None
+    max_steps: int | None
+    policy: str
+    policy_params: dict[str, Any]
+    policy_allow: tuple[str, ...]
+
+
+class Cancelled(Exception):
+    pass
+
+
+def run_in_thread(job: WorkerJob, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop,
+                  cancel: threading.Event) -> threading.Thread:
+    def put(item) -> None:
+        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+        while True:
+            try:
+                fut.result(timeout=0.5)
+                return
+            except TimeoutError:
+                if cancel.is_set():
+                    fut.cancel()
+                    raise Cancelled() from None
+
+    def body() -> None:
+        runner = None
+        try:
+            runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps,
+                                   camera=job.free_camera or job.camera, quality=job.quality)
+            put(("started", runner.gl))
+            for episode, seed in enumerate(job.seeds):
+                policy = policies.make_policy(job.policy, job.model, seed=seed, params=job.policy_params,
+                                              allow=job.policy_allow)
+
+                def on_frame(f, episode=episode) -> None:
+                    telemetry = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
+                    put(("frame", episode, f.index, f.t, f.pixels.tobytes(), telemetry))
+
+                summary = runner.run_episode(seed=seed, policy=policy, duration_s=job.duration_s,
+                                             max_steps=job.max_steps, on_frame=on_frame,
+                                             should_stop=cancel.is_set)
+                if cancel.is_set():
+                    raise Cancelled()
+                put(("episode", episode, summary))
+            put(("done",))
+        except Cancelled:
+            pass
+        except BaseException as e:  # noqa: BLE001 - reported to the async side as SimFailed
+            try:
+                put(("error", e))
+            except Cancelled:
+                pass
+        finally:
+            if runner is not None:
+                runner.close()
+
+    t = threading.Thread(target=body, name="simreel-sim", daemon=True)
+    t.start()
+    return t

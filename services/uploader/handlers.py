@@ -1,0 +1,97 @@
+"""Staged files → the artifact store → ArtifactStored.
+
+VideoAvailable, SceneSaved and TelemetryStaged point at staged files; SimCompleted carries the run
+report. Keys are deterministic, so a redelivered message overwrites the same object with the same
+bytes and announces the same fact (deduplicated by event id) — stored exactly once as seen from outside.
+The staged file is deleted only after ArtifactStored is in the log.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel.bus import Bus, Delivery
+from simreel.store.base import ArtifactStore, Stored, make_key
+
+CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "gif": "image/gif",
+    "png": "application/zip",
+    "xml": "application/xml",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+}
+KIND_OF_FORMAT = {"mp4": "video", "gif": "gif", "png": "frames"}
+
+
+def video_name(episode: int | None, fmt: str) -> str:
+    stem = "all" if episode is None else f"episode-{episode:04d}"
+    return f"{stem}-frames.zip" if fmt == "png" else f"{stem}.{fmt}"
+
+
+class Uploader:
+    def __init__(self, bus: Bus, store: ArtifactStore, staging, *, key_prefix: str = "simreel") -> None:
+        self.bus = bus
+        self.store = store
+        self.staging = staging
+        self.prefix = key_prefix
+
+    async def _store_staged(self, source: ev.Event, *, staged: str, session: str, episode: int | None, name: str,
+                            kind: str, fmt: str, sha256: str) -> list[ev.Event]:
+        run_id = source.run_id
+        log = logs.get("uploader", run_id=run_id, episode=episode)
+        key = make_key(self.prefix, session, run_id, episode, name)
+        metadata = {"run_id": run_id, "episode": "all" if episode is None else str(episode), "sha256": sha256,
+                    "kind": kind}
+        try:
+            async with self.staging.local(staged) as path:
+                stored = await self.store.put(key, Path(path), content_type=CONTENT_TYPES[fmt], metadata=metadata)
+        except FileNotFoundError:
+            # Redelivery after the staged file was already stored and removed: announce it again.
+            if not await self.store.exists(key):
+                return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, message=f"staged file {staged} is gone "
+                                       "and the artifact was never stored", key=key)]
+            stored = Stored(key=key, url=self.store.url(key), bytes=0, sha256=sha256,
+                            content_type=CONTENT_TYPES[fmt], bucket="", path=None, expires_at=None)
+            log.info("artifact_already_stored", key=key)
+        if sha256 and stored.bytes and stored.sha256 != sha256:
+            return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, key=key,
+                                   message=f"sha256 mismatch for {key}: staged {sha256}, stored {stored.sha256}")]
+        done = ev.ArtifactStored(
+            event_id=f"stored-{key}", run_id=run_id, kind=kind, format=fmt, episode=episode, session=session,
+            bucket=stored.bucket, key=stored.key, url=stored.url, path=stored.path, expires_at=stored.expires_at,
+            bytes=stored.bytes, sha256=stored.sha256 or sha256, content_type=stored.content_type,
+            source_event_id=source.event_id)
+        await self.bus.publish(done)
+        await self.staging.delete(staged)
+        log.info("artifact_stored", kind=kind, type=fmt, key=key, url=stored.url, bytes=stored.bytes)
+        return []
+
+    async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
+        return await self._store_staged(v, staged=v.staged, session=v.session, episode=v.episode,
+                                        name=video_name(v.episode, v.format), kind=KIND_OF_FORMAT[v.format],
+                                        fmt=v.format, sha256=v.sha256)
+
+    async def on_scene_saved(self, s: ev.SceneSaved, delivery: Delivery) -> list[ev.Event]:
+        return await self._store_staged(s, staged=s.staged, session=s.session, episode=None, name="scene.xml",
+                                        kind="scene", fmt="xml", sha256=s.sha256)
+
+    async def on_telemetry_staged(self, t: ev.TelemetryStaged, delivery: Delivery) -> list[ev.Event]:
+        return await self._store_staged(t, staged=t.staged, session=t.session, episode=None, name="telemetry.jsonl",
+                                        kind="telemetry", fmt="jsonl", sha256=t.sha256)
+
+    async def on_sim_completed(self, c: ev.SimCompleted, delivery: Delivery) -> list[ev.Event]:
+        key = make_key(self.prefix, c.session, c.run_id, None, "report.json")
+        with tempfile.TemporaryDirectory(prefix="simreel-report-") as d:
+            p = Path(d) / "report.json"
+            p.write_text(json.dumps(c.report, indent=2, sort_keys=True, default=str), encoding="utf-8")
+            stored = await self.store.put(key, p, content_type=CONTENT_TYPES["json"],
+                                          metadata={"run_id": c.run_id, "kind": "report"})
+        logs.get("uploader", run_id=c.run_id).info("artifact_stored", kind="report", key=key, url=stored.url)
+        return [ev.ArtifactStored(
+            event_id=f"stored-{key}", run_id=c.run_id, kind="report", format="json", episode=None, session=c.session,
+            bucket=stored.bucket, key=stored.key, url=stored.url, path=stored.path, expires_at=stored.expires_at,
+            bytes=stored.bytes, sha256=stored.sha256, content_type=stored.content_type, source_event_id=c.event_id)]

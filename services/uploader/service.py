@@ -1,0 +1,29 @@
+"""Wiring of the uploader: staged files and run reports → the configured artifact store."""
+from __future__ import annotations
+
+import asyncio
+
+from simreel import events as ev
+from simreel.bus import Bus
+from simreel.config import Settings
+from simreel.staging import AnyStaging
+from simreel.store.settings import store_from_env
+
+from .handlers import Uploader
+
+NAME = "uploader"
+
+
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    store = store_from_env()
+    up = Uploader(bus, store, AnyStaging(settings, bus), key_prefix=settings.key_prefix)
+    try:
+        await bus.consume(NAME, {
+            ev.VideoAvailable: up.on_video_available,
+            ev.SceneSaved: up.on_scene_saved,
+            ev.TelemetryStaged: up.on_telemetry_staged,
+            ev.SimCompleted: up.on_sim_completed,
+        }, stop=stop, concurrency=settings.concurrency or 4, ack_wait_s=settings.ack_wait_s,
+            max_deliver=settings.max_deliver)
+    finally:
+        await store.close()

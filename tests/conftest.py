@@ -1,0 +1,35 @@
+"""Shared fixtures: real nats-server processes on free ports, and the real simreel stack.
+
+Nothing here mocks NATS or storage: integration tests talk to processes these fixtures start and stop.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import pytest  # noqa: E402
+
+from simreel.embedded import NatsServer, Stack  # noqa: E402
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    with NatsServer(store_dir=tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """NATS + simulator, encoder, uploader, retention as separate processes (shared by a module)."""
+    base = tmp_path_factory.mktemp("stack")
+    env = dict(os.environ)
+    env.update({"SIMREEL_FRAME_IDLE_TIMEOUT_S": "30", "SIMREEL_LOG_LEVEL": "info"})
+    s = Stack(data_dir=base / "data", out_dir=base / "out", env=env)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        if os.environ.get("SIMREEL_TEST_SHOW_LOGS"):
+            print(s.logs())

@@ -1,0 +1,23 @@
+"""Test helpers that drive a real stack through the public client."""
+from __future__ import annotations
+
+from simreel import events as ev
+from simreel.client import Client, RunResult
+from simreel.config import NatsSettings
+
+
+async def run_request(url: str, req: ev.SimRequested, timeout: float = 120.0) -> tuple[RunResult, list[ev.Event]]:
+    seen: list[ev.Event] = []
+    client = await Client.connect(NatsSettings(url=url))
+    try:
+        result = await client.run(req, timeout=timeout, on_event=lambda e, s: seen.append(e))
+    finally:
+        await client.close()
+    return result, seen
+
+
+def small_request(**kw) -> ev.SimRequested:
+    base = dict(scene="cartpole", episodes=1, duration_s=1.0, policy="random",
+                render=ev.RenderSpec(width=160, height=120, fps=15, quality="fast"))
+    base.update(kw)
+    return ev.SimRequested(**base)
