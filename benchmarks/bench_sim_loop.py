@@ -1,0 +1,164 @@
+"""Does recording slow the simulation loop? Is the simulator's memory flat in episode length?
+
+1. Loop rate: the same scene, resolution and episode rendered (a) alone — EpisodeRunner in a thread,
+   frames dropped — and (b) through simreel — the simulator's handler publishing every frame to a real
+   nats-server while an encoder process encodes them. Ratio = rate(b) / rate(a); goal ≥ 0.95.
+   Run (b) twice: encoder live during the run (it competes for this machine's cores), and encoder
+   started after the run (frames wait in JetStream), which is what a separate encoder host gives.
+2. Peak RSS (VmHWM) of a simulator process for a 10 s and a 60 s episode; goal: flat.
+
+    python -m benchmarks.bench_sim_loop [--scene cartpole] [--width 640 --height 480] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from simreel import events as ev  # noqa: E402
+from simreel.client import Client  # noqa: E402
+from simreel.config import NatsSettings  # noqa: E402
+from simreel.embedded import Stack  # noqa: E402
+
+
+def render_alone(scene: str, width: int, height: int, fps: int, duration: float, quality: str) -> float:
+    """Frames per second of the physics+render loop with nothing recorded."""
+    from simreel.sim import loader, policies
+    from simreel.sim.rollout import EpisodeRunner
+
+    model, _ = loader.resolve_scene(scene, {}, (), width, height)
+    result: dict = {}
+
+    def body() -> None:
+        runner = EpisodeRunner(model, width=width, height=height, fps=fps, quality=quality)
+        try:
+            pol = policies.make_policy("random", model, seed=0)
+            t0 = time.perf_counter()
+            s = runner.run_episode(seed=0, policy=pol, duration_s=duration, max_steps=None, on_frame=lambda f: None)
+            result["fps"] = s.frames / (time.perf_counter() - t0)
+        finally:
+            runner.close()
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    return result["fps"]
+
+
+def _hwm_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _run(url: str, req: ev.SimRequested, timeout: float = 1800) -> dict:
+    c = await Client.connect(NatsSettings(url=url))
+    try:
+        started: dict = {}
+
+        def on_event(e, state):
+            if isinstance(e, ev.SimStarted):
+                started["t"] = e.ts
+            if isinstance(e, ev.EpisodeEnded):
+                started["ended"] = e.ts
+
+        res = await c.run(req, timeout=timeout, on_event=on_event)
+        assert res.ok, res.error
+        return {"sim_s": started["ended"] - started["t"], "result": res}
+    finally:
+        await c.close()
+
+
+def recorded(scene: str, width: int, height: int, fps: int, duration: float, quality: str, *,
+             encoder_live: bool) -> dict:
+    """Frames per second of the simulator's loop while every frame is published and encoded."""
+    req = ev.SimRequested(scene=scene, duration_s=duration, policy="random",
+                          render=ev.RenderSpec(width=width, height=height, fps=fps, quality=quality),
+                          outputs=ev.OutputSpec(telemetry=False))
+    services = ["simulator", "uploader"] + (["encoder"] if encoder_live else [])
+    with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
+                                                   services=services) as stack:
+        if not encoder_live:
+            # The encoder joins after the simulation: frames wait in JetStream meanwhile.
+            async def go():
+                c = await Client.connect(NatsSettings(url=stack.url))
+                seen = {}
+                try:
+                    rid = await c.submit(req)
+                    async for e in c.events(rid):
+                        if isinstance(e, ev.SimStarted):
+                            seen["t"] = e.ts
+                        if isinstance(e, ev.EpisodeEnded):
+                            seen["ended"] = e.ts
+                            break
+                    stack.start_service("encoder")
+                    res = await c.wait(rid, timeout=1800)
+                    assert res.ok, res.error
+                finally:
+                    await c.close()
+                return {"sim_s": seen["ended"] - seen["t"]}
+            out = asyncio.run(go())
+        else:
+            out = asyncio.run(_run(stack.url, req))
+        sim_pid = stack.procs["simulator"][0].pid
+        out["simulator_hwm_mib"] = _hwm_kib(sim_pid) / 1024
+    frames = round(duration * fps)
+    return {"fps": frames / out["sim_s"], "sim_s": out["sim_s"], "simulator_hwm_mib": out["simulator_hwm_mib"]}
+
+
+def rss_for(scene: str, duration: float, width: int, height: int, fps: int) -> float:
+    r = recorded(scene, width, height, fps, duration, "fast", encoder_live=True)
+    return r["simulator_hwm_mib"]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scene", default="cartpole")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--quality", default="fast")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+
+    rows = []
+    for i in range(a.repeat):
+        alone = render_alone(a.scene, a.width, a.height, a.fps, a.duration, a.quality)
+        live = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=True)
+        later = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=False)
+        rows.append({"alone_fps": alone, "recorded_fps_encoder_live": live["fps"],
+                     "recorded_fps_encoder_after": later["fps"],
+                     "ratio_encoder_live": live["fps"] / alone, "ratio_encoder_after": later["fps"] / alone})
+        print(json.dumps(rows[-1]), file=sys.stderr)
+    rss10 = rss_for(a.scene, 10.0, 320, 240, a.fps)
+    rss60 = rss_for(a.scene, 60.0, 320, 240, a.fps)
+    out = {
+        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "scene": a.scene, "size": f"{a.width}x{a.height}", "fps": a.fps, "duration_s": a.duration,
+        "quality": a.quality, "runs": rows,
+        "best_ratio_encoder_live": max(r["ratio_encoder_live"] for r in rows),
+        "best_ratio_encoder_after": max(r["ratio_encoder_after"] for r in rows),
+        "simulator_peak_rss_mib": {"10s": rss10, "60s": rss60, "ratio_60_over_10": rss60 / rss10},
+    }
+    print(json.dumps(out, indent=2))
+    if a.json:
+        Path(a.json).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

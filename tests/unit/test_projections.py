@@ -1,0 +1,44 @@
+"""A run's status is a fold over its events."""
+from simreel import events as ev
+from simreel.projections import RunState, fold_runs
+
+
+def _stored(run, key):
+    return ev.ArtifactStored(run_id=run, kind="video", format="mp4", session="s", key=key, url="file:///x", bytes=1,
+                             sha256="0", content_type="video/mp4")
+
+
+def _started(run, attempt):
+    return ev.SimStarted(run_id=run, attempt=attempt, scene="x", episodes=1, frames_per_episode=[3], fps=30,
+                         width=16, height=16, cameras=[], physics_dt=0.002, gl_backend="egl", gl_renderer="r",
+                         session="s", outputs=ev.OutputSpec())
+
+
+def test_completed_only_when_every_expected_artifact_is_stored():
+    s = RunState("r1")
+    s.apply(_started("r1", 1))
+    s.apply(ev.SimCompleted(run_id="r1", attempt=1, episodes=1, frames=3, wall_s=1, session="s", expected_artifacts=2))
+    assert s.status == "storing"
+    s.apply(_stored("r1", "a"))
+    s.apply(_stored("r1", "a"))  # a duplicate fact does not count twice
+    assert s.status == "storing"
+    s.apply(_stored("r1", "b"))
+    assert s.status == "completed" and s.finished
+
+
+def test_failure_of_a_superseded_attempt_does_not_fail_the_run():
+    s = RunState("r1")
+    s.apply(_started("r1", 1))
+    s.apply(_started("r1", 2))
+    s.apply(ev.EncodeFailed(run_id="r1", attempt=1, message="no frames"))
+    assert s.status == "running"
+    s.apply(ev.EncodeFailed(run_id="r1", attempt=2, message="boom"))
+    assert s.status == "failed"
+
+
+def test_fold_runs_groups_by_run_and_skips_unattributable_dead_letters():
+    runs = fold_runs([ev.SimRequested(run_id="a", scene="cartpole"), ev.SimRequested(run_id="b", scene="boxes"),
+                      ev.SimFailed(run_id="b", code="scene_invalid", message="x"),
+                      ev.DeadLettered(service="simulator", subject="s", reason="junk")])
+    assert set(runs) == {"a", "b"}
+    assert runs["a"].status == "queued" and runs["b"].status == "failed"
