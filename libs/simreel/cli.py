@@ -41,7 +41,11 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--policy", default="zero", help="zero | random | sine | entrypoint:module:function (allow-listed)")
     p.add_argument("--session", default="default", help="retention group")
-    p.add_argument("--camera", action="append", default=[], help="named camera (repeatable)")
+    p.add_argument("--camera", action="append", default=[],
+                   help="named camera (repeatable: one video per camera, or one tiled video with --tile)")
+    p.add_argument("--tile", action="store_true", help="put the cameras side by side in one video")
+    p.add_argument("--free-camera", default=None, metavar="distance=3,azimuth=90,elevation=-20,lookat=0:0:0.5",
+                   help="record from a free camera at this pose")
     p.add_argument("--quality", choices=["full", "fast"], default="full",
                    help="fast turns off shadows and reflections (several times faster on software GL)")
     p.add_argument("--video", choices=sorted(VIDEO_CHOICES), default="mp4")
@@ -70,6 +74,18 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
+def _free_camera(spec: str | None) -> dict | None:
+    if not spec:
+        return None
+    out: dict[str, Any] = {}
+    for k, v in _pairs(spec.split(","), "--free-camera").items():
+        try:
+            out[k] = [float(x) for x in v.split(":")] if k == "lookat" else float(v)
+        except ValueError:
+            raise SystemExit(f"simreel: --free-camera {k}={v!r} is not a number") from None
+    return out
+
+
 def build_request(a: argparse.Namespace) -> ev.SimRequested:
     scene = a.scene
     assets: dict[str, bytes] = {}
@@ -90,7 +106,8 @@ def build_request(a: argparse.Namespace) -> ev.SimRequested:
         "session": a.session,
         "tags": _pairs(a.tag, "--tag"),
         "fail_on_blank": a.fail_on_blank,
-        "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality},
+        "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality,
+                   "tile": a.tile, "free_camera": _free_camera(a.free_camera)},
         "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "preset": a.preset,
                     "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry},
     }

@@ -114,9 +114,12 @@ class SimStarted(Event, kw_only=True):
     episodes: Annotated[int, msgspec.Meta(ge=1)]
     frames_per_episode: list[Count]
     fps: Fps
-    width: Width
+    width: Width  # of one view; a tiled frame is `width × len(cameras)` wide
     height: Height
     cameras: list[str]
+    # Views stacked vertically in each frame (one video per camera); 1 for a single or tiled camera.
+    views: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
+    tile: bool = False
     physics_dt: float
     gl_backend: str
     gl_renderer: str

@@ -5,12 +5,19 @@ from __future__ import annotations
 from . import events as ev
 
 
+def views(req: ev.SimRequested) -> int:
+    """Separate videos per episode: one per named camera, unless they are tiled into one."""
+    cams = len(req.render.cameras)
+    return cams if cams > 1 and not req.render.tile else 1
+
+
 def video_outputs(req: ev.SimRequested | ev.SimStarted) -> int:
-    """VideoAvailable count of a run: formats × (each episode and/or one concatenated file)."""
+    """VideoAvailable count of a run: formats × (each episode and/or one concatenated file) × views."""
     outs = req.outputs
     per_episode = req.episodes if outs.layout in ("per-episode", "both") else 0
     concat = 1 if outs.layout in ("concat", "both") else 0
-    return len(set(outs.formats)) * (per_episode + concat)
+    n_views = req.views if isinstance(req, ev.SimStarted) else views(req)
+    return len(set(outs.formats)) * (per_episode + concat) * n_views
 
 
 def expected_artifacts(req: ev.SimRequested | ev.SimStarted) -> int:

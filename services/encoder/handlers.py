@@ -132,13 +132,14 @@ class Encoder:
 
     async def _announce(self, st: ev.SimStarted, finished: list[Finished], log) -> None:
         for f in finished:
-            name = file_name(f.episode, f.format)
+            name = file_name(f.episode, f.format, f.camera)
             ep = "all" if f.episode is None else str(f.episode)
+            cam = f"-{f.camera}" if f.camera else ""
             ref = await self.staging.put(f"{st.run_id}/{st.attempt}/{ep}/{name}", f.info.path)
             info = f.info
             await self.bus.publish(ev.VideoAvailable(
-                event_id=f"video-{st.run_id}-{st.attempt}-{ep}-{f.format}", run_id=st.run_id, attempt=st.attempt,
-                session=st.session, episode=f.episode, format=f.format, staged=ref, frames=info.frames,
+                event_id=f"video-{st.run_id}-{st.attempt}-{ep}-{f.format}{cam}", run_id=st.run_id,
+                attempt=st.attempt, session=st.session, episode=f.episode, camera=f.camera, format=f.format, staged=ref, frames=info.frames,
                 fps=float(info.fps), duration_s=info.duration_s, width=info.width, height=info.height,
                 codec=info.codec, bytes=info.bytes, sha256=info.sha256, encode_ms=info.encode_ms,
                 spans=f.spans, warnings=f.warnings))

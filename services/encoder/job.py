@@ -28,29 +28,34 @@ class Finished:
     episode: int | None
     format: str
     info: VideoInfo
+    camera: str | None = None
     spans: list[ev.EpisodeSpan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
-def file_name(episode: int | None, fmt: str) -> str:
+def file_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
     stem = "all" if episode is None else f"episode-{episode:04d}"
+    if camera:
+        stem += f"-{camera}"
     return f"{stem}.zip" if fmt == "png" else f"{stem}.{fmt}"
 
 
 class _Outputs:
     """The writers of one video (an episode, or the concatenation)."""
 
-    def __init__(self, workdir: Path, episode: int | None, st: ev.SimStarted, threads: int) -> None:
+    def __init__(self, workdir: Path, episode: int | None, st: ev.SimStarted, threads: int,
+                 camera: str | None = None) -> None:
         o = st.outputs
         self.episode = episode
+        self.camera = camera
         self.formats = list(dict.fromkeys(o.formats))
         self.outputs = o
         self.workdir = workdir
-        self.mp4_path = workdir / file_name(episode, "mp4")
+        self.mp4_path = workdir / file_name(episode, "mp4", camera)
         need_mp4 = "mp4" in self.formats or "gif" in self.formats
         self.mp4 = Mp4Writer(self.mp4_path, width=st.width, height=st.height, fps=st.fps, crf=o.crf,
                              preset=o.preset, threads=threads) if need_mp4 else None
-        self.png = PngZipWriter(workdir / file_name(episode, "png"), width=st.width, height=st.height) \
+        self.png = PngZipWriter(workdir / file_name(episode, "png", camera), width=st.width, height=st.height) \
             if "png" in self.formats else None
         self.stats = FrameStats(st.width, st.height)
         self.spans: list[ev.EpisodeSpan] = []
@@ -82,15 +87,15 @@ class _Outputs:
         warnings = self.stats.warnings()
         mp4_info = self.mp4.close() if self.mp4 is not None else None
         if "mp4" in self.formats and mp4_info is not None:
-            out.append(Finished(self.episode, "mp4", mp4_info, list(self.spans), warnings))
+            out.append(Finished(self.episode, "mp4", mp4_info, self.camera, list(self.spans), warnings))
         if "gif" in self.formats and mp4_info is not None:
-            gif = mp4_to_gif(self.mp4_path, self.workdir / file_name(self.episode, "gif"),
+            gif = mp4_to_gif(self.mp4_path, self.workdir / file_name(self.episode, "gif", self.camera),
                              fps=self.outputs.gif_fps, width=self.outputs.gif_width)
-            out.append(Finished(self.episode, "gif", gif, list(self.spans), warnings))
+            out.append(Finished(self.episode, "gif", gif, self.camera, list(self.spans), warnings))
             if "mp4" not in self.formats:
                 self.mp4_path.unlink(missing_ok=True)
         if self.png is not None:
-            out.append(Finished(self.episode, "png", self.png.close(), list(self.spans), warnings))
+            out.append(Finished(self.episode, "png", self.png.close(), self.camera, list(self.spans), warnings))
         return out
 
     def abort(self) -> None:
@@ -109,8 +114,12 @@ class EncodeJob:
         self.threads = threads
         o = st.outputs
         self.per_episode = o.layout in ("per-episode", "both")
-        self.concat = _Outputs(workdir, None, st, threads) if o.layout in ("concat", "both") else None
-        self.current: _Outputs | None = None
+        # One video per stacked view (camera); a single or tiled camera is one view named None.
+        self.view_names: list[str | None] = list(st.cameras) if st.views > 1 else [None]
+        self.view_bytes = st.width * st.height * 3
+        self.concat = [_Outputs(workdir, None, st, threads, cam) for cam in self.view_names] \
+            if o.layout in ("concat", "both") else []
+        self.current: list[_Outputs] = []
         self.current_episode: int | None = None
         self.episode_frames = 0
         self.done_episodes: set[int] = set()
@@ -122,18 +131,21 @@ class EncodeJob:
         self.current_episode = episode
         self.episode_frames = 0
         if self.per_episode:
-            self.current = _Outputs(self.workdir, episode, self.st, self.threads)
-        if self.concat is not None:
-            self.concat.start_episode(episode)
+            self.current = [_Outputs(self.workdir, episode, self.st, self.threads, cam) for cam in self.view_names]
+        for c in self.concat:
+            c.start_episode(episode)
 
     def write(self, episode: int, frames: list[Frame]) -> None:
+        n = len(self.view_names)
         for f in frames:
-            if self.current is not None:
-                self.current.write(f.pixels)
+            views = [f.pixels] if n == 1 else [f.pixels[i * self.view_bytes:(i + 1) * self.view_bytes] for i in range(n)]
+            for out, px in zip(self.current, views):
+                out.write(px)
             concat_index = None
-            if self.concat is not None:
-                concat_index = self.concat.frames
-                self.concat.write(f.pixels)
+            if self.concat:
+                concat_index = self.concat[0].frames
+                for out, px in zip(self.concat, views):
+                    out.write(px)
             if self._telemetry is not None:
                 row: dict[str, Any] = {"episode": episode, "frame": f.index, "video_t": f.index / self.st.fps}
                 if concat_index is not None:
@@ -146,16 +158,16 @@ class EncodeJob:
 
     def end_episode(self, episode: int) -> list[Finished]:
         self.done_episodes.add(episode)
-        if self.concat is not None:
-            self.concat.end_episode(episode, self.episode_frames)
+        for c in self.concat:
+            c.end_episode(episode, self.episode_frames)
         out: list[Finished] = []
-        if self.current is not None:
-            out = self.current.finish()
-            self.current = None
+        for cur in self.current:
+            out += cur.finish()
+        self.current = []
         return out
 
     def finish(self) -> tuple[list[Finished], Path | None]:
-        out = self.concat.finish() if self.concat is not None else []
+        out = [f for c in self.concat for f in c.finish()]
         tel = None
         if self._telemetry is not None:
             self._telemetry.close()
@@ -164,9 +176,8 @@ class EncodeJob:
         return out, tel
 
     def abort(self) -> None:
-        for o in (self.current, self.concat):
-            if o is not None:
-                o.abort()
+        for o in (*self.current, *self.concat):
+            o.abort()
         if self._telemetry is not None:
             self._telemetry.close()
             self._telemetry = None

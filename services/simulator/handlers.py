@@ -91,26 +91,34 @@ class Simulator:
             log.warning("scene_refused", reason=str(e))
             return [self._failed(req, attempt, code, str(e), "scene")]
         cameras = loader.camera_names(model)
-        camera = None
         if r.cameras:
             missing = [c for c in r.cameras if c not in cameras]
             if missing:
                 return [self._failed(req, attempt, "bad_request",
                                      f"camera {missing[0]!r} is not in the scene (cameras: {', '.join(cameras) or 'none'})",
                                      "render.cameras")]
-            camera = r.cameras[0]
+            if len(set(r.cameras)) != len(r.cameras):
+                return [self._failed(req, attempt, "bad_request", "a camera is named twice", "render.cameras")]
+        tile = r.tile and len(r.cameras) > 1
+        if tile and r.width * len(r.cameras) > self.settings.limits.max_width:
+            return [self._failed(req, attempt, "limit_exceeded",
+                                 f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
+                                 f"{self.settings.limits.max_width}", "render.width")]
         dt = float(model.opt.timestep)
         duration = plan.duration_of(req)
         n_frames = plan.frame_count(duration, req.max_steps, dt, r.fps)
         seeds = plan.episode_seeds(req)
-        job = WorkerJob(model=model, width=r.width, height=r.height, fps=r.fps, camera=camera,
+        job = WorkerJob(model=model, width=r.width, height=r.height, fps=r.fps, cameras=list(r.cameras), tile=tile,
                         free_camera=msgspec.structs.asdict(r.free_camera) if r.free_camera else None,
                         quality=r.quality, seeds=seeds, duration_s=duration, max_steps=req.max_steps,
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist)
-        return await self._run(req, attempt, job, label, camera, n_frames, log)
+        return await self._run(req, attempt, job, label, n_frames, log)
 
-    async def _run(self, req, attempt, job: WorkerJob, label: str, camera, n_frames: int, log) -> list[ev.Event]:
+    async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log) -> list[ev.Event]:
+        views = len(job.cameras) if (len(job.cameras) > 1 and not job.tile) else 1
+        frame_w = job.width * (len(job.cameras) if job.tile else 1)
+        frame_h = job.height * views
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.frame_queue)
@@ -128,13 +136,13 @@ class Simulator:
                 if kind == "frame":
                     _, episode, index, t, pixels, telemetry = item
                     if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, job.width, job.height, self.bus.max_payload)
+                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload)
                     for b in packer.add(index, t, pixels, telemetry):
                         await publisher.publish(b)
                 elif kind == "episode":
                     _, episode, s = item
                     if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, job.width, job.height, self.bus.max_payload)
+                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload)
                     for b in packer.flush(last=True):
                         await publisher.publish(b)
                     await publisher.flush()
@@ -148,6 +156,9 @@ class Simulator:
                         blank=s.blank, frozen=s.frozen, warnings=warnings)
                     await self.bus.publish(ended)
                     episodes.append({"episode": episode, "seed": s.seed, "steps": s.steps, "frames": s.frames,
+                                     # where this episode sits in the concatenated video (layout concat/both)
+                                     "concat_first_frame": total_frames - s.frames,
+                                     "concat_start_s": (total_frames - s.frames) / job.fps,
                                      "return": s.return_, "sim_time_s": s.sim_time, "blank": s.blank,
                                      "frozen": s.frozen, "render_ms": round(s.render_ms_total, 1),
                                      "physics_ms": round(s.physics_ms_total, 1), "warnings": warnings})
@@ -158,7 +169,7 @@ class Simulator:
                                     remedy="set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
                     if req.fail_on_blank and (s.blank or s.frozen):
                         cancel.set()
-                        await self._abort_frames(req.run_id, attempt, episode + 1, job, publisher)
+                        await self._abort_frames(req.run_id, attempt, episode + 1, frame_w, frame_h, publisher)
                         return [self._failed(req, attempt, "blank_frames",
                                              f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
                 elif kind == "started":
@@ -166,15 +177,15 @@ class Simulator:
                     await self.bus.publish(ev.SimStarted(
                         event_id=f"started-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, scene=label,
                         episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes, fps=job.fps,
-                        width=job.width, height=job.height, cameras=[camera] if camera else [],
-                        physics_dt=float(job.model.opt.timestep), gl_backend=gl.get("backend", ""),
+                        width=frame_w if job.tile else job.width, height=job.height, cameras=list(job.cameras),
+                        views=views, tile=job.tile, physics_dt=float(job.model.opt.timestep), gl_backend=gl.get("backend", ""),
                         gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs))
                     log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
                              frames_per_episode=n_frames, episodes=req.episodes)
                 elif kind == "error":
                     err = item[1]
                     log.error("sim_failed", error=f"{type(err).__name__}: {err}")
-                    await self._abort_frames(req.run_id, attempt, len(episodes), job, publisher)
+                    await self._abort_frames(req.run_id, attempt, len(episodes), frame_w, frame_h, publisher)
                     code = "policy_forbidden" if isinstance(err, PolicyError) else (
                         "scene_invalid" if isinstance(err, SceneError) else "render_failed")
                     return [self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
@@ -196,7 +207,7 @@ class Simulator:
             "scene": label,
             "request": _request_summary(req),
             "gl": gl,
-            "render": {"width": job.width, "height": job.height, "fps": job.fps, "camera": camera,
+            "render": {"width": job.width, "height": job.height, "fps": job.fps, "cameras": job.cameras, "tile": job.tile,
                        "quality": job.quality},
             "physics_dt": float(job.model.opt.timestep),
             "frames_per_episode": n_frames,
@@ -209,11 +220,12 @@ class Simulator:
             frames=total_frames, wall_s=wall, session=req.session,
             expected_artifacts=plan.expected_artifacts(req), report=report)]
 
-    async def _abort_frames(self, run_id: str, attempt: int, episode: int, job: WorkerJob, publisher) -> None:
+    async def _abort_frames(self, run_id: str, attempt: int, episode: int, width: int, height: int,
+                            publisher) -> None:
         """Tell an encoder waiting on this attempt that no more frames will come."""
         with _suppress():
             await publisher.flush()
-        packer = FramePacker(run_id, attempt, episode, job.width, job.height, self.bus.max_payload, seq=10**6)
+        packer = FramePacker(run_id, attempt, episode, width, height, self.bus.max_payload, seq=10**6)
         with _suppress():
             for b in packer.flush(aborted=True):
                 await publisher.publish(b)

@@ -22,7 +22,8 @@ class WorkerJob:
     width: int
     height: int
     fps: int
-    camera: str | None
+    cameras: list[str]  # empty: the scene's default camera (or free_camera)
+    tile: bool
     free_camera: dict | None
     quality: str
     seeds: list[int]
@@ -53,8 +54,10 @@ def run_in_thread(job: WorkerJob, queue: asyncio.Queue, loop: asyncio.AbstractEv
     def body() -> None:
         runner = None
         try:
-            runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps,
-                                   camera=job.free_camera or job.camera, quality=job.quality)
+            first = job.cameras[0] if job.cameras else job.free_camera
+            runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
+                                   quality=job.quality, extra_cameras=job.cameras[1:],
+                                   compose="tile" if job.tile else "stack")
             put(("started", runner.gl))
             for episode, seed in enumerate(job.seeds):
                 policy = policies.make_policy(job.policy, job.model, seed=seed, params=job.policy_params,

@@ -27,8 +27,10 @@ CONTENT_TYPES = {
 KIND_OF_FORMAT = {"mp4": "video", "gif": "gif", "png": "frames"}
 
 
-def video_name(episode: int | None, fmt: str) -> str:
+def video_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
     stem = "all" if episode is None else f"episode-{episode:04d}"
+    if camera:
+        stem += f"-{camera}"
     return f"{stem}-frames.zip" if fmt == "png" else f"{stem}.{fmt}"
 
 
@@ -40,7 +42,7 @@ class Uploader:
         self.prefix = key_prefix
 
     async def _store_staged(self, source: ev.Event, *, staged: str, session: str, episode: int | None, name: str,
-                            kind: str, fmt: str, sha256: str) -> list[ev.Event]:
+                            kind: str, fmt: str, sha256: str, camera: str | None = None) -> list[ev.Event]:
         run_id = source.run_id
         log = logs.get("uploader", run_id=run_id, episode=episode)
         key = make_key(self.prefix, session, run_id, episode, name)
@@ -61,7 +63,7 @@ class Uploader:
             return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, key=key,
                                    message=f"sha256 mismatch for {key}: staged {sha256}, stored {stored.sha256}")]
         done = ev.ArtifactStored(
-            event_id=f"stored-{key}", run_id=run_id, kind=kind, format=fmt, episode=episode, session=session,
+            event_id=f"stored-{key}", run_id=run_id, kind=kind, format=fmt, episode=episode, camera=camera, session=session,
             bucket=stored.bucket, key=stored.key, url=stored.url, path=stored.path, expires_at=stored.expires_at,
             bytes=stored.bytes, sha256=stored.sha256 or sha256, content_type=stored.content_type,
             source_event_id=source.event_id)
@@ -72,7 +74,7 @@ class Uploader:
 
     async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
         return await self._store_staged(v, staged=v.staged, session=v.session, episode=v.episode,
-                                        name=video_name(v.episode, v.format), kind=KIND_OF_FORMAT[v.format],
+                                        name=video_name(v.episode, v.format, v.camera), camera=v.camera, kind=KIND_OF_FORMAT[v.format],
                                         fmt=v.format, sha256=v.sha256)
 
     async def on_scene_saved(self, s: ev.SceneSaved, delivery: Delivery) -> list[ev.Event]:

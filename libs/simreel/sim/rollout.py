@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import mujoco
 import numpy as np
@@ -283,7 +283,12 @@ class EpisodeRunner:
         camera: CameraSpec = None,
         quality: Quality = "full",
         perturb_scale: float = 0.01,
+        extra_cameras: Sequence[CameraSpec] = (),
+        compose: str = "stack",
     ) -> None:
+        """`extra_cameras` render the same instant from more viewpoints into one composite frame:
+        `compose="stack"` puts the views one above the other (the encoder splits them into one video
+        per camera), `"tile"` side by side (one video showing all of them)."""
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be > 0, got {width}x{height}")
         if quality not in ("full", "fast"):
@@ -293,11 +298,18 @@ class EpisodeRunner:
         self.width, self.height, self.quality = int(width), int(height), quality
         self.schedule = FrameSchedule.of(model.opt.timestep, fps)
         self.camera = make_camera(model, camera)
+        self.cameras = [self.camera] + [make_camera(model, c) for c in extra_cameras]
+        if compose not in ("stack", "tile"):
+            raise ValueError(f"compose must be 'stack' or 'tile', got {compose!r}")
+        self.compose = compose
         self.perturb_scale = float(perturb_scale)
         self._renderer: mujoco.Renderer | None = make_renderer(model, self.width, self.height, quality)
         self.gl = gl_info()
         self.data = mujoco.MjData(model)
-        self._pixels = np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        n = len(self.cameras)
+        shape = (self.height * n, self.width, 3) if compose == "stack" else (self.height, self.width * n, 3)
+        self._pixels = np.zeros(shape, dtype=np.uint8)
+        self._view = np.zeros((self.height, self.width, 3), dtype=np.uint8) if (n > 1 and compose == "tile") else None
         self._qpos_idx = _perturbable_qpos(model)
         self._action = np.zeros(model.nu)
         limited = np.asarray(model.actuator_ctrllimited, dtype=bool).reshape(-1)
@@ -348,6 +360,18 @@ class EpisodeRunner:
         np.clip(a, self._lo, self._hi, out=self._action)
         d.ctrl[:] = self._action
 
+    def _render_views(self, r, d, buf: np.ndarray) -> None:
+        h, w = self.height, self.width
+        for i, cam in enumerate(self.cameras):
+            r.update_scene(d, camera=cam)
+            if len(self.cameras) == 1:
+                r.render(out=buf)
+            elif self.compose == "stack":
+                r.render(out=buf[i * h:(i + 1) * h])  # a contiguous block of rows
+            else:
+                r.render(out=self._view)
+                buf[:, i * w:(i + 1) * w] = self._view
+
     def run_episode(
         self,
         *,
@@ -392,8 +416,7 @@ class EpisodeRunner:
                 break
             advance(sched.step_for(k))
             t0 = time.perf_counter()
-            r.update_scene(d, camera=self.camera)
-            r.render(out=buf)
+            self._render_views(r, d, buf)
             render_s += time.perf_counter() - t0
             stats.add(buf)
             max_off = max(max_off, sched.offset(k))
