@@ -185,7 +185,9 @@ class Bus:
         sub = None
         while sub is None and not stop.is_set():
             try:
-                sub = await self.js.pull_subscribe(filters[0], durable=service, stream=subjects.EVENTS_STREAM, config=config)
+                # Create or update: a new release may claim more subjects with the same durable name.
+                await self.js.add_consumer(subjects.EVENTS_STREAM, config=config)
+                sub = await self.js.pull_subscribe_bind(durable=service, stream=subjects.EVENTS_STREAM)
             except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError) as e:
                 log.warning("consumer_create_retry", service=service, error=type(e).__name__)
                 await asyncio.sleep(0.5)

@@ -306,6 +306,100 @@ def cmd_runs(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(a: argparse.Namespace) -> int:
+    """Ask retention to delete a run's artifacts, and wait until each one is gone."""
+    from .client import Client
+
+    async def _go() -> tuple[list[str], set[str]]:
+        c = await Client.connect(_nats_settings(a))
+        try:
+            live: set[str] = set()
+            async for e in c.bus.replay(f"simreel.evt.artifact.*.{a.run_id}"):
+                if isinstance(e, ev.ArtifactStored):
+                    live.add(e.key)
+                elif isinstance(e, ev.ArtifactDeleted):
+                    live.discard(e.key)
+            if not live:
+                return [], set()
+            await c.bus.publish(ev.DeleteRequested(run_id=a.run_id, requested_by=os.environ.get("USER", "")))
+            gone: set[str] = set()
+
+            async def _wait() -> None:
+                async for e in c.bus.follow(f"simreel.evt.artifact.deleted.{a.run_id}"):
+                    if isinstance(e, ev.ArtifactDeleted):
+                        gone.add(e.key)
+                    if live <= gone:
+                        return
+
+            try:
+                await asyncio.wait_for(_wait(), a.timeout)
+            except asyncio.TimeoutError:
+                pass
+            return sorted(live), gone
+        finally:
+            await c.close()
+
+    live, gone = asyncio.run(_go())
+    missing = [k for k in live if k not in gone]
+    if a.json:
+        sys.stdout.write(json.dumps({"run_id": a.run_id, "deleted": sorted(set(live) & gone), "pending": missing}) + "\n")
+    else:
+        _console().print(f"run {a.run_id}: {len(live) - len(missing)} artifact(s) deleted"
+                         + (f", {len(missing)} still pending (is a retention service running?)" if missing else ""))
+    return 1 if missing else 0
+
+
+def cmd_retention(a: argparse.Namespace) -> int:
+    """Show (--dry-run) or apply the retention policy once, from the event log."""
+    from .client import Client
+    from .retention import Policy, RetentionIndex
+
+    policy = Policy(keep_latest=a.keep_latest, max_age_s=a.max_age, max_total_bytes=a.max_bytes)
+    if not policy.active:
+        raise SystemExit("simreel: give at least one of --keep-latest, --max-age, --max-bytes")
+
+    async def _go():
+        c = await Client.connect(_nats_settings(a))
+        try:
+            index = RetentionIndex().apply_all([e async for e in c.bus.replay("simreel.evt.artifact.>")])
+            store = None
+            if not a.dry_run:
+                from .store.settings import store_from_env
+
+                store = store_from_env()
+            sessions = [a.session] if a.session else sorted(index.sessions())
+            out = []
+            now = time.time()
+            for s in sessions:
+                for entry, reason in index.victims(s, policy, now):
+                    deleted = ev.ArtifactDeleted(event_id=f"deleted-{entry.key}", run_id=entry.run_id, session=s,
+                                                 key=entry.key, bucket=entry.bucket, reason=reason)
+                    if store is not None:
+                        await store.delete(entry.key)
+                        await c.bus.publish(deleted)
+                    out.append(deleted)
+            if store is not None:
+                await store.close()
+            return out
+        finally:
+            await c.close()
+
+    decided = asyncio.run(_go())
+    if a.json:
+        sys.stdout.write(json.dumps([{"key": d.key, "session": d.session, "run_id": d.run_id, "reason": d.reason}
+                                     for d in decided]) + "\n")
+        return 0
+    from rich.table import Table
+
+    t = Table(title="would delete" if a.dry_run else "deleted")
+    for col in ("session", "run_id", "key", "reason"):
+        t.add_column(col)
+    for d in decided:
+        t.add_row(d.session, d.run_id, d.key, d.reason)
+    _console().print(t)
+    return 0
+
+
 def cmd_schema(a: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(ev.json_schema(), indent=2) + "\n")
     return 0
@@ -360,6 +454,23 @@ def parser() -> argparse.ArgumentParser:
     _add_nats_args(rs)
     rs.add_argument("--json", action="store_true")
     rs.set_defaults(func=cmd_runs)
+
+    rm = sub.add_parser("rm", help="delete a run's artifacts (carried out by the retention service)")
+    rm.add_argument("run_id")
+    _add_nats_args(rm)
+    rm.add_argument("--timeout", type=float, default=60.0)
+    rm.add_argument("--json", action="store_true")
+    rm.set_defaults(func=cmd_rm)
+
+    rt = sub.add_parser("retention", help="apply a retention policy once (or show what it would delete)")
+    _add_nats_args(rt)
+    rt.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    rt.add_argument("--keep-latest", type=int, default=0)
+    rt.add_argument("--max-age", type=float, default=0.0, help="seconds")
+    rt.add_argument("--max-bytes", type=int, default=0)
+    rt.add_argument("--session", default=None)
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(func=cmd_retention)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of the public events")
     sc.set_defaults(func=cmd_schema)

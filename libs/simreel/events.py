@@ -294,6 +294,13 @@ class ArtifactDeleted(Event, kw_only=True):
     reason: Literal["count", "age", "bytes", "manual"]
 
 
+class DeleteRequested(Event, kw_only=True):
+    """A person or system asks for a run's artifacts to go (`simreel rm`); retention carries it out."""
+
+    reason: Literal["manual"] = "manual"
+    requested_by: str = ""
+
+
 # --- plumbing --------------------------------------------------------------------------------------
 
 
@@ -321,6 +328,7 @@ AnyEvent = Union[
     ArtifactStored,
     StoreFailed,
     ArtifactDeleted,
+    DeleteRequested,
     DeadLettered,
 ]
 

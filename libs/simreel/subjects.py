@@ -28,6 +28,7 @@ _PER_RUN = {
     ev.ArtifactStored: "simreel.evt.artifact.stored",
     ev.StoreFailed: "simreel.evt.store.failed",
     ev.ArtifactDeleted: "simreel.evt.artifact.deleted",
+    ev.DeleteRequested: "simreel.evt.delete.requested",
 }
 
 
@@ -93,5 +94,5 @@ WORK_CONSUMERS: dict[str, list[str]] = {
         "simreel.evt.telemetry.staged.*",
         "simreel.evt.sim.completed.*",
     ],
-    "retention": ["simreel.evt.artifact.stored.*"],
+    "retention": ["simreel.evt.artifact.stored.*", "simreel.evt.delete.requested.*"],
 }

@@ -13,7 +13,7 @@ from simreel import log as logs
 from simreel.bus import Bus, Delivery
 from simreel.store.base import ArtifactStore
 
-from .index import Policy, RetentionIndex
+from simreel.retention import Policy, RetentionIndex
 
 
 class Retention:
@@ -47,6 +47,19 @@ class Retention:
     async def on_artifact_stored(self, stored: ev.ArtifactStored, delivery: Delivery) -> list[ev.Event]:
         self.index.apply(stored)
         await self.enforce(stored.session)
+        return []
+
+    async def on_delete_requested(self, req: ev.DeleteRequested, delivery: Delivery) -> list[ev.Event]:
+        """Delete every live artifact of the run (idempotent: already-deleted keys are not in the index)."""
+        victims = sorted((e for e in self.index.entries.values() if e.run_id == req.run_id), key=lambda e: e.key)
+        for entry in victims:
+            deleted = ev.ArtifactDeleted(event_id=f"deleted-{entry.key}", run_id=entry.run_id, session=entry.session,
+                                         key=entry.key, bucket=entry.bucket, reason="manual")
+            await self.store.delete(entry.key)
+            if self.bus is not None:
+                await self.bus.publish(deleted)
+            self.index.apply(deleted)
+            logs.get("retention", run_id=entry.run_id).info("artifact_deleted", key=entry.key, reason="manual")
         return []
 
     async def sweep(self) -> list[ev.ArtifactDeleted]:

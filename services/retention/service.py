@@ -17,7 +17,7 @@ from simreel.config import Settings
 from simreel.store.settings import store_from_env
 
 from .handlers import Retention
-from .index import Policy, RetentionIndex, policies_from_env
+from simreel.retention import Policy, RetentionIndex, policies_from_env
 
 NAME = "retention"
 ARTIFACT_EVENTS = "simreel.evt.artifact.>"
@@ -74,7 +74,8 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
 
     sweep = asyncio.create_task(sweeper())
     try:
-        await bus.consume(NAME, {ev.ArtifactStored: ret.on_artifact_stored}, stop=stop, concurrency=1,
+        await bus.consume(NAME, {ev.ArtifactStored: ret.on_artifact_stored,
+                                 ev.DeleteRequested: ret.on_delete_requested}, stop=stop, concurrency=1,
                           ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
     finally:
         for t in (sweep, follower):

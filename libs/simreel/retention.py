@@ -1,4 +1,4 @@
-"""The retention index — a projection of ArtifactStored / ArtifactDeleted — and the policy decisions.
+"""Retention index — a projection of ArtifactStored / ArtifactDeleted — and the policy decisions.
 
 Pure and deterministic: the same events give the same index and the same victims, which is what lets
 a restarted (or a second) retention instance make the same decisions from the event log.
