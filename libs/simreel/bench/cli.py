@@ -239,7 +239,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     """Add `bench` (render / compare / scenes) to an argparse subparsers object."""
     bench = subparsers.add_parser("bench", help="render benchmark (GL backends, scenes)", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = bench.add_subparsers(dest="bench_command", metavar="{render,compare,scenes}")
+    sub = bench.add_subparsers(dest="bench_command", metavar="{render,compare,scenes,pipeline}")
     render = _add_render(sub)
 
     c = sub.add_parser("compare", help="backends x scenes x qualities x resolutions in one table")
@@ -254,6 +254,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     s = sub.add_parser("scenes", help="list the builtin scenes")
     s.add_argument("--json", default=None, metavar="PATH", help="also write JSON ('-' = JSON only, to stdout)")
     s.set_defaults(func=cmd_scenes)
+
+    from .pipeline import register as register_pipeline
+
+    register_pipeline(sub)
 
     def bare_bench(args: argparse.Namespace) -> int:
         """`simreel bench` alone = `simreel bench render` with its defaults."""

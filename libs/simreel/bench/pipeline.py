@@ -1,0 +1,226 @@
+"""`simreel bench pipeline`: frames through the real stack, measured against the obvious alternatives.
+
+(a) encoder throughput: the same synthetic frames encoded by a simreel encoder process reading them
+    from JetStream vs piped raw into an `ffmpeg` subprocess with the same codec settings;
+(b) scaling: 1 vs 2 encoder processes on many runs waiting at once;
+(c) latency: episode end → VideoAvailable and → ArtifactStored on a real simulated run.
+
+Frames for (a) and (b) are published into FRAMES first, exactly as a simulator would, so the encoder
+is the only thing being timed. Ratios are what to read; this machine is shared and noisy.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import events as ev
+from ..bus import Bus
+from ..client import Client
+from ..config import NatsSettings
+from ..embedded import Stack
+from ..framing import FramePacker
+from ..media.synthetic import moving_pattern
+
+DISTINCT = 32
+
+
+def _frames(width: int, height: int) -> list[bytes]:
+    return [moving_pattern(i, width, height).tobytes() for i in range(DISTINCT)]
+
+
+def _started(run_id: str, width: int, height: int, fps: int, frames: int) -> ev.SimStarted:
+    return ev.SimStarted(run_id=run_id, attempt=1, scene="synthetic", episodes=1, frames_per_episode=[frames], fps=fps,
+                         width=width, height=height, cameras=[], physics_dt=0.002, gl_backend="none",
+                         gl_renderer="synthetic", session="bench",
+                         outputs=ev.OutputSpec(formats=["mp4"], telemetry=False))
+
+
+async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int, pixels: list[bytes]) -> None:
+    packer = FramePacker(run_id, 1, 0, width, height, bus.max_payload)
+    pending = []
+    for i in range(n):
+        for b in packer.add(i, i / 30, pixels[i % len(pixels)]):
+            pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+        if len(pending) > 64:
+            await asyncio.gather(*pending)
+            pending = []
+    for b in packer.flush(last=True):
+        pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+    await asyncio.gather(*pending)
+
+
+async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, height: int, n: int,
+                       encoders: int) -> float:
+    """Publish every run's frames, start `encoders` processes, release all runs; seconds until the last video."""
+    bus = await Bus.connect(NatsSettings(url=url))
+    try:
+        pixels = _frames(width, height)
+        for rid in runs:
+            await _publish_frames(bus, rid, width, height, n, pixels)
+        env = stack.service_env()
+        env["SIMREEL_CONCURRENCY"] = "1"
+        for _ in range(encoders):
+            stack.start_service("encoder", env)
+        await _until_pulling(bus, "encoder", encoders)
+        waiting = set(runs)
+        sub = await bus.nc.subscribe("simreel.evt.video.available.*")
+        t0 = time.perf_counter()
+        for rid in runs:
+            await bus.publish(_started(rid, width, height, 30, n))
+        while waiting:
+            msg = await sub.next_msg(timeout=600)
+            e = ev.decode(msg.data)
+            waiting.discard(e.run_id)
+        elapsed = time.perf_counter() - t0
+        await sub.unsubscribe()
+        return elapsed
+    finally:
+        await bus.close()
+
+
+async def _until_pulling(bus: Bus, consumer: str, n: int, timeout: float = 60.0) -> None:
+    """Wait until `n` processes are waiting on the consumer, so process start-up is not timed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            info = await bus.js.consumer_info("EVENTS", consumer)
+            if (info.num_waiting or 0) >= n:
+                return
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"{n} {consumer} process(es) did not start pulling within {timeout:.0f}s")
+
+
+def _ffmpeg_fps(width: int, height: int, n: int) -> dict[str, float] | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    pixels = _frames(width, height)
+    with tempfile.TemporaryDirectory() as d:
+        cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+               "-r", "30", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
+               "-threads", "1", "-movflags", "+faststart", str(Path(d) / "out.mp4")]
+        t0 = time.perf_counter()
+        before = os.times()
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        for i in range(n):
+            p.stdin.write(pixels[i % len(pixels)])
+        p.stdin.close()
+        p.wait()
+        wall = time.perf_counter() - t0
+        after = os.times()
+    return {"fps": n / wall, "cpu_s": (after.children_user - before.children_user)
+            + (after.children_system - before.children_system)}
+
+
+def throughput(width: int = 640, height: int = 480, frames: int = 300) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
+                                                   services=["uploader"]) as stack:
+        secs = asyncio.run(_encode_runs(stack.url, stack, ["tput"], width, height, frames, encoders=1))
+    simreel_fps = frames / secs
+    ff = _ffmpeg_fps(width, height, frames)
+    return {"size": f"{width}x{height}", "frames": frames, "simreel_fps": simreel_fps,
+            "ffmpeg_pipe_fps": ff["fps"] if ff else None,
+            "ratio_simreel_over_ffmpeg": simreel_fps / ff["fps"] if ff else None,
+            "note": "simreel time includes reading every frame back from JetStream" if ff else
+            "ffmpeg baseline skipped: pip install imageio-ffmpeg"}
+
+
+def scaling(runs: int = 6, width: int = 320, height: int = 240, frames: int = 150) -> dict[str, Any]:
+    out: dict[str, Any] = {"runs": runs, "size": f"{width}x{height}", "frames_per_run": frames}
+    for n in (1, 2):
+        with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
+                                                       services=["uploader"]) as stack:
+            ids = [f"scale{n}-{i}" for i in range(runs)]
+            out[f"{n}_encoder_s"] = asyncio.run(_encode_runs(stack.url, stack, ids, width, height, frames, encoders=n))
+    out["speedup_2_over_1"] = out["1_encoder_s"] / out["2_encoder_s"]
+    return out
+
+
+def latency(duration_s: float = 10.0, width: int = 640, height: int = 480, fps: int = 30) -> dict[str, Any]:
+    req = ev.SimRequested(scene="cartpole", duration_s=duration_s, policy="random",
+                          render=ev.RenderSpec(width=width, height=height, fps=fps, quality="fast"),
+                          outputs=ev.OutputSpec(telemetry=False))
+    with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out") as stack:
+        async def go():
+            c = await Client.connect(NatsSettings(url=stack.url))
+            try:
+                seen: dict[str, float] = {}
+
+                def on_event(e, state):
+                    if isinstance(e, ev.EpisodeEnded):
+                        seen["ended"] = e.ts
+                    elif isinstance(e, ev.VideoAvailable):
+                        seen["video"] = e.ts
+                    elif isinstance(e, ev.ArtifactStored) and e.kind == "video":
+                        seen["stored"] = e.ts
+
+                r = await c.run(req, timeout=900, on_event=on_event)
+                if not r.ok:
+                    raise RuntimeError(f"latency run failed: {r.error}")
+                return seen
+            finally:
+                await c.close()
+
+        seen = asyncio.run(go())
+    return {"clip_s": duration_s, "size": f"{width}x{height}",
+            "episode_end_to_video_available_s": seen["video"] - seen["ended"],
+            "episode_end_to_artifact_stored_s": seen["stored"] - seen["ended"]}
+
+
+def run_all(*, quick: bool = False) -> dict[str, Any]:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    return {
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
+                   f"{platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "throughput": throughput(frames=120 if quick else 300),
+        "scaling": scaling(runs=4 if quick else 6, frames=60 if quick else 150),
+        "latency": latency(duration_s=2.0 if quick else 10.0),
+    }
+
+
+def cmd_pipeline(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    result = run_all(quick=args.quick)
+    t = Table(title="simreel pipeline benchmark")
+    t.add_column("measure")
+    t.add_column("value")
+    tp, sc, la = result["throughput"], result["scaling"], result["latency"]
+    t.add_row(f"encoder fps via JetStream ({tp['size']})", f"{tp['simreel_fps']:.1f}")
+    if tp["ffmpeg_pipe_fps"]:
+        t.add_row("ffmpeg pipe fps (same settings)", f"{tp['ffmpeg_pipe_fps']:.1f}")
+        t.add_row("ratio simreel / ffmpeg", f"{tp['ratio_simreel_over_ffmpeg']:.2f}")
+    t.add_row(f"{sc['runs']} runs, 1 encoder (s)", f"{sc['1_encoder_s']:.2f}")
+    t.add_row(f"{sc['runs']} runs, 2 encoders (s)", f"{sc['2_encoder_s']:.2f}")
+    t.add_row("speedup 2 / 1", f"{sc['speedup_2_over_1']:.2f}")
+    t.add_row(f"episode end → VideoAvailable ({la['clip_s']:.0f} s clip)", f"{la['episode_end_to_video_available_s']:.3f} s")
+    t.add_row("episode end → ArtifactStored", f"{la['episode_end_to_artifact_stored_s']:.3f} s")
+    Console(stderr=True).print(t)
+    text = json.dumps(result, indent=2)
+    if args.json == "-":
+        print(text)
+    else:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("pipeline", help="encoder throughput vs ffmpeg, 1 vs 2 encoders, end-to-end latency")
+    p.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    p.add_argument("--json", default="simreel-out/bench-pipeline.json", help="where to write the JSON ('-' = stdout)")
+    p.set_defaults(func=cmd_pipeline)
+
