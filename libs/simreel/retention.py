@@ -5,6 +5,7 @@ a restarted (or a second) retention instance make the same decisions from the ev
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ class RetentionIndex:
 
     def snapshot(self) -> list[tuple]:
         return sorted((e.key, e.session, e.kind, e.bytes, e.ts) for e in self.entries.values())
+
+    def digest(self) -> str:
+        """A fingerprint of the index: two instances with the same digest make the same decisions."""
+        return hashlib.sha256(json.dumps(self.snapshot()).encode()).hexdigest()[:16]
 
     def victims(self, session: str, policy: Policy, now: float) -> list[tuple[Entry, str]]:
         """What to delete in a session, oldest first, each with its reason (count / age / bytes)."""

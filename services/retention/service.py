@@ -60,7 +60,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     caught_up = asyncio.Event()
     follower = asyncio.create_task(follow_index(bus, index, caught_up))
     await caught_up.wait()
-    log.info("index_rebuilt", artifacts=len(index.entries), policy=default.__dict__)
+    log.info("index_rebuilt", artifacts=len(index.entries), digest=index.digest(), policy=default.__dict__)
 
     async def sweeper() -> None:
         while not stop.is_set():

