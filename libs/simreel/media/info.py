@@ -1,0 +1,35 @@
+"""`VideoInfo`: what every writer/converter returns, so the encoder service can log one line per video
+and put the same fields on the artifact event without re-probing the file."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import msgspec
+
+
+class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
+    path: str
+    frames: int
+    fps: int
+    duration_s: float
+    width: int  # of the encoded picture (after any padding), never the requested size
+    height: int
+    codec: str  # "libx264" | "libsvtav1" | "gif" | "png"
+    bytes: int
+    sha256: str
+    encode_ms: float
+
+    def to_dict(self) -> dict:
+        return msgspec.structs.asdict(self)
+
+
+def file_digest(path: str | os.PathLike) -> tuple[int, str]:
+    """(size, sha256) read in 1 MiB chunks: artifacts can be large, memory must not grow with them."""
+    h = hashlib.sha256()
+    n = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            n += len(chunk)
+    return n, h.hexdigest()

@@ -1,0 +1,53 @@
+"""`probe()`: what a file really contains, read back with the same FFmpeg that wrote it.
+
+Frames are *counted by decoding*, not read from the container header: `nb_frames` is absent in GIF
+and can be wrong after a bad mux, and tests/assertions must check what a viewer will actually see.
+Decoding is streaming, so probing a 10-minute file costs time, not memory.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+
+from .errors import MediaError
+
+
+def probe(path: str | os.PathLike) -> dict:
+    """Return {frames, duration_s, width, height, codec, fps, format} for the first video stream.
+
+    duration_s is the container duration (what players show); fps is the stream's average rate
+    (float; GIFs with centisecond delays are not integral).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such video file: {path}")
+    try:
+        c = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{path} is not a readable video: {e}") from e
+    with c:
+        if not c.streams.video:
+            raise MediaError(f"{path} has no video stream")
+        vs = c.streams.video[0]
+        vs.thread_count = 1
+        frames = 0
+        for _ in c.decode(vs):
+            frames += 1
+        if c.duration is not None:
+            duration = c.duration / av.time_base
+        elif vs.duration is not None and vs.time_base is not None:
+            duration = float(vs.duration * vs.time_base)
+        else:
+            duration = 0.0
+        rate = vs.average_rate or vs.guessed_rate
+        return {
+            "frames": frames,
+            "duration_s": duration,
+            "width": vs.codec_context.width,
+            "height": vs.codec_context.height,
+            "codec": vs.codec_context.name,
+            "fps": float(rate) if rate else 0.0,
+            "format": c.format.name,
+        }

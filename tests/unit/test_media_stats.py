@@ -1,0 +1,73 @@
+"""FrameStats (blank/frozen), tile() and probe() edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simreel.media import BlankVideoError, FrameFormatError, FrameStats, MediaError, probe, tile
+from simreel.media.synthetic import moving_pattern
+
+W, H = 32, 24
+
+
+def feed(frames):
+    s = FrameStats(W, H)
+    for f in frames:
+        s.update(f)
+    return s
+
+
+def test_moving_video_has_no_warnings():
+    s = feed(moving_pattern(i, W, H) for i in range(10))
+    assert not s.black and not s.frozen and s.warnings() == []
+    s.raise_for_problems()
+
+
+def test_black_video_is_detected_with_the_gl_remedy():
+    rng = np.random.default_rng(0)
+    s = feed(rng.integers(0, 6, (H, W, 3), dtype=np.uint8) for _ in range(90))  # dark noise
+    assert s.black and not s.frozen
+    (msg,) = s.warnings()
+    assert "all 90 frames are near-black" in msg and "MUJOCO_GL=egl" in msg and "osmesa" in msg
+    with pytest.raises(BlankVideoError, match="MUJOCO_GL"):
+        s.raise_for_problems()
+
+
+def test_frozen_video_is_detected_bytes_input_too():
+    frame = moving_pattern(3, W, H)
+    s = feed([frame.tobytes()] * 5)
+    assert s.frozen and not s.black
+    assert "all 5 frames are identical" in s.warnings()[0]
+
+
+def test_black_and_frozen_together_and_one_bright_frame_clears_black():
+    black = np.zeros((H, W, 3), np.uint8)
+    s = feed([black] * 4)
+    assert s.black and s.frozen and len(s.warnings()) == 2
+    s = feed([black] * 4 + [moving_pattern(0, W, H)])
+    assert not s.black and not s.frozen
+
+
+def test_empty_and_single_frame():
+    assert "no frames" in FrameStats(W, H).warnings()[0]
+    s = feed([moving_pattern(0, W, H)])
+    assert not s.frozen  # one frame cannot be "frozen"
+
+
+def test_tile_side_by_side():
+    a, b = moving_pattern(0, 20, 10), moving_pattern(1, 30, 10)
+    t = tile([a, b])
+    assert t.shape == (10, 50, 3)
+    assert np.array_equal(t[:, :20], a) and np.array_equal(t[:, 20:], b)
+    with pytest.raises(FrameFormatError, match="height"):
+        tile([a, moving_pattern(0, 20, 12)])
+    with pytest.raises(ValueError):
+        tile([])
+
+
+def test_probe_missing_or_garbage_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        probe(tmp_path / "nope.mp4")
+    (tmp_path / "junk.mp4").write_bytes(b"not a video at all" * 10)
+    with pytest.raises(MediaError, match="not a readable video"):
+        probe(tmp_path / "junk.mp4")
