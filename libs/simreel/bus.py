@@ -7,6 +7,7 @@ bounded redelivery, and a dead-letter event instead of a crash or an endless loo
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ssl
 import time
@@ -99,6 +100,9 @@ class Bus:
         self.nc = nc
         self.js = nc.jetstream(timeout=10)
         self.replicas = replicas
+        # How long in-flight work may run on after stop before it is cancelled and nak'ed back
+        # (service.serve sets it from SIMREEL_SHUTDOWN_GRACE_S; keep it below the orchestrator's kill timeout).
+        self.shutdown_grace_s = 20.0
 
     @classmethod
     async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
@@ -159,7 +163,7 @@ class Bus:
         concurrency: int = 1,
         ack_wait_s: float = 30.0,
         max_deliver: int = 5,
-        grace_s: float = 20.0,
+        grace_s: float | None = None,
     ) -> None:
         """Claim work from the service's shared durable pull consumer until `stop` is set.
 
@@ -168,6 +172,7 @@ class Bus:
         On stop, in-flight work gets `grace_s` to finish, then is cancelled and nak'ed back so
         another replica takes it over.
         """
+        grace_s = self.shutdown_grace_s if grace_s is None else grace_s
         filters = subjects.WORK_CONSUMERS[service]
         config = api.ConsumerConfig(
             durable_name=service,
@@ -377,3 +382,34 @@ async def wait_connected(bus: Bus, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("NATS not connected")
         await asyncio.sleep(0.05)
+
+
+class FramePublisher:
+    """publish_async with a cap on bytes in flight: fast, ordered, and memory-bounded."""
+
+    def __init__(self, bus: Bus, limit_bytes: int) -> None:
+        self.bus = bus
+        self.limit = limit_bytes
+        self.inflight: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
+        self.bytes = 0
+        self.sent = 0
+
+    async def publish(self, batch: ev.FrameBatch) -> None:
+        data = ev.encode_frames(batch)
+        msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
+        fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
+                                              headers={"Nats-Msg-Id": msg_id})
+        self.inflight.append((fut, len(data)))
+        self.bytes += len(data)
+        self.sent += len(data)
+        while self.bytes > self.limit:
+            await self._pop()
+
+    async def _pop(self) -> None:
+        fut, size = self.inflight.popleft()
+        self.bytes -= size
+        await asyncio.wait_for(fut, timeout=30)
+
+    async def flush(self) -> None:
+        while self.inflight:
+            await self._pop()

@@ -5,6 +5,15 @@ from __future__ import annotations
 from . import events as ev
 
 
+def video_file_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
+    """The one naming rule for video files, staged and stored: `episode-0003[-camera].mp4`, `all.gif`,
+    `episode-0003-frames.zip` (PNG frames)."""
+    stem = "all" if episode is None else f"episode-{episode:04d}"
+    if camera:
+        stem += f"-{camera}"
+    return f"{stem}-frames.zip" if fmt == "png" else f"{stem}.{fmt}"
+
+
 def views(req: ev.SimRequested) -> int:
     """Separate videos per episode: one per named camera, unless they are tiled into one."""
     cams = len(req.render.cameras)

@@ -6,6 +6,7 @@ so SIGTERM behaves the same everywhere: stop claiming, finish or hand back in-fl
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Awaitable, Callable
@@ -25,12 +26,22 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
+    bus.shutdown_grace_s = _grace_s()
     log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
     try:
         await run(bus, settings, stop)
     finally:
         await bus.close()
         log.info("service_stopped")
+
+
+def _grace_s() -> float:
+    """SIGTERM grace for in-flight work (SIMREEL_SHUTDOWN_GRACE_S, default 20 s)."""
+    raw = os.environ.get("SIMREEL_SHUTDOWN_GRACE_S") or "20"
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ValueError(f"SIMREEL_SHUTDOWN_GRACE_S must be a number, got {raw!r}") from None
 
 
 def main(name: str, run: RunFn) -> None:

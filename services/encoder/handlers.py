@@ -27,6 +27,14 @@ from simreel.framing import FrameAssembler, FrameSequenceError
 from .job import EncodeJob, Finished, file_name, telemetry_digest
 
 
+def _belongs(batch: ev.FrameBatch, st: ev.SimStarted, subject: str) -> bool:
+    """The batch is of this run and attempt, and of the episode its subject names."""
+    parts = subject.split(".")
+    return (batch.run_id == st.run_id and batch.attempt == st.attempt
+            and len(parts) == 5 and parts[2] == st.run_id and parts[3] == str(st.attempt)
+            and parts[4] == str(batch.episode))
+
+
 class Encoder:
     def __init__(self, bus: Bus, settings: Settings, staging) -> None:
         self.bus = bus
@@ -35,6 +43,9 @@ class Encoder:
 
     async def on_sim_started(self, st: ev.SimStarted, delivery: Delivery) -> list[ev.Event]:
         log = logs.get("encoder", run_id=st.run_id, attempt=st.attempt)
+        # Which replica holds which run (operators, and the reliability tests that kill it).
+        log.info("encode_started", episodes=st.episodes, frames_per_episode=st.frames_per_episode,
+                 delivery=delivery.attempt)
         workdir = self.staging.tempdir()
         job = EncodeJob(st, workdir, threads=self.settings.encoder_threads)
         t0 = time.monotonic()
@@ -45,7 +56,12 @@ class Encoder:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         shutil.rmtree(workdir, ignore_errors=True)
-        if result is None:  # the attempt was aborted by the simulator; it reports why
+        if result is None:  # the attempt was aborted or superseded; the simulator reports why
+            # Its frames will never be read again: drop them now rather than after FRAMES' 1 h max_age
+            # (they count against the stream's byte cap, which refuses new frames when full).
+            with contextlib.suppress(Exception):
+                await self.bus.js.purge_stream(subjects.FRAMES_STREAM,
+                                               subject=subjects.run_frames(st.run_id, st.attempt))
             return []
         if isinstance(result, ev.EncodeFailed):
             return [result]
@@ -82,7 +98,14 @@ class Encoder:
                     try:
                         batch = ev.decode_frames(m.data)
                     except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                        return self._failed(st, "encode_failed", f"undecodable frame batch on {m.subject}: {e}")
+                        # Not from a simulator: set it aside and go on (it must not break the job).
+                        await self._reject_frames(m, f"undecodable frame batch on {m.subject}: {e}", log)
+                        continue
+                    if not _belongs(batch, st, m.subject):
+                        await self._reject_frames(
+                            m, f"frame batch of run {batch.run_id!r} attempt {batch.attempt} episode {batch.episode} "
+                            f"on {m.subject}, which carries run {st.run_id!r} attempt {st.attempt}: ignored", log)
+                        continue
                     if batch.aborted:
                         log.info("attempt_aborted", episode=batch.episode)
                         await asyncio.to_thread(job.abort)
@@ -116,6 +139,21 @@ class Encoder:
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _reject_frames(self, m, reason: str, log) -> None:
+        """Dead-letter a message found among a run's frames that is not one of them. Its run_id is
+        'unknown': the message does not reliably name a run, and a dead letter on the run's own subject
+        would mark that (healthy) run failed. The id follows the FRAMES sequence, so a re-read after a
+        redelivery does not report it twice."""
+        try:
+            seq = str(m.metadata.sequence.stream)
+        except Exception:  # noqa: BLE001 - no JetStream metadata: still report it
+            seq = ev.new_id()
+        log.warning("frame_message_rejected", subject=m.subject, reason=reason[:300])
+        with contextlib.suppress(Exception):
+            await self.bus.publish(ev.DeadLettered(
+                event_id=f"dl-encoder-frames-{seq}", run_id="unknown", service="encoder", subject=m.subject,
+                reason=reason[:2000], payload_preview=m.data[:200].decode("utf-8", "replace")))
 
     async def _superseded(self, st: ev.SimStarted) -> bool:
         """A newer attempt started, or the simulator already gave up: this job has nothing to wait for."""

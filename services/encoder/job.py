@@ -14,6 +14,7 @@ from typing import Any
 
 from simreel import events as ev
 from simreel.framing import Frame
+from simreel.outputs import video_file_name
 from simreel.media.gif import mp4_to_gif
 from simreel.media.info import VideoInfo, file_digest
 from simreel.media.mp4 import Mp4Writer
@@ -33,11 +34,7 @@ class Finished:
     warnings: list[str] = field(default_factory=list)
 
 
-def file_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
-    stem = "all" if episode is None else f"episode-{episode:04d}"
-    if camera:
-        stem += f"-{camera}"
-    return f"{stem}.zip" if fmt == "png" else f"{stem}.{fmt}"
+file_name = video_file_name
 
 
 class _Outputs:

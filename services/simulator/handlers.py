@@ -7,7 +7,6 @@ the stale frames of the dead attempt are never mixed in.
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import tempfile
 import threading
@@ -16,11 +15,12 @@ from pathlib import Path
 
 import msgspec
 import nats.errors
+import nats.js.errors
 
 from simreel import events as ev
 from simreel import log as logs
 from simreel import subjects
-from simreel.bus import Bus, Delivery
+from simreel.bus import Bus, Delivery, FramePublisher
 from simreel.config import Settings
 from simreel.framing import FramePacker
 from simreel.sim.errors import PolicyError, SceneError
@@ -28,37 +28,6 @@ from simreel.sim import loader
 
 from . import plan
 from .worker import WorkerJob, run_in_thread
-
-
-class FramePublisher:
-    """publish_async with a cap on bytes in flight: fast, ordered, and memory-bounded."""
-
-    def __init__(self, bus: Bus, limit_bytes: int) -> None:
-        self.bus = bus
-        self.limit = limit_bytes
-        self.inflight: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
-        self.bytes = 0
-        self.sent = 0
-
-    async def publish(self, batch: ev.FrameBatch) -> None:
-        data = ev.encode_frames(batch)
-        msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
-        fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
-                                              headers={"Nats-Msg-Id": msg_id})
-        self.inflight.append((fut, len(data)))
-        self.bytes += len(data)
-        self.sent += len(data)
-        while self.bytes > self.limit:
-            await self._pop()
-
-    async def _pop(self) -> None:
-        fut, size = self.inflight.popleft()
-        self.bytes -= size
-        await asyncio.wait_for(fut, timeout=30)
-
-    async def flush(self) -> None:
-        while self.inflight:
-            await self._pop()
 
 
 class Simulator:
@@ -74,6 +43,23 @@ class Simulator:
     async def on_sim_requested(self, req: ev.SimRequested, delivery: Delivery) -> list[ev.Event]:
         attempt = delivery.attempt
         log = logs.get("simulator", run_id=req.run_id, attempt=attempt)
+        history = await self._history(req.run_id)
+        if history:
+            verdict = _judge_history(history, delivery)
+            if verdict == "done":  # this message's own earlier attempt finished; only its ack was lost
+                log.info("request_already_handled", history=history)
+                return []
+            if verdict == "duplicate":
+                kinds = ", ".join(f"Sim{k.capitalize()} (seq {seq})" for k, seq in sorted(history.items()))
+                reason = (f"duplicate SimRequested for run {req.run_id!r} (stream seq {delivery.stream_seq}): the run "
+                          f"already has {kinds} from an earlier request; a run id is used once - submit with a new "
+                          "run_id")
+                log.warning("duplicate_request_refused", reason=reason)
+                # run_id 'unknown': a dead letter under the run's own id would mark the original run failed.
+                return [ev.DeadLettered(event_id=f"dl-simulator-{delivery.stream_seq}", run_id="unknown",
+                                        service="simulator", subject=delivery.subject, reason=reason,
+                                        deliveries=delivery.attempt, payload_preview=ev.encode(req)[:200].decode(
+                                            "utf-8", "replace"))]
         try:
             plan.check_limits(req, self.settings.limits)
         except plan.LimitExceeded as e:
@@ -114,6 +100,17 @@ class Simulator:
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist)
         return await self._run(req, attempt, job, label, n_frames, log)
+
+    async def _history(self, run_id: str) -> dict[str, int]:
+        """Stream sequence of the last SimStarted / SimCompleted / SimFailed of the run, by kind."""
+        found: dict[str, int] = {}
+        for kind in ("started", "completed", "failed"):
+            try:
+                raw = await self.bus.js.get_last_msg(subjects.EVENTS_STREAM, f"simreel.evt.sim.{kind}.{run_id}")
+            except nats.js.errors.NotFoundError:
+                continue
+            found[kind] = raw.seq
+        return found
 
     async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log) -> list[ev.Event]:
         views = len(job.cameras) if (len(job.cameras) > 1 and not job.tile) else 1
@@ -248,6 +245,21 @@ class _suppress:
 
     def __exit__(self, et, e, tb):
         return et is not None and issubclass(et, (nats.errors.Error, asyncio.TimeoutError, OSError))
+
+
+def _judge_history(history: dict[str, int], delivery: Delivery) -> str:
+    """What to do with a request whose run id already has events: 'run', 'done' or 'duplicate'.
+
+    A first delivery of a message for a run that already has a story is a duplicate (published after
+    JetStream's 2-minute duplicate window, or with another event id). A redelivery (a simulator died
+    mid-run, attempt n+1) sees events newer than its own message: it runs again, unless its earlier
+    attempt already finished (completed or failed) and only the ack was lost. Events older than the
+    message belong to an earlier request: duplicate.
+    """
+    if delivery.attempt <= 1 or any(seq < delivery.stream_seq for seq in history.values()):
+        return "duplicate"
+    last = max(history, key=history.get)
+    return "done" if last in ("completed", "failed") else "run"
 
 
 def _is_forbidden(message: str) -> bool:

@@ -14,6 +14,7 @@ from pathlib import Path
 from simreel import events as ev
 from simreel import log as logs
 from simreel.bus import Bus, Delivery
+from simreel.outputs import video_file_name
 from simreel.store.base import ArtifactStore, Stored, make_key
 
 CONTENT_TYPES = {
@@ -33,11 +34,6 @@ def _loggable(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-def video_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
-    stem = "all" if episode is None else f"episode-{episode:04d}"
-    if camera:
-        stem += f"-{camera}"
-    return f"{stem}-frames.zip" if fmt == "png" else f"{stem}.{fmt}"
 
 
 class Uploader:
@@ -81,7 +77,7 @@ class Uploader:
 
     async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
         return await self._store_staged(v, staged=v.staged, session=v.session, episode=v.episode,
-                                        name=video_name(v.episode, v.format, v.camera), camera=v.camera, kind=KIND_OF_FORMAT[v.format],
+                                        name=video_file_name(v.episode, v.format, v.camera), camera=v.camera, kind=KIND_OF_FORMAT[v.format],
                                         fmt=v.format, sha256=v.sha256)
 
     async def on_scene_saved(self, s: ev.SceneSaved, delivery: Delivery) -> list[ev.Event]:
