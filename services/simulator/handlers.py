@@ -23,8 +23,8 @@ from simreel import subjects
 from simreel.bus import Bus, Delivery, FramePublisher
 from simreel.config import Settings
 from simreel.framing import FramePacker
-from simreel.sim.errors import PolicyError, SceneError
-from simreel.sim import loader
+from simreel.sim.errors import BackendError, PolicyError, SceneError
+from simreel.sim import gymenv, loader
 
 from . import plan
 from .worker import WorkerJob, run_in_thread
@@ -65,9 +65,8 @@ class Simulator:
         except plan.LimitExceeded as e:
             log.warning("request_refused", reason=str(e))
             return [self._failed(req, attempt, "limit_exceeded", str(e), e.field)]
-        if req.scene.startswith("gymnasium:"):
-            return [self._failed(req, attempt, "bad_request", "gymnasium scenes are not supported by this simulator yet",
-                                 "scene")]
+        if req.scene.startswith(gymenv.GYM_PREFIX):
+            return await self._on_gym_scene(req, attempt, log)
         r = req.render
         try:
             model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
@@ -100,6 +99,32 @@ class Simulator:
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist)
         return await self._run(req, attempt, job, label, n_frames, log)
+
+    async def _on_gym_scene(self, req: ev.SimRequested, attempt: int, log) -> list[ev.Event]:
+        """gymnasium:<EnvId>: the env's own fps and frame size, frames from env.render(), no scene.xml."""
+        r = req.render
+        if r.cameras or r.tile:
+            return [self._failed(req, attempt, "bad_request", "gymnasium scenes take camera_name/camera_id in "
+                                 "env_kwargs, not render.cameras", "render.cameras")]
+        try:
+            factory, info = await asyncio.to_thread(gymenv.open_gym_scene, req.scene, req.env_kwargs, r.width,
+                                                    r.height)
+        except SceneError as e:
+            log.warning("scene_refused", reason=str(e))
+            code = "scene_forbidden" if ("may not" in str(e) or "allow-list" in str(e)) else "scene_invalid"
+            return [self._failed(req, attempt, code, str(e), "scene")]
+        except BackendError as e:
+            return [self._failed(req, attempt, "render_failed", str(e))]
+        duration = plan.duration_of(req)
+        # An upper bound: an env may terminate sooner.
+        n_frames = min(round(duration * info["fps"]) if duration is not None else 10**9,
+                       req.max_steps + 1 if req.max_steps is not None else 10**9)
+        job = WorkerJob(model=None, width=info["width"], height=info["height"], fps=info["fps"], cameras=[],
+                        tile=False, free_camera=None, quality=r.quality, seeds=plan.episode_seeds(req),
+                        duration_s=duration, max_steps=req.max_steps, policy=req.policy,
+                        policy_params=dict(req.policy_params), policy_allow=(), env_factory=factory,
+                        physics_dt=info["dt"])
+        return await self._run(req, attempt, job, info["label"], n_frames, log)
 
     async def _history(self, run_id: str) -> dict[str, int]:
         """Stream sequence of the last SimStarted / SimCompleted / SimFailed of the run, by kind."""
@@ -149,7 +174,8 @@ class Simulator:
                     ended = ev.EpisodeEnded(
                         event_id=f"ended-{req.run_id}-{attempt}-{episode}", run_id=req.run_id, attempt=attempt,
                         episode=episode, seed=s.seed, steps=s.steps, frames=s.frames, episode_return=s.return_,
-                        terminated=False, truncated=True, sim_time_s=s.sim_time, wall_s=s.render_ms_total / 1000 + s.physics_ms_total / 1000,
+                        terminated=getattr(s, "terminated", False), truncated=getattr(s, "truncated", True),
+                        sim_time_s=s.sim_time, wall_s=s.render_ms_total / 1000 + s.physics_ms_total / 1000,
                         blank=s.blank, frozen=s.frozen, warnings=warnings)
                     await self.bus.publish(ended)
                     episodes.append({"episode": episode, "seed": s.seed, "steps": s.steps, "frames": s.frames,
@@ -175,7 +201,7 @@ class Simulator:
                         event_id=f"started-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, scene=label,
                         episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes, fps=job.fps,
                         width=frame_w if job.tile else job.width, height=job.height, cameras=list(job.cameras),
-                        views=views, tile=job.tile, physics_dt=float(job.model.opt.timestep), gl_backend=gl.get("backend", ""),
+                        views=views, tile=job.tile, physics_dt=_physics_dt(job), gl_backend=gl.get("backend", ""),
                         gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs))
                     log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
                              frames_per_episode=n_frames, episodes=req.episodes)
@@ -196,7 +222,8 @@ class Simulator:
             cancel.set()
             await asyncio.to_thread(thread.join, 10)
         await publisher.flush()
-        scene_event = await self._save_scene(req, attempt, job)
+        # Gymnasium scenes have no MJCF of ours to save: one artifact fewer.
+        scene_event = await self._save_scene(req, attempt, job) if job.model is not None else None
         wall = time.monotonic() - t0
         report = {
             "run_id": req.run_id,
@@ -206,16 +233,17 @@ class Simulator:
             "gl": gl,
             "render": {"width": job.width, "height": job.height, "fps": job.fps, "cameras": job.cameras, "tile": job.tile,
                        "quality": job.quality},
-            "physics_dt": float(job.model.opt.timestep),
+            "physics_dt": _physics_dt(job),
             "frames_per_episode": n_frames,
             "episodes": episodes,
             "timings": {"sim_wall_s": round(wall, 3), "frames_published_bytes": publisher.sent},
         }
         log.info("sim_completed", frames=total_frames, wall_s=round(wall, 2))
-        return [scene_event, ev.SimCompleted(
+        completed = ev.SimCompleted(
             event_id=f"completed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, episodes=req.episodes,
             frames=total_frames, wall_s=wall, session=req.session,
-            expected_artifacts=plan.expected_artifacts(req), report=report)]
+            expected_artifacts=plan.expected_artifacts(req) - (0 if scene_event else 1), report=report)
+        return [scene_event, completed] if scene_event else [completed]
 
     async def _abort_frames(self, run_id: str, attempt: int, episode: int, width: int, height: int,
                             publisher) -> None:
@@ -260,6 +288,10 @@ def _judge_history(history: dict[str, int], delivery: Delivery) -> str:
         return "duplicate"
     last = max(history, key=history.get)
     return "done" if last in ("completed", "failed") else "run"
+
+
+def _physics_dt(job: WorkerJob) -> float:
+    return float(job.model.opt.timestep) if job.model is not None else job.physics_dt
 
 
 def _is_forbidden(message: str) -> bool:

@@ -12,13 +12,14 @@ from typing import Any
 
 import mujoco
 
-from simreel.sim import policies
+from simreel.sim import gymenv, policies
+from simreel.sim.gymenv import GymEpisodeRunner
 from simreel.sim.rollout import EpisodeRunner
 
 
 @dataclass
 class WorkerJob:
-    model: mujoco.MjModel
+    model: mujoco.MjModel | None  # None for gymnasium:<EnvId> scenes (env_factory instead)
     width: int
     height: int
     fps: int
@@ -32,6 +33,8 @@ class WorkerJob:
     policy: str
     policy_params: dict[str, Any]
     policy_allow: tuple[str, ...]
+    env_factory: Any = None  # gymnasium scenes: called in the worker thread, which then owns the env's GL context
+    physics_dt: float = 0.0  # gymnasium scenes: the env's dt
 
 
 class Cancelled(Exception):
@@ -54,14 +57,20 @@ def run_in_thread(job: WorkerJob, queue: asyncio.Queue, loop: asyncio.AbstractEv
     def body() -> None:
         runner = None
         try:
-            first = job.cameras[0] if job.cameras else job.free_camera
-            runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
-                                   quality=job.quality, extra_cameras=job.cameras[1:],
-                                   compose="tile" if job.tile else "stack")
+            if job.env_factory is not None:
+                runner = GymEpisodeRunner(job.env_factory, width=job.width, height=job.height, fps=job.fps)
+            else:
+                first = job.cameras[0] if job.cameras else job.free_camera
+                runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
+                                       quality=job.quality, extra_cameras=job.cameras[1:],
+                                       compose="tile" if job.tile else "stack")
             put(("started", runner.gl))
             for episode, seed in enumerate(job.seeds):
-                policy = policies.make_policy(job.policy, job.model, seed=seed, params=job.policy_params,
-                                              allow=job.policy_allow)
+                if job.env_factory is not None:
+                    policy = gymenv.make_policy(job.policy, runner.action_space, seed=seed, params=job.policy_params)
+                else:
+                    policy = policies.make_policy(job.policy, job.model, seed=seed, params=job.policy_params,
+                                                  allow=job.policy_allow)
 
                 def on_frame(f, episode=episode) -> None:
                     telemetry = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}

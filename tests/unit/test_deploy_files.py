@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extras")
+import yaml  # noqa: E402 - PyYAML is in the test extras
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"simulator", "encoder", "uploader", "retention"}
