@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -61,8 +62,11 @@ def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-async def connect(settings: NatsSettings, *, name: str = "simreel", connect_timeout: float = 5.0) -> nats.NATS:
-    """Connect with reconnects forever: a NATS restart must pause the services, not kill them."""
+async def connect(settings: NatsSettings, *, name: str = "simreel", connect_timeout: float = 5.0,
+                  first_connect_s: float | None = None) -> nats.NATS:
+    """Connect with reconnects forever once connected: a NATS restart must pause the services, not
+    kill them. The first connection has a deadline (SIMREEL_NATS_CONNECT_TIMEOUT_S, default 30 s), so
+    a wrong URL is a clear error instead of a hang."""
     opts: dict[str, Any] = dict(
         servers=[u.strip() for u in settings.url.split(",")],
         name=name,
@@ -92,7 +96,18 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
         log.info("nats_reconnected")
 
     opts.update(error_cb=_err, disconnected_cb=_disc, reconnected_cb=_recon)
-    return await nats.connect(**opts)
+    if first_connect_s is None:
+        first_connect_s = float(os.environ.get("SIMREEL_NATS_CONNECT_TIMEOUT_S") or 30)
+    nc = nats.NATS()
+    try:
+        await asyncio.wait_for(nc.connect(**opts), first_connect_s)
+    except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as e:
+        with contextlib.suppress(Exception):
+            await nc.close()
+        where = ", ".join(s.split("@")[-1] for s in opts["servers"])
+        raise ConnectionError(f"cannot reach NATS at {where} within {first_connect_s:.0f}s "
+                              f"({type(e).__name__}); check SIMREEL_NATS_URL / --nats") from None
+    return nc
 
 
 class Bus:
@@ -350,13 +365,26 @@ class Bus:
                 await sub.unsubscribe()
 
     async def follow(self, filter_subject: str, *, from_start: bool = True) -> AsyncIterator[ev.Event]:
-        """Past and future events on a subject, in order, forever (the caller breaks out)."""
-        sub = await self.js.subscribe(
-            filter_subject,
-            stream=subjects.EVENTS_STREAM,
-            ordered_consumer=True,
-            deliver_policy=api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW,
-        )
+        """Past and future events on a subject, in order, forever (the caller breaks out).
+
+        Creating the consumer is retried while JetStream is briefly unavailable (a restart, a stream
+        leader election in a cluster): a caller's own deadline bounds the wait, instead of a NATS API
+        timeout escaping as if it were that deadline (nats' TimeoutError is an asyncio.TimeoutError).
+        Once subscribed, the ordered consumer recreates itself after missed heartbeats.
+        """
+        while True:
+            try:
+                sub = await self.js.subscribe(
+                    filter_subject,
+                    stream=subjects.EVENTS_STREAM,
+                    ordered_consumer=True,
+                    deliver_policy=api.DeliverPolicy.ALL if from_start else api.DeliverPolicy.NEW,
+                )
+                break
+            except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
+                    nats.errors.ConnectionReconnectingError) as e:
+                log.warning("follow_retry", subject=filter_subject, error=type(e).__name__)
+                await asyncio.sleep(0.5)
         try:
             while True:
                 try:

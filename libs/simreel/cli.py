@@ -494,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except ConnectionError as e:
+        print(f"simreel: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

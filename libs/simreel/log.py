@@ -21,6 +21,17 @@ def _redact(_logger, _name, event_dict):
     return event_dict
 
 
+class _Stderr:
+    """Whatever sys.stderr is at write time (test runners and daemons swap it; a captured file
+    object may be closed later)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def setup(level: str | None = None, *, json: bool | None = None, service: str | None = None) -> None:
     level = (level or os.environ.get("SIMREEL_LOG_LEVEL", "info")).upper()
     if json is None:
@@ -39,7 +50,7 @@ def setup(level: str | None = None, *, json: bool | None = None, service: str | 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),
         cache_logger_on_first_use=False,
     )
     if service:
