@@ -27,7 +27,7 @@ from simreel.sim.errors import BackendError, PolicyError, SceneError
 from simreel.sim import gymenv, loader
 
 from . import plan
-from .worker import WorkerJob, run_in_thread
+from .worker import Handoff, WorkerJob, run_in_thread
 
 
 class Simulator:
@@ -143,9 +143,9 @@ class Simulator:
         frame_h = job.height * views
         t0 = time.monotonic()
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue(maxsize=self.settings.frame_queue)
+        handoff = Handoff(self.settings.frame_queue, loop)
         cancel = threading.Event()
-        thread = run_in_thread(job, queue, loop, cancel)
+        thread = run_in_thread(job, handoff, cancel)
         publisher = FramePublisher(self.bus, self.settings.inflight_bytes)
         packer: FramePacker | None = None
         episodes: list[dict] = []
@@ -153,7 +153,7 @@ class Simulator:
         total_frames = 0
         try:
             while True:
-                item = await queue.get()
+                item = await handoff.get()
                 kind = item[0]
                 if kind == "frame":
                     _, episode, index, t, pixels, telemetry = item

@@ -6,6 +6,7 @@ The GL context is created, used and closed in this one thread. When the publishe
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -41,18 +42,40 @@ class Cancelled(Exception):
     pass
 
 
-def run_in_thread(job: WorkerJob, queue: asyncio.Queue, loop: asyncio.AbstractEventLoop,
-                  cancel: threading.Event) -> threading.Thread:
-    def put(item) -> None:
-        fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+class Handoff:
+    """Bounded thread → asyncio queue. The render thread only blocks when the queue is full; it never
+    waits for the event loop to run (a round trip per frame would pace the loop by the publisher)."""
+
+    def __init__(self, maxsize: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize)
+        self._loop = loop
+        self._ready = asyncio.Event()
+
+    def put(self, item, cancel: threading.Event) -> None:
         while True:
             try:
-                fut.result(timeout=0.5)
-                return
-            except TimeoutError:
+                self._q.put(item, timeout=0.5)
+                break
+            except queue.Full:
                 if cancel.is_set():
-                    fut.cancel()
                     raise Cancelled() from None
+        self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self):
+        while True:
+            try:
+                return self._q.get_nowait()
+            except queue.Empty:
+                self._ready.clear()
+            try:  # re-check after clearing, so a put between the two is not missed
+                return self._q.get_nowait()
+            except queue.Empty:
+                await self._ready.wait()
+
+
+def run_in_thread(job: WorkerJob, handoff: Handoff, cancel: threading.Event) -> threading.Thread:
+    def put(item) -> None:
+        handoff.put(item, cancel)
 
     def body() -> None:
         runner = None
