@@ -12,6 +12,7 @@ import contextlib
 import os
 import ssl
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
@@ -118,6 +119,7 @@ class Bus:
         # How long in-flight work may run on after stop before it is cancelled and nak'ed back
         # (service.serve sets it from SIMREEL_SHUTDOWN_GRACE_S; keep it below the orchestrator's kill timeout).
         self.shutdown_grace_s = 20.0
+        self._handing_back: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
 
     @classmethod
     async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
@@ -215,6 +217,7 @@ class Bus:
             return
         slots = asyncio.Semaphore(concurrency)
         inflight: set[asyncio.Task] = set()
+        messages: dict[asyncio.Task, Msg] = {}
         log.info("consuming", service=service, subjects=filters, concurrency=concurrency)
         stop_wait = asyncio.ensure_future(stop.wait())
         try:
@@ -239,9 +242,11 @@ class Bus:
                     continue
                 task = asyncio.create_task(self._handle(service, msgs[0], handlers, ack_wait_s, max_deliver))
                 inflight.add(task)
+                messages[task] = msgs[0]
 
                 def _done(t: asyncio.Task) -> None:
                     inflight.discard(t)
+                    messages.pop(t, None)
                     slots.release()
 
                 task.add_done_callback(_done)
@@ -250,12 +255,28 @@ class Bus:
             if inflight:
                 log.info("draining", service=service, inflight=len(inflight), grace_s=grace_s)
                 _, pending = await asyncio.wait(set(inflight), timeout=grace_s)
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=5)
+                await self._hand_back(service, pending, messages)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _hand_back(self, service: str, pending: set[asyncio.Task], messages: Mapping[asyncio.Task, Msg]) -> None:
+        """Cancel work still running after the grace period; `_handle` naks its message so another
+        replica takes it at once. A cancellation can be lost on its way (Python 3.11's asyncio.wait_for,
+        used inside nats-py's fetch, swallows one that lands as its inner wait completes: the handler
+        then just runs on), so it is repeated for tasks that have not started handing back, and
+        whatever still runs after 5 s has its message nak'ed from here."""
+        deadline = time.monotonic() + 5.0
+        while pending and time.monotonic() < deadline:
+            for t in pending:
+                if t not in self._handing_back:
+                    t.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.5)
+        for t in pending:
+            msg = messages.get(t)
+            if msg is not None:
+                with contextlib.suppress(Exception):
+                    await msg.nak()
+                log.warning("handed_back_unfinished", service=service, subject=msg.subject)
 
     async def _handle(self, service: str, msg: Msg, handlers: Mapping[type, Handler], ack_wait_s: float,
                       max_deliver: int) -> None:
@@ -283,6 +304,7 @@ class Bus:
                 await self.publish_all(produced)
             await msg.ack()
         except asyncio.CancelledError:
+            self._handing_back.add(asyncio.current_task())
             beat.cancel()
             # Shutting down: hand the work back at once instead of waiting for ack_wait.
             with contextlib.suppress(Exception):

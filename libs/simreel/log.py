@@ -47,6 +47,7 @@ def setup(level: str | None = None, *, json: bool | None = None, service: str | 
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
+            structlog.processors.dict_tracebacks if json else structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level, logging.INFO)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import threading
 import time
 
 import msgspec
@@ -25,6 +26,22 @@ from simreel.config import Settings
 from simreel.framing import FrameAssembler, FrameSequenceError
 
 from .job import EncodeJob, Finished, file_name, telemetry_digest
+
+
+class _JobCalls:
+    """Runs one job's PyAV calls in worker threads, one at a time. Cancelling an await does not stop a
+    thread that already runs, so without this an abort (SIGTERM mid-encode) closed the codec under a
+    running write and the process died with SIGSEGV; now abort waits for that write to return."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __call__(self, fn, *args):
+        return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn, *args):
+        with self._lock:
+            return fn(*args)
 
 
 def _belongs(batch: ev.FrameBatch, st: ev.SimStarted, subject: str) -> bool:
@@ -48,11 +65,12 @@ class Encoder:
                  delivery=delivery.attempt)
         workdir = self.staging.tempdir()
         job = EncodeJob(st, workdir, threads=self.settings.encoder_threads)
+        calls = _JobCalls()
         t0 = time.monotonic()
         try:
-            result = await self._encode(st, job, log)
+            result = await self._encode(st, job, log, calls)
         except BaseException:
-            await asyncio.to_thread(job.abort)
+            await calls(job.abort)
             shutil.rmtree(workdir, ignore_errors=True)
             raise
         shutil.rmtree(workdir, ignore_errors=True)
@@ -70,7 +88,7 @@ class Encoder:
         log.info("run_encoded", wall_s=round(time.monotonic() - t0, 2))
         return []
 
-    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log):
+    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls"):
         sub = await self.bus.js.pull_subscribe(
             subjects.run_frames(st.run_id, st.attempt),
             stream=subjects.FRAMES_STREAM,
@@ -87,7 +105,7 @@ class Encoder:
                     idle = time.monotonic() - last_progress
                     if idle > 5 and await self._superseded(st):
                         log.info("attempt_superseded")
-                        await asyncio.to_thread(job.abort)
+                        await calls(job.abort)
                         return None
                     if idle > self.settings.frame_idle_timeout_s:
                         return self._failed(st, "timeout", f"no frames for {idle:.0f}s "
@@ -108,7 +126,7 @@ class Encoder:
                         continue
                     if batch.aborted:
                         log.info("attempt_aborted", episode=batch.episode)
-                        await asyncio.to_thread(job.abort)
+                        await calls(job.abort)
                         return None
                     if batch.episode in job.done_episodes:
                         continue
@@ -123,11 +141,11 @@ class Encoder:
                     except FrameSequenceError as e:
                         return self._failed(st, "encode_failed", str(e))
                     if frames:
-                        await asyncio.to_thread(job.write, batch.episode, frames)
+                        await calls(job.write, batch.episode, frames)
                     if batch.last:
-                        finished = await asyncio.to_thread(job.end_episode, batch.episode)
+                        finished = await calls(job.end_episode, batch.episode)
                         await self._announce(st, finished, log)
-            finished, telemetry = await asyncio.to_thread(job.finish)
+            finished, telemetry = await calls(job.finish)
             await self._announce(st, finished, log)
             if telemetry is not None:
                 size, sha = await asyncio.to_thread(telemetry_digest, telemetry)
