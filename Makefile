@@ -22,6 +22,7 @@ test: install
 	$(PY) -m pytest -q -ra
 
 bench: install
+	$(PY) -m pip install -q -e '.[test,gym,bench]'
 	$(PY) -m benchmarks.run
 
 clean:

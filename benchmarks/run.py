@@ -1,0 +1,47 @@
+"""Every benchmark, one after the other, with JSON results in benchmarks/out/ (`make bench`).
+
+Each benchmark measures simreel side by side with its baseline in the same run, so the ratios hold
+on a shared, noisy machine; copy the figures into RESULTS.md with the date and machine.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+STEPS = [
+    ("sim_loop_fast", [sys.executable, "-m", "benchmarks.bench_sim_loop", "--quality", "fast", "--json"]),
+    ("sim_loop_full", [sys.executable, "-m", "benchmarks.bench_sim_loop", "--quality", "full", "--duration", "6",
+                       "--repeat", "1", "--json"]),
+    ("encoder", [sys.executable, "benchmarks/bench_encoder.py", "--repeat", "3", "--gif", "160", "--json"]),
+    ("pipeline", [sys.executable, "-m", "simreel.cli", "bench", "pipeline", "--json"]),
+    ("render_compare", [sys.executable, "-m", "simreel.cli", "bench", "compare", "--backend", "egl", "--backend",
+                        "osmesa", "--quality", "full", "--quality", "fast", "--res", "640x480", "--res", "1280x960",
+                        "--json"]),
+    ("gym", [sys.executable, "benchmarks/bench_gym.py", "--steps", "300", "--repeat", "2", "--json"]),
+]
+
+
+def main(argv: list[str]) -> int:
+    only = set(argv)
+    OUT.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("MUJOCO_GL", "egl")
+    failed = []
+    for name, cmd in STEPS:
+        if only and name not in only:
+            continue
+        print(f"== {name}", flush=True)
+        rc = subprocess.call([*cmd, str(OUT / f"{name}.json")], env=env, cwd=Path(__file__).resolve().parents[1])
+        if rc:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
