@@ -87,11 +87,14 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
     if tls is not None:
         opts["tls"] = tls
 
+    nc = nats.NATS()
+
     async def _err(e: Exception) -> None:
         log.warning("nats_error", error=str(e))
 
     async def _disc() -> None:
-        log.warning("nats_disconnected")
+        if not (nc.is_closed or nc.is_draining):  # our own close is not news
+            log.warning("nats_disconnected")
 
     async def _recon() -> None:
         log.info("nats_reconnected")
@@ -99,7 +102,6 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
     opts.update(error_cb=_err, disconnected_cb=_disc, reconnected_cb=_recon)
     if first_connect_s is None:
         first_connect_s = float(os.environ.get("SIMREEL_NATS_CONNECT_TIMEOUT_S") or 30)
-    nc = nats.NATS()
     try:
         await asyncio.wait_for(nc.connect(**opts), first_connect_s)
     except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as e:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from simreel import events as ev
 from simreel.bus import Bus
@@ -9,11 +10,19 @@ from simreel.config import Settings
 from simreel.staging import staging_for
 
 from .handlers import Encoder
+from .janitor import run_janitor
 
 NAME = "encoder"
 
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     enc = Encoder(bus, settings, staging_for(settings, bus))
-    await bus.consume(NAME, {ev.SimStarted: enc.on_sim_started}, stop=stop, concurrency=settings.concurrency or 2,
-                      ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
+    interval = float(os.environ.get("SIMREEL_FRAMES_JANITOR_S") or 60)
+    janitor = asyncio.create_task(run_janitor(bus, stop, interval))
+    try:
+        await bus.consume(NAME, {ev.SimStarted: enc.on_sim_started}, stop=stop,
+                          concurrency=settings.concurrency or 2, ack_wait_s=settings.ack_wait_s,
+                          max_deliver=settings.max_deliver)
+    finally:
+        janitor.cancel()
+        await asyncio.gather(janitor, return_exceptions=True)

@@ -15,6 +15,7 @@ BASE_ENV = {
     "SIMREEL_ACK_WAIT_S": "5",
     "SIMREEL_SHUTDOWN_GRACE_S": "2",
     "SIMREEL_FRAME_IDLE_TIMEOUT_S": "30",
+    "SIMREEL_FRAMES_JANITOR_S": "1",  # frames of unknown runs are dead-lettered within seconds
     "SIMREEL_LOG_LEVEL": "info",
     "SIMREEL_LOG_FORMAT": "json",
     "PYTHONFAULTHANDLER": "1",  # a native crash in a service prints its Python stacks into its log

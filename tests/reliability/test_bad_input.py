@@ -166,7 +166,7 @@ async def test_garbage_on_a_frames_subject_does_not_break_the_job(stack, tap):
     await js.publish(subject, b"\xc1\xc1 not msgpack")  # 0xc1 is never valid msgpack
     await js.publish(subject, b'{"json": "instead of msgpack"}')
     await js.publish(subject, ev.encode_frames(foreign))
-    # A FrameBatch for a run nobody started: nothing reads it, nothing breaks.
+    # A FrameBatch for a run nobody started: the encoders' janitor purges it and says why.
     await js.publish("simreel.frames.ghost-run.1.0", ev.encode_frames(
         msgspec.structs.replace(foreign, run_id="ghost-run")))
 
@@ -182,7 +182,11 @@ async def test_garbage_on_a_frames_subject_does_not_break_the_job(stack, tap):
     assert any("someone-else" in r and req.run_id in r for r in reasons), reasons
     # The dead letters do not fail the run they arrived on.
     assert (await wait_result(nats, req.run_id, timeout=10)).ok
-    assert not tap.of("ghost-run")
+    ghost = await tap.wait(lambda evs: tap.of("ghost-run", ev.DeadLettered), timeout=30,
+                           what="the dead letter for frames of a run nobody started")
+    assert ghost[0].subject == "simreel.frames.ghost-run.1.>" and "no SimStarted" in ghost[0].reason
+    assert not await frames_in_stream(js, "ghost-run")
+    assert not tap.of("ghost-run", ev.SimFailed)  # nothing else happens to a run that does not exist
     _alive(stack)
 
 

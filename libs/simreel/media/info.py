@@ -24,6 +24,18 @@ class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.asdict(self)
 
 
+def finished(path: str | os.PathLike, *, kind: str, frames: int, fps: int, width: int, height: int, codec: str,
+             encode_s: float) -> VideoInfo:
+    """The VideoInfo of a file a writer just completed, with the one log line per video."""
+    from simreel import log
+
+    size, sha = file_digest(path)
+    info = VideoInfo(path=str(path), frames=frames, fps=fps, duration_s=frames / fps if fps else 0.0, width=width,
+                     height=height, codec=codec, bytes=size, sha256=sha, encode_ms=round(encode_s * 1000, 3))
+    log.get("simreel.media").info("media.video.written", type=kind, **info.to_dict())
+    return info
+
+
 def file_digest(path: str | os.PathLike) -> tuple[int, str]:
     """(size, sha256) read in 1 MiB chunks: artifacts can be large, memory must not grow with them."""
     h = hashlib.sha256()

@@ -39,7 +39,7 @@ from simreel import log
 
 from .errors import CodecUnavailableError, NoFramesError, WriterClosedError
 from .frames import Frame, as_rgb24
-from .info import VideoInfo, file_digest
+from .info import VideoInfo, finished
 
 _log = log.get(__name__)
 
@@ -295,20 +295,8 @@ class Mp4Writer:
             raise
         os.replace(self._tmp, self.path)
         self._encode_s += time.perf_counter() - t0
-        size, sha = file_digest(self.path)
-        self._info = VideoInfo(
-            path=str(self.path),
-            frames=self._frames,
-            fps=self.fps,
-            duration_s=self._frames / self.fps,
-            width=self.width,
-            height=self.height,
-            codec=self.codec,
-            bytes=size,
-            sha256=sha,
-            encode_ms=round(self._encode_s * 1000, 3),
-        )
-        _log.info("media.video.written", type="mp4", **self._info.to_dict())
+        self._info = finished(self.path, kind="mp4", frames=self._frames, fps=self.fps, width=self.width,
+                              height=self.height, codec=self.codec, encode_s=self._encode_s)
         return self._info
 
     def abort(self) -> None:

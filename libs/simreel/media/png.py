@@ -20,7 +20,7 @@ from simreel import log
 
 from .errors import NoFramesError, WriterClosedError
 from .frames import Frame, as_rgb24
-from .info import VideoInfo, file_digest
+from .info import VideoInfo, finished
 
 _log = log.get(__name__)
 
@@ -87,20 +87,8 @@ class PngZipWriter:
         self._zip.close()
         os.replace(self._tmp, self.path)
         self._encode_s += time.perf_counter() - t0
-        size, sha = file_digest(self.path)
-        self._info = VideoInfo(
-            path=str(self.path),
-            frames=self._frames,
-            fps=self.fps,
-            duration_s=self._frames / self.fps if self.fps else 0.0,
-            width=self.width,
-            height=self.height,
-            codec="png",
-            bytes=size,
-            sha256=sha,
-            encode_ms=round(self._encode_s * 1000, 3),
-        )
-        _log.info("media.video.written", type="png_zip", **self._info.to_dict())
+        self._info = finished(self.path, kind="png_zip", frames=self._frames, fps=self.fps, width=self.width,
+                              height=self.height, codec="png", encode_s=self._encode_s)
         return self._info
 
     def abort(self) -> None:

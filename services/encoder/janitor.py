@@ -1,0 +1,79 @@
+"""Frames nobody will read: batches on FRAMES for a run attempt that never started.
+
+An encoder only reads the frames of a SimStarted it claimed, so frames published for an unknown run
+(a buggy producer, a typo in a subject) would otherwise sit in FRAMES until its age limit, counting
+against its byte cap. Every sweep lists FRAMES' subjects; an attempt with no SimStarted in the event
+log at two sweeps in a row is purged and reported as a dead letter with the reason.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import nats.errors
+import nats.js.errors
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel import subjects
+from simreel.bus import Bus
+
+log = logs.get("encoder.janitor")
+
+
+def _run_attempt(subject: str) -> tuple[str, str] | None:
+    parts = subject.split(".")
+    if len(parts) != 5 or parts[:2] != ["simreel", "frames"]:
+        return None
+    return parts[2], parts[3]
+
+
+async def _started(bus: Bus, run_id: str, attempt: str) -> bool:
+    """Any SimStarted of this run with this attempt (or a later one) in the event log?"""
+    try:
+        raw = await bus.js.get_last_msg(subjects.EVENTS_STREAM, f"simreel.evt.sim.started.{run_id}")
+    except nats.js.errors.NotFoundError:
+        return False
+    try:
+        last = ev.decode(raw.data)
+        return isinstance(last, ev.SimStarted) and last.attempt >= int(attempt)
+    except Exception:  # noqa: BLE001 - an unreadable entry proves nothing
+        return False
+
+
+async def sweep(bus: Bus, suspects: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """One pass; returns the attempts to look at again next time."""
+    info = await bus.js.stream_info(subjects.FRAMES_STREAM, subjects_filter="simreel.frames.>")
+    attempts = {ra for s in (info.state.subjects or {}) if (ra := _run_attempt(s))}
+    unknown = set()
+    for run_id, attempt in sorted(attempts):
+        if not await _started(bus, run_id, attempt):
+            unknown.add((run_id, attempt))
+    for run_id, attempt in sorted(unknown & suspects):
+        subject = f"simreel.frames.{run_id}.{attempt}.>"
+        with contextlib.suppress(nats.js.errors.APIError, nats.errors.TimeoutError):
+            await bus.js.purge_stream(subjects.FRAMES_STREAM, subject=subject)
+        await bus.publish(ev.DeadLettered(
+            event_id=f"dl-frames-{run_id}-{attempt}", run_id=run_id if ev_run_id_ok(run_id) else "unknown",
+            service="encoder", subject=subject,
+            reason=f"frames for run {run_id!r} attempt {attempt} but no SimStarted for it: nobody will encode "
+                   "them; purged from FRAMES"))
+        log.warning("orphan_frames_purged", run_id=run_id, attempt=attempt)
+    return unknown - suspects
+
+
+def ev_run_id_ok(run_id: str) -> bool:
+    return 0 < len(run_id) <= 64 and all(c.isalnum() or c in "_-" for c in run_id)
+
+
+async def run_janitor(bus: Bus, stop: asyncio.Event, interval_s: float) -> None:
+    suspects: set[tuple[str, str]] = set()
+    while not stop.is_set():
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        if stop.is_set():
+            return
+        try:
+            suspects = await sweep(bus, suspects)
+        except Exception as e:  # noqa: BLE001 - next sweep tries again
+            log.warning("janitor_sweep_failed", error=f"{type(e).__name__}: {e}")
