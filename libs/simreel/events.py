@@ -315,6 +315,12 @@ class DeadLettered(Event, kw_only=True):
     payload_preview: str = ""
 
 
+class FrameBatchView(FrameBatch, frozen=True, kw_only=True):
+    """FrameBatch as the encoder reads it: `frames` is a view into the received message, not a copy."""
+
+    frames: memoryview = memoryview(b"")
+
+
 AnyEvent = Union[
     SimRequested,
     SimStarted,
@@ -337,6 +343,7 @@ PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, Sim
 _json_decoder = msgspec.json.Decoder(AnyEvent)
 _json_encoder = msgspec.json.Encoder()
 _frames_decoder = msgspec.msgpack.Decoder(FrameBatch)
+_frames_view_decoder = msgspec.msgpack.Decoder(FrameBatchView)
 _frames_encoder = msgspec.msgpack.Encoder()
 
 
@@ -351,6 +358,11 @@ def encode(event: Event) -> bytes:
 
 def decode_frames(data: bytes) -> FrameBatch:
     return _frames_decoder.decode(data)
+
+
+def decode_frames_view(data: bytes) -> FrameBatchView:
+    """Zero-copy decode: the frames stay in `data` (keep it alive while the view is used)."""
+    return _frames_view_decoder.decode(data)
 
 
 def encode_frames(batch: FrameBatch) -> bytes:

@@ -97,10 +97,11 @@ class Encoder:
         )
         assemblers: dict[int, FrameAssembler] = {}
         last_progress = time.monotonic()
+        prefetch = _Prefetch(sub)
         try:
             while not job.complete:
                 try:
-                    msgs = await sub.fetch(4, timeout=2.0)
+                    msgs = await prefetch.get()
                 except nats.errors.TimeoutError:
                     idle = time.monotonic() - last_progress
                     if idle > 5 and await self._superseded(st):
@@ -114,7 +115,7 @@ class Encoder:
                 last_progress = time.monotonic()
                 for m in msgs:
                     try:
-                        batch = ev.decode_frames(m.data)
+                        batch = ev.decode_frames_view(m.data)
                     except (msgspec.DecodeError, msgspec.ValidationError) as e:
                         # Not from a simulator: set it aside and go on (it must not break the job).
                         await self._reject_frames(m, f"undecodable frame batch on {m.subject}: {e}", log)
@@ -155,6 +156,7 @@ class Encoder:
                     session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha))
             return True
         finally:
+            await prefetch.close()
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
@@ -206,3 +208,38 @@ class Encoder:
         logs.get("encoder", run_id=st.run_id).error("encode_failed", reason=message)
         return ev.EncodeFailed(event_id=f"encfail-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
                                code=code, message=message)
+
+
+class _Prefetch:
+    """Keeps the next fetch of frames in flight while the current ones are encoded in a thread, so
+    reading from JetStream and encoding overlap (bounded: `depth` batches of `batch` messages)."""
+
+    def __init__(self, sub, *, batch: int = 8, timeout: float = 2.0, depth: int = 2) -> None:
+        self._sub, self._batch, self._timeout = sub, batch, timeout
+        self._q: asyncio.Queue = asyncio.Queue(depth)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                item = await self._sub.fetch(self._batch, timeout=self._timeout)
+            except nats.errors.TimeoutError:
+                item = None
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which decides
+                item = e
+            await self._q.put(item)
+            if isinstance(item, Exception):
+                return
+
+    async def get(self) -> list:
+        item = await self._q.get()
+        if item is None:
+            raise nats.errors.TimeoutError
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
+import threading
 import platform
 import time
 from fractions import Fraction
@@ -123,7 +125,10 @@ class Mp4Writer:
         preset: str = "veryfast",
         threads: int = 1,
         codec: str = "libx264",
+        pipelined: bool = True,
     ) -> None:
+        """`pipelined`: convert RGB→YUV in the caller's thread and encode in a second thread (PyAV
+        releases the GIL), so two cores work like the ffmpeg CLI's; the bytes are the same either way."""
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(
                 f"path must be a filesystem path (faststart rewrites the file at close), "
@@ -179,6 +184,7 @@ class Mp4Writer:
             cc.color_range = _TV_RANGE
             cc.options = options
             self._stream = stream
+            self._encoder = _EncodeThread(self._container, stream) if pipelined else None
         except Exception:
             self._container.close()
             self._tmp.unlink(missing_ok=True)
@@ -263,7 +269,10 @@ class Mp4Writer:
         if self._force_key:
             yuv.pict_type = av.video.frame.PictureType.I
             self._force_key = False
-        self._container.mux(self._stream.encode(yuv))
+        if self._encoder is not None:
+            self._encoder.put(yuv)
+        else:
+            self._container.mux(self._stream.encode(yuv))
         self._frames += 1
         self._encode_s += time.perf_counter() - t0
 
@@ -288,6 +297,8 @@ class Mp4Writer:
             raise NoFramesError(f"no frames were written to {self.path}; nothing to encode")
         t0 = time.perf_counter()
         try:
+            if self._encoder is not None:
+                self._encoder.finish()
             self._container.mux(self._stream.encode(None))
             self._container.close()
         except Exception:
@@ -304,6 +315,8 @@ class Mp4Writer:
         if self._aborted or self._info is not None:
             return
         self._aborted = True
+        if getattr(self, "_encoder", None) is not None:
+            self._encoder.stop()
         try:
             self._container.close()
         except Exception as e:  # the container may be half-initialised; the file goes anyway
@@ -318,3 +331,45 @@ class Mp4Writer:
             self.close()
         else:
             self.abort()
+
+
+class _EncodeThread:
+    """Encodes and muxes converted frames in order, in its own thread, a few frames behind the caller."""
+
+    _STOP = object()
+
+    def __init__(self, container, stream, depth: int = 4) -> None:
+        self._container, self._stream = container, stream
+        self._q: queue.Queue = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="simreel-encode", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            frame = self._q.get()
+            if frame is self._STOP:
+                return
+            if self._error is not None:
+                continue  # keep draining so put() never blocks forever
+            try:
+                self._container.mux(self._stream.encode(frame))
+            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+                self._error = e
+
+    def put(self, frame) -> None:
+        if self._error is not None:
+            raise self._error
+        self._q.put(frame)
+
+    def finish(self) -> None:
+        """Wait until every queued frame is encoded; re-raise an encoding error here."""
+        self.stop()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._q.put(self._STOP)
+            self._thread.join()
+
