@@ -75,6 +75,7 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         allow_reconnect=True,
+        drain_timeout=5,
     )
     if settings.creds:
         opts["user_credentials"] = settings.creds

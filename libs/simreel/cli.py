@@ -53,6 +53,7 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gif-fps", type=int, default=15)
     p.add_argument("--gif-width", type=int, default=None)
     p.add_argument("--crf", type=int, default=23)
+    p.add_argument("--codec", choices=["libx264", "libsvtav1"], default="libx264", help="MP4 video codec (AV1: libsvtav1)")
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--no-telemetry", action="store_true", help="do not store telemetry.jsonl")
     p.add_argument("--fail-on-blank", action="store_true", help="fail the run when frames are all black or frozen")
@@ -108,7 +109,7 @@ def build_request(a: argparse.Namespace) -> ev.SimRequested:
         "fail_on_blank": a.fail_on_blank,
         "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality,
                    "tile": a.tile, "free_camera": _free_camera(a.free_camera)},
-        "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "preset": a.preset,
+        "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "codec": a.codec, "preset": a.preset,
                     "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry},
     }
     if a.run_id:

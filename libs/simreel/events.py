@@ -71,7 +71,9 @@ class RenderSpec(msgspec.Struct, frozen=True, kw_only=True):
 class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     formats: list[VideoFormat] = msgspec.field(default_factory=lambda: ["mp4"])
     layout: Literal["per-episode", "concat", "both"] = "per-episode"
-    crf: Annotated[int, msgspec.Meta(ge=0, le=51)] = 23
+    # libsvtav1 (AV1 in MP4) where the PyAV build has it; the encoder says so clearly where it has not.
+    codec: Literal["libx264", "libsvtav1"] = "libx264"
+    crf: Annotated[int, msgspec.Meta(ge=0, le=63)] = 23
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "veryfast"

@@ -64,6 +64,10 @@ class Encoder:
         log.info("encode_started", episodes=st.episodes, frames_per_episode=st.frames_per_episode,
                  delivery=delivery.attempt)
         workdir = self.staging.tempdir()
+        problem = _unsupported(st.outputs)
+        if problem:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return [self._failed(st, "encode_failed", problem)]
         job = EncodeJob(st, workdir, threads=self.settings.encoder_threads)
         calls = _JobCalls()
         t0 = time.monotonic()
@@ -242,4 +246,15 @@ class _Prefetch:
     async def close(self) -> None:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _unsupported(o: ev.OutputSpec) -> str | None:
+    """Options this encoder cannot honour, said before any frame is read (not after five retries)."""
+    from simreel.media.mp4 import available_codecs
+
+    if ("mp4" in o.formats or "gif" in o.formats) and o.codec not in available_codecs():
+        return f"codec {o.codec!r} is not in this encoder's PyAV build (available: {', '.join(available_codecs())})"
+    if o.codec == "libx264" and o.crf > 51:
+        return f"crf {o.crf} is out of range for libx264 (0..51)"
+    return None
 

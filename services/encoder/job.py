@@ -50,7 +50,7 @@ class _Outputs:
         self.workdir = workdir
         self.mp4_path = workdir / file_name(episode, "mp4", camera)
         need_mp4 = "mp4" in self.formats or "gif" in self.formats
-        self.mp4 = Mp4Writer(self.mp4_path, width=st.width, height=st.height, fps=st.fps, crf=o.crf,
+        self.mp4 = Mp4Writer(self.mp4_path, width=st.width, height=st.height, fps=st.fps, crf=o.crf, codec=o.codec,
                              preset=o.preset, threads=threads) if need_mp4 else None
         self.png = PngZipWriter(workdir / file_name(episode, "png", camera), width=st.width, height=st.height) \
             if "png" in self.formats else None

@@ -5,6 +5,7 @@ Given a SimRequested, these events come out, and the stored files decode to what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
@@ -151,3 +152,35 @@ async def _first_dead_letter(client: Client) -> list[ev.DeadLettered]:
         if len(out) == 2:
             return out
     return out
+
+
+async def test_sdk_events_in_order_and_the_videos_feed(stack):
+    """Another system follows every new VideoAvailable; a client follows one run's story in order."""
+    client = await Client.connect(NatsSettings(url=stack.url))
+    try:
+        feed: list[ev.VideoAvailable] = []
+
+        async def watch() -> None:
+            async with contextlib.aclosing(client.videos(from_start=True)) as videos:
+                async for v in videos:
+                    if v.run_id == "sdk-feed-1":
+                        feed.append(v)
+                        return
+
+        watcher = asyncio.create_task(watch())
+        run_id = await client.submit(small_request(run_id="sdk-feed-1", duration_s=0.4))
+        story = []
+        async with contextlib.aclosing(client.events(run_id)) as events:
+            async for e in events:
+                story.append(type(e).__name__)
+                if isinstance(e, ev.SimCompleted):
+                    break
+        await asyncio.wait_for(watcher, 60)
+        # Per-run subjects end with the run id; the request itself is on the shared request subject.
+        assert story[0] == "SimStarted" and story.index("SimStarted") < story.index("EpisodeEnded") < \
+            story.index("SimCompleted")
+        assert feed[0].format == "mp4" and feed[0].frames == 6
+        result = await client.wait(run_id, timeout=60)
+        assert result.ok and {a.kind for a in result.artifacts} == {"video", "scene", "report", "telemetry"}
+    finally:
+        await client.close()

@@ -115,3 +115,26 @@ async def test_each_camera_gets_its_own_video_or_one_tiled_video(stack):
     assert result.status == "completed", result.error
     (video,) = arts(result, "video")
     assert decode(video.path)[:1] == (5,) and decode(video.path)[2:] == (192, 64)
+
+
+async def test_av1_where_the_build_has_it_and_a_clear_error_otherwise(stack):
+    from simreel.media.mp4 import available_codecs
+
+    req = small_request(duration_s=0.5, outputs=ev.OutputSpec(codec="libsvtav1", crf=40, telemetry=False))
+    result, seen = await run_request(stack.url, req)
+    if "libsvtav1" in available_codecs():
+        assert result.status == "completed", result.error
+        video = arts(result, "video")[0]
+        with av.open(video.path) as c:
+            assert c.streams.video[0].codec_context.name in ("av1", "libdav1d", "libaom-av1")
+            decoded = sum(1 for _ in c.decode(video=0))
+        announced = next(e for e in seen if isinstance(e, ev.VideoAvailable))
+        assert announced.codec == "libsvtav1" and decoded == announced.frames == 8
+    else:
+        failed = next(e for e in seen if isinstance(e, ev.EncodeFailed))
+        assert "libsvtav1" in failed.message
+
+    bad = small_request(duration_s=0.4, outputs=ev.OutputSpec(crf=60))
+    result, seen = await run_request(stack.url, bad)
+    failed = next(e for e in seen if isinstance(e, ev.EncodeFailed))
+    assert "crf 60" in failed.message and result.status == "failed"
