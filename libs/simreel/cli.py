@@ -172,12 +172,21 @@ def _print_result(result, *, as_json: bool) -> None:
     if result.error:
         console.print(f"[red]run {result.run_id} {result.status}: [{result.error_code}] {result.error}")
     t = Table(title=f"run {result.run_id} — {result.status}")
-    for col in ("kind", "episode", "format", "bytes", "location"):
-        t.add_column(col)
+    for col in ("kind", "episode", "format", "bytes"):
+        t.add_column(col, no_wrap=True)
+    t.add_column("location", overflow="fold")  # a whole path or URL, never cut with an ellipsis
     for a in result.to_json()["artifacts"]:
         t.add_row(a["kind"], "all" if a["episode"] is None else str(a["episode"]), a["format"], f"{a['bytes']:,}",
-                  a["path"] or a["url"])
+                  _short(a["path"]) if a["path"] else a["url"])
     console.print(t)
+
+
+def _short(path: str) -> str:
+    """A path relative to the working directory when it is below it (what a person can paste)."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _nats_settings(a: argparse.Namespace) -> NatsSettings:
