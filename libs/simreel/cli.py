@@ -89,12 +89,16 @@ def _free_camera(spec: str | None) -> dict | None:
 
 def build_request(a: argparse.Namespace) -> ev.SimRequested:
     scene = a.scene
-    assets: dict[str, bytes] = {}
+    assets: dict[str, bytes] = {name: Path(file).read_bytes() for name, file in _pairs(a.asset, "--asset").items()}
     path = Path(scene)
     if scene.endswith(".xml") and path.is_file():
-        scene = path.read_text(encoding="utf-8")
-    for name, file in _pairs(a.asset, "--asset").items():
-        assets[name] = Path(file).read_bytes()
+        from .sim.errors import SceneError
+        from .sim.loader import collect_assets
+
+        try:  # ship the file and everything it references, read from its own directory
+            scene, assets = collect_assets(path, assets)
+        except SceneError as e:
+            raise SystemExit(f"simreel: {path}: {e}") from None
     raw: dict[str, Any] = {
         "type": "SimRequested",
         "scene": scene,

@@ -179,6 +179,15 @@ def _gather_assets(
     return vfs
 
 
+def collect_assets(path: Path | str, extra: Mapping[str, bytes] | None = None) -> tuple[str, dict[str, bytes]]:
+    """A local MJCF file as a request ships it: its text and every file it references (includes,
+    meshes, textures) read from its own directory, so `simreel run robot.xml` works from anywhere.
+    Files outside that directory are refused, as the simulator would refuse them."""
+    p = Path(path).resolve()
+    text = p.read_text(encoding="utf-8")
+    return text, _gather_assets(text, extra or {}, [p.parent], [p.parent])
+
+
 _LINE = re.compile(r"line(?: number)?\s*=?\s*(\d+)", re.IGNORECASE)
 
 
