@@ -56,6 +56,9 @@ async def test_nats_restart_mid_run(make_stack):
     assert any("nats_reconnected" in (stack.log_dir / f"{n}-0.log").read_text() for n in stack.procs)
 
 
+DEPLOY_CLUSTER = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "cluster"
+
+
 class Cluster:
     """Three nats-server processes forming one JetStream cluster on loopback (duck-types NatsServer
     for Stack: `url`, `start()`, `stop()`, `log_file`)."""
@@ -73,16 +76,17 @@ class Cluster:
         return ",".join(f"nats://127.0.0.1:{p}" for p in self.ports)
 
     def name(self, i: int) -> str:
-        return f"n{i + 1}"
+        return f"simreel-n{i + 1}"  # server_name in deploy/nats/cluster/node<N>.conf
 
     def start_node(self, i: int) -> None:
-        routes = ",".join(f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i)
-        cmd = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.ports[i]), "-m", str(self.http_ports[i]),
-               "--server_name", self.name(i), "--cluster_name", "simreel-test",
-               "--cluster", f"nats://127.0.0.1:{self.cluster_ports[i]}", "--routes", routes,
-               "-sd", str(self.base / self.name(i))]
+        """The shipped deploy/nats/cluster/node<N>.conf, with this test's free ports given as flags
+        (flags win over the file) and the base dir as working directory (store_dir is relative)."""
+        routes = ",".join(f"nats-route://127.0.0.1:{p}" for p in self.cluster_ports)
+        conf = DEPLOY_CLUSTER / f"node{i + 1}.conf"
+        cmd = [nats_server_binary(), "-c", str(conf), "-p", str(self.ports[i]), "-m", str(self.http_ports[i]),
+               "--cluster_listen", f"nats://127.0.0.1:{self.cluster_ports[i]}", "--routes", routes]
         out = open(self.base / f"{self.name(i)}.log", "ab")
-        self.procs[i] = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        self.procs[i] = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.base)
         _wait_port("127.0.0.1", self.ports[i], self.procs[i], 15, f"nats-server {self.name(i)}")
 
     def start(self) -> "Cluster":
