@@ -128,10 +128,24 @@ def service_command(name: str) -> list[str]:
     return [sys.executable, "-m", f"simreel.services.{name}"]
 
 
+# On one machine the encoder shares the cores with the render loop; a lower CPU priority lets the
+# loop (the user's training or evaluation) run at full speed and the encoder catch up in the gaps.
+# Frames wait in JetStream meanwhile, so nothing is lost. SIMREEL_ENCODER_NICE=0 turns it off.
+DEFAULT_NICE = {"encoder": 10}
+
+
 def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = None) -> subprocess.Popen:
     out = open(log_file, "ab") if log_file else None
+    nice = int(env.get(f"SIMREEL_{name.upper()}_NICE") or DEFAULT_NICE.get(name, 0))
+
+    def prepare() -> None:
+        _die_with_parent()
+        if nice:
+            with contextlib.suppress(OSError):
+                os.nice(nice)
+
     return subprocess.Popen(service_command(name), env=dict(env), stdin=subprocess.DEVNULL,
-                            stdout=out or subprocess.DEVNULL, stderr=out, preexec_fn=_die_with_parent)
+                            stdout=out or subprocess.DEVNULL, stderr=out, preexec_fn=prepare)
 
 
 class Stack:
