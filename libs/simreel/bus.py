@@ -13,7 +13,7 @@ import os
 import ssl
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 
 import msgspec
@@ -43,7 +43,6 @@ class Delivery:
     attempt: int  # JetStream delivery count, starting at 1
     stream_seq: int
     msg: Msg | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     async def in_progress(self) -> None:
         if self.msg is not None:
@@ -428,13 +427,6 @@ class Bus:
         with contextlib.suppress(Exception):
             await self.nc.drain()
 
-
-async def wait_connected(bus: Bus, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not bus.nc.is_connected:
-        if time.monotonic() > deadline:
-            raise TimeoutError("NATS not connected")
-        await asyncio.sleep(0.05)
 
 
 class FramePublisher:

@@ -65,20 +65,6 @@ class NatsSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def as_env(self) -> dict[str, str]:
-        """The same settings as environment variables, for child processes."""
-        pairs = {
-            "SIMREEL_NATS_URL": self.url,
-            "SIMREEL_NATS_CREDS": self.creds,
-            "SIMREEL_NATS_USER": self.user,
-            "SIMREEL_NATS_PASSWORD": self.password,
-            "SIMREEL_NATS_TOKEN": self.token,
-            "SIMREEL_NATS_TLS_CA": self.tls_ca,
-            "SIMREEL_NATS_TLS_CERT": self.tls_cert,
-            "SIMREEL_NATS_TLS_KEY": self.tls_key,
-        }
-        return {k: v for k, v in pairs.items() if v}
-
 
 @dataclass(frozen=True)
 class Limits:
@@ -90,7 +76,6 @@ class Limits:
     max_episodes: int = 100
     max_duration_s: float = 600.0
     max_steps: int = 2_000_000
-    max_request_bytes: int = 8 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":

@@ -31,10 +31,6 @@ class RunState:
     updated_at: float = 0.0
 
     @property
-    def expected_videos(self) -> int:
-        return self.completed.expected_artifacts if self.completed else 0
-
-    @property
     def status(self) -> str:
         if self.error:
             return "failed"

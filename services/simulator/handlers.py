@@ -23,7 +23,7 @@ from simreel import subjects
 from simreel.bus import Bus, Delivery, FramePublisher
 from simreel.config import Settings
 from simreel.framing import FramePacker
-from simreel.sim.errors import BackendError, PolicyError, SceneError
+from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import gymenv, loader
 
 from . import plan
@@ -72,7 +72,7 @@ class Simulator:
             model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
                                                    self.settings.scene_roots, r.width, r.height)
         except SceneError as e:
-            code = "scene_forbidden" if _is_forbidden(str(e)) else "scene_invalid"
+            code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
             log.warning("scene_refused", reason=str(e))
             return [self._failed(req, attempt, code, str(e), "scene")]
         cameras = loader.camera_names(model)
@@ -111,7 +111,7 @@ class Simulator:
                                                     r.height)
         except SceneError as e:
             log.warning("scene_refused", reason=str(e))
-            code = "scene_forbidden" if ("may not" in str(e) or "allow-list" in str(e)) else "scene_invalid"
+            code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
             return [self._failed(req, attempt, code, str(e), "scene")]
         except BackendError as e:
             return [self._failed(req, attempt, "render_failed", str(e))]
@@ -170,7 +170,7 @@ class Simulator:
                     await publisher.flush()
                     packer = None
                     total_frames += s.frames
-                    warnings = _warnings(s, job)
+                    warnings = list(s.warnings)
                     ended = ev.EpisodeEnded(
                         event_id=f"ended-{req.run_id}-{attempt}-{episode}", run_id=req.run_id, attempt=attempt,
                         episode=episode, seed=s.seed, steps=s.steps, frames=s.frames, episode_return=s.return_,
@@ -292,22 +292,6 @@ def _judge_history(history: dict[str, int], delivery: Delivery) -> str:
 
 def _physics_dt(job: WorkerJob) -> float:
     return float(job.model.opt.timestep) if job.model is not None else job.physics_dt
-
-
-def _is_forbidden(message: str) -> bool:
-    m = message.lower()
-    return any(w in m for w in ("refused", "absolute", "'..'", "not allowed", "outside", "not shipped", "not found under"))
-
-
-def _warnings(s, job: WorkerJob) -> list[str]:
-    out = []
-    if s.blank:
-        out.append(f"all {s.frames} frames are near-black: the GL backend may not be rendering; "
-                   "try MUJOCO_GL=egl or MUJOCO_GL=osmesa")
-    elif s.frozen and s.frames > 1:
-        out.append(f"all {s.frames} frames are identical: the camera may see nothing that moves, "
-                   "or the GL backend is not rendering (try MUJOCO_GL=egl or MUJOCO_GL=osmesa)")
-    return out
 
 
 def _request_summary(req: ev.SimRequested) -> dict:

@@ -113,15 +113,15 @@ def test_blank_and_frozen_are_detected():
 
 
 def test_frame_stats_constant_memory_rules():
-    st = FrameStats()
-    assert not st.blank and not st.frozen
+    st = FrameStats(4, 4)
+    assert not st.black and not st.frozen
     frame = np.zeros((4, 4, 3), np.uint8)
-    st.add(frame)
-    assert st.blank and not st.frozen  # one frame is not "frozen"
-    st.add(frame)
+    st.update(frame)
+    assert st.black and not st.frozen  # one frame is not "frozen"
+    st.update(frame)
     assert st.frozen
-    st.add(frame + 100)
-    assert not st.frozen and not st.blank
+    st.update(frame + 100)
+    assert not st.frozen and not st.black
 
 
 def test_pixels_buffer_is_reused_and_max_steps_rule():

@@ -25,8 +25,9 @@ from av.filter import Graph
 
 from simreel import log
 
-from .errors import MediaError, NoFramesError
-from .info import VideoInfo, file_digest
+from .errors import NoFramesError
+from .info import VideoInfo, finished
+from .probe import open_video
 
 _log = log.get(__name__)
 
@@ -77,21 +78,6 @@ def _chain(g: Graph, src, fps: int, width: int | None) -> list:
     ]
 
 
-def _open_video(src: Path):
-    if not src.is_file():
-        raise FileNotFoundError(f"no such video file: {src}")
-    try:
-        inp = av.open(str(src))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{src} is not a readable video: {e}") from e
-    if not inp.streams.video:
-        inp.close()
-        raise MediaError(f"{src} has no video stream")
-    vs = inp.streams.video[0]
-    vs.thread_count = 1  # decoder threads would only contend with the encoder service's x264
-    return inp, vs
-
-
 def _posterize(g: Graph, bits: int):
     """Keep the top `bits` of each channel (centred in the dropped range) before palettegen.
 
@@ -109,7 +95,7 @@ def _posterize(g: Graph, bits: int):
 
 
 def _palette(src: Path, fps: int, width: int | None, bits: int) -> av.VideoFrame:
-    inp, vs = _open_video(src)
+    inp, vs = open_video(src)
     with inp:
         g = None
         for frame in inp.decode(vs):
@@ -235,7 +221,7 @@ def mp4_to_gif(
 
     tmp = dst.with_name(dst.name + ".partial")
     dst.parent.mkdir(parents=True, exist_ok=True)
-    inp, vs = _open_video(src)
+    inp, vs = open_video(src)
     out = _GifOut(tmp, fps)
     try:
         with inp:
@@ -256,18 +242,5 @@ def mp4_to_gif(
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
-    size, sha = file_digest(dst)
-    info = VideoInfo(
-        path=str(dst),
-        frames=out.frames,
-        fps=fps,
-        duration_s=out.frames / fps,
-        width=out.width,
-        height=out.height,
-        codec="gif",
-        bytes=size,
-        sha256=sha,
-        encode_ms=round((time.perf_counter() - t0) * 1000, 3),
-    )
-    _log.info("media.video.written", type="gif", src=str(src), **info.to_dict())
-    return info
+    return finished(dst, kind="gif", frames=out.frames, fps=fps, width=out.width, height=out.height, codec="gif",
+                    encode_s=time.perf_counter() - t0, src=str(src))

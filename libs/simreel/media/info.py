@@ -24,15 +24,26 @@ class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.asdict(self)
 
 
+def check_closable(writer: object, path: str | os.PathLike, *, aborted: bool, frames: int, abort) -> None:
+    """What every writer's close() refuses: after abort(), or with no frame (the partial file goes)."""
+    from .errors import NoFramesError, WriterClosedError
+
+    if aborted:
+        raise WriterClosedError(f"close() on an aborted {type(writer).__name__} ({path})")
+    if frames == 0:
+        abort()
+        raise NoFramesError(f"no frames were written to {path}; nothing to write")
+
+
 def finished(path: str | os.PathLike, *, kind: str, frames: int, fps: int, width: int, height: int, codec: str,
-             encode_s: float) -> VideoInfo:
+             encode_s: float, **log_extra) -> VideoInfo:
     """The VideoInfo of a file a writer just completed, with the one log line per video."""
     from simreel import log
 
     size, sha = file_digest(path)
     info = VideoInfo(path=str(path), frames=frames, fps=fps, duration_s=frames / fps if fps else 0.0, width=width,
                      height=height, codec=codec, bytes=size, sha256=sha, encode_ms=round(encode_s * 1000, 3))
-    log.get("simreel.media").info("media.video.written", type=kind, **info.to_dict())
+    log.get("simreel.media").info("media.video.written", type=kind, **log_extra, **info.to_dict())
     return info
 
 

@@ -39,9 +39,9 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from simreel import log
 
-from .errors import CodecUnavailableError, NoFramesError, WriterClosedError
+from .errors import CodecUnavailableError, WriterClosedError
 from .frames import Frame, as_rgb24
-from .info import VideoInfo, finished
+from .info import VideoInfo, check_closable, finished
 
 _log = log.get(__name__)
 
@@ -290,11 +290,7 @@ class Mp4Writer:
         """Flush the encoder, finalize (faststart), rename into place; idempotent."""
         if self._info is not None:
             return self._info
-        if self._aborted:
-            raise WriterClosedError(f"close() on an aborted Mp4Writer ({self.path})")
-        if self._frames == 0:
-            self.abort()
-            raise NoFramesError(f"no frames were written to {self.path}; nothing to encode")
+        check_closable(self, self.path, aborted=self._aborted, frames=self._frames, abort=self.abort)
         t0 = time.perf_counter()
         try:
             if self._encoder is not None:

@@ -18,9 +18,9 @@ import numpy as np
 
 from simreel import log
 
-from .errors import NoFramesError, WriterClosedError
+from .errors import WriterClosedError
 from .frames import Frame, as_rgb24
-from .info import VideoInfo, finished
+from .info import VideoInfo, check_closable, finished
 
 _log = log.get(__name__)
 
@@ -78,11 +78,7 @@ class PngZipWriter:
     def close(self) -> VideoInfo:
         if self._info is not None:
             return self._info
-        if self._aborted:
-            raise WriterClosedError(f"close() on an aborted PngZipWriter ({self.path})")
-        if self._frames == 0:
-            self.abort()
-            raise NoFramesError(f"no frames were written to {self.path}; nothing to zip")
+        check_closable(self, self.path, aborted=self._aborted, frames=self._frames, abort=self.abort)
         t0 = time.perf_counter()
         self._zip.close()
         os.replace(self._tmp, self.path)

@@ -14,24 +14,30 @@ import av
 from .errors import MediaError
 
 
+def open_video(src: Path):
+    """(container, first video stream) of a file, with clear errors for a missing or unreadable one."""
+    if not src.is_file():
+        raise FileNotFoundError(f"no such video file: {src}")
+    try:
+        inp = av.open(str(src))
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{src} is not a readable video: {e}") from e
+    if not inp.streams.video:
+        inp.close()
+        raise MediaError(f"{src} has no video stream")
+    vs = inp.streams.video[0]
+    vs.thread_count = 1  # decoder threads would only contend with the encoder service's x264
+    return inp, vs
+
+
 def probe(path: str | os.PathLike) -> dict:
     """Return {frames, duration_s, width, height, codec, fps, format} for the first video stream.
 
     duration_s is the container duration (what players show); fps is the stream's average rate
     (float; GIFs with centisecond delays are not integral).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such video file: {path}")
-    try:
-        c = av.open(str(path))
-    except av.error.FFmpegError as e:
-        raise MediaError(f"{path} is not a readable video: {e}") from e
+    c, vs = open_video(Path(path))
     with c:
-        if not c.streams.video:
-            raise MediaError(f"{path} has no video stream")
-        vs = c.streams.video[0]
-        vs.thread_count = 1
         frames = 0
         for _ in c.decode(vs):
             frames += 1

@@ -10,6 +10,11 @@ class SceneError(ValueError):
     """A scene cannot be loaded; the message is meant for the person who wrote the request."""
 
 
+class SceneForbidden(SceneError):
+    """The request asks for something it may not have (a file outside the allowed roots, a module
+    import): refused by policy, not malformed. Callers tell the two apart by type, not by wording."""
+
+
 class PolicyError(ValueError):
     """A policy cannot be built or failed while running; the message names the policy."""
 

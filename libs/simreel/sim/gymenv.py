@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from simreel import log
-from simreel.sim.errors import BackendError, PolicyError, SceneError
+from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim.rollout import EpisodeSummary, FrameOut, FrameStats
 
 __all__ = ["GymEpisodeRunner", "GymEpisodeSummary", "GYM_PREFIX", "make_policy", "open_gym_scene", "parse_scene",
@@ -69,9 +69,9 @@ def parse_scene(spec: str, allow: Collection[str] | None = None) -> str:
     if not env_id:
         raise SceneError(f"scene {spec!r}: expected gymnasium:<EnvId>, e.g. gymnasium:HalfCheetah-v5")
     if ":" in env_id or ("/" in env_id and env_id not in gym.registry):
-        raise SceneError(f"scene {spec!r}: only registered Gymnasium ids are allowed (no module imports)")
+        raise SceneForbidden(f"scene {spec!r}: only registered Gymnasium ids are allowed (no module imports)")
     if allow is not None and env_id not in allow:
-        raise SceneError(f"scene {spec!r} is not in this simulator's Gymnasium allow-list")
+        raise SceneForbidden(f"scene {spec!r} is not in this simulator's Gymnasium allow-list")
     if env_id not in gym.registry:
         close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -83,7 +83,7 @@ def _check_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     kwargs = dict(env_kwargs or {})
     reserved = sorted(set(kwargs) & _RESERVED_KWARGS)
     if reserved:
-        raise SceneError(f"env_kwargs may not set {', '.join(reserved)}: use render.width/height "
+        raise SceneForbidden(f"env_kwargs may not set {', '.join(reserved)}: use render.width/height "
                          "(render_mode is always rgb_array)")
 
     def pathlike(v: Any) -> bool:
@@ -91,7 +91,7 @@ def _check_kwargs(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
     for k, v in kwargs.items():
         if k in _FILE_KWARGS or pathlike(v):
-            raise SceneError(f"env_kwargs[{k!r}] refused: requests may not name files on the simulator host")
+            raise SceneForbidden(f"env_kwargs[{k!r}] refused: requests may not name files on the simulator host")
     return kwargs
 
 
@@ -347,7 +347,7 @@ class GymEpisodeRunner:
         if isinstance(policy, str):
             policy = make_policy(policy, self.action_space, seed=seed, params=policy_params)
         n_frames, total_steps = self.plan(duration_s, max_steps)
-        env, stats = self.env, FrameStats()
+        env, stats = self.env, FrameStats(self.width, self.height)
         render_s = physics_s = 0.0
         step, frames, ret, since = 0, 0, 0.0, 0.0
         terminated = truncated = stopped = False
@@ -358,7 +358,7 @@ class GymEpisodeRunner:
             t0 = time.perf_counter()
             frame = self._check_frame(env.render())
             render_s += time.perf_counter() - t0
-            stats.add(frame)
+            stats.update(frame)
             on_frame(FrameOut(frames, frames / self.fps, step, frame, since, action_list))
             frames += 1
             since = 0.0
@@ -393,8 +393,8 @@ class GymEpisodeRunner:
                 emit()
         return GymEpisodeSummary(
             seed=int(seed), steps=step, frames=frames, sim_time=step * self.dt, return_=ret,
-            render_ms_total=render_s * 1e3, physics_ms_total=physics_s * 1e3, blank=stats.blank,
-            frozen=stats.frozen, max_frame_time_offset=0.0, stopped=stopped, terminated=bool(terminated),
+            render_ms_total=render_s * 1e3, physics_ms_total=physics_s * 1e3, blank=stats.black,
+            frozen=stats.frozen, warnings=stats.warnings() if stats.frames else [], max_frame_time_offset=0.0, stopped=stopped, terminated=bool(terminated),
             truncated=bool(truncated) or not terminated)
 
     def close(self) -> None:

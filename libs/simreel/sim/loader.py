@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import mujoco
 
 from simreel import log
-from simreel.sim.errors import SceneError
+from simreel.sim.errors import SceneError, SceneForbidden
 
 __all__ = [
     "SceneError",
@@ -70,18 +70,18 @@ class FileRef:
 def _check_relative(value: str, what: str) -> str:
     """Return `value` as a normalized relative POSIX path, or refuse it."""
     if not value or value != value.strip():
-        raise SceneError(f"{what} {value!r}: empty or padded file names are refused")
+        raise SceneForbidden(f"{what} {value!r}: empty or padded file names are refused")
     if "\x00" in value:
-        raise SceneError(f"{what} {value!r}: NUL byte in file name")
+        raise SceneForbidden(f"{what} {value!r}: NUL byte in file name")
     posix = value.replace("\\", "/")
     if posix.startswith("/") or posix.startswith("~") or _SCHEME.match(posix):
-        raise SceneError(
+        raise SceneForbidden(
             f"{what} {value!r}: absolute paths are refused; name the file relative to the scene and "
             "ship it in the request's assets (or place it under a configured scene root)"
         )
     parts = PurePosixPath(posix).parts
     if ".." in parts:
-        raise SceneError(f"{what} {value!r}: '..' in file paths is refused (it could leave the scene root)")
+        raise SceneForbidden(f"{what} {value!r}: '..' in file paths is refused (it could leave the scene root)")
     return str(PurePosixPath(*[p for p in parts if p != "."])) if parts else posix
 
 
@@ -269,10 +269,10 @@ def load_path(
     """Load a scene file that lies under one of `roots` (a relative path is tried under each root)."""
     allowed = [Path(r).resolve() for r in roots]
     if not allowed:
-        raise SceneError("scene files are disabled: no scene roots are configured")
+        raise SceneForbidden("scene files are disabled: no scene roots are configured")
     p = Path(path)
     if ".." in p.parts:
-        raise SceneError(f"scene path {str(path)!r}: '..' is refused")
+        raise SceneForbidden(f"scene path {str(path)!r}: '..' is refused")
     candidates = [p] if p.is_absolute() else [r / p for r in allowed]
     for cand in candidates:
         real = cand.resolve()
@@ -281,7 +281,7 @@ def load_path(
         if real.is_file():
             text = real.read_text(encoding="utf-8")
             return _load(text, assets or {}, search=[real.parent], allowed=allowed, width=width, height=height)
-    raise SceneError(
+    raise SceneForbidden(
         f"scene file {str(path)!r} not found under the scene roots ({', '.join(map(str, allowed))})"
     )
 

@@ -17,7 +17,6 @@ Frame count rule:
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -30,6 +29,7 @@ import mujoco
 import numpy as np
 
 from simreel import log
+from simreel.media.stats import FrameStats
 from simreel.sim.errors import BackendError, PolicyError, SceneError
 from simreel.sim.gl import REMEDY, gl_info
 from simreel.sim.loader import camera_names, ensure_offscreen
@@ -51,7 +51,6 @@ _log = log.get(__name__)
 
 Quality = Literal["full", "fast"]
 CameraSpec = str | int | Mapping[str, Any] | mujoco.MjvCamera | None
-BLANK_MEAN = 8.0
 _DENOM = 1_000_000  # timesteps and fps are read as the nearest fraction with denominator <= 1e6
 
 
@@ -126,36 +125,8 @@ class EpisodeSummary:
     frozen: bool  # >= 2 frames and all identical to the first
     max_frame_time_offset: float
     stopped: bool = False  # should_stop() ended the episode early
+    warnings: list[str] = field(default_factory=list)  # blank/frozen, with the remedy
     physics_warnings: dict[str, int] = field(default_factory=dict)
-
-
-class FrameStats:
-    """Blank/frozen detection in constant memory: one hash and two flags, whatever the length."""
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self._first: bytes | None = None
-        self._all_same = True
-        self._all_dark = True
-
-    def add(self, pixels: np.ndarray) -> None:
-        self.frames += 1
-        if self._all_same:
-            digest = hashlib.blake2b(np.ascontiguousarray(pixels), digest_size=8).digest()
-            if self._first is None:
-                self._first = digest
-            elif digest != self._first:
-                self._all_same = False
-        if self._all_dark and float(pixels[::4, ::4].mean()) >= BLANK_MEAN:
-            self._all_dark = False
-
-    @property
-    def blank(self) -> bool:
-        return self.frames > 0 and self._all_dark
-
-    @property
-    def frozen(self) -> bool:
-        return self.frames >= 2 and self._all_same
 
 
 def apply_quality(scene: mujoco.MjvScene, quality: str) -> None:
@@ -392,7 +363,7 @@ class EpisodeRunner:
         dt = float(sched.dt)
         self.reset(seed)
         self._action[:] = 0.0
-        stats = FrameStats()
+        stats = FrameStats(buf.shape[1], buf.shape[0])
         step, ret, since_frame, max_off = 0, 0.0, 0.0, 0.0
         render_s = physics_s = 0.0
         stopped = False
@@ -418,7 +389,7 @@ class EpisodeRunner:
             t0 = time.perf_counter()
             self._render_views(r, d, buf)
             render_s += time.perf_counter() - t0
-            stats.add(buf)
+            stats.update(buf)
             max_off = max(max_off, sched.offset(k))
             on_frame(FrameOut(k, sched.frame_time(k), step, buf, since_frame, self._action.tolist()))
             since_frame = 0.0
@@ -439,8 +410,9 @@ class EpisodeRunner:
             return_=ret,
             render_ms_total=render_s * 1e3,
             physics_ms_total=physics_s * 1e3,
-            blank=stats.blank,
+            blank=stats.black,
             frozen=stats.frozen,
+            warnings=stats.warnings() if stats.frames else [],
             max_frame_time_offset=max_off,
             stopped=stopped,
             physics_warnings=warnings,
