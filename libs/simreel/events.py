@@ -303,6 +303,48 @@ class DeleteRequested(Event, kw_only=True):
     requested_by: str = ""
 
 
+# --- live recorders (training loops) --------------------------------------------------------------
+
+
+class RecorderAnnounced(Event, kw_only=True):
+    """A recorder wrapped around a live env says what it is doing, so a ui can list and steer it.
+
+    `run_id` is the recorder id. Re-announced at every episode boundary and once more at close
+    (`state="closed"`), so the latest announcement per recorder is its current state.
+    """
+
+    session: Name
+    env_id: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    trigger: Annotated[str, msgspec.Meta(max_length=200)]  # human-readable, e.g. "every 2 episodes"
+    episodes_seen: Count = 0
+    videos_recorded: Count = 0
+    recording_next: bool = False
+    cadence: Annotated[int, msgspec.Meta(ge=1)] | None = None  # every N episodes; None = the trigger
+    state: Literal["running", "closed"] = "running"
+
+
+CaptureAction = Literal["record_next", "every", "off", "stop"]
+
+
+class CaptureControlRequested(Event, kw_only=True):
+    """Ask a live recorder (`run_id` = recorder id) to change what it records, from the next episode
+    boundary on: record the next episode, record every N episodes, record nothing more ("off"), or
+    stop recording for good ("stop")."""
+
+    action: CaptureAction
+    every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None  # for "every"
+    requested_by: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class CaptureControlApplied(Event, kw_only=True):
+    """A recorder took a control request into effect at the start of `episode`."""
+
+    request_event_id: str
+    action: CaptureAction
+    every: int | None = None
+    episode: Count
+
+
 # --- plumbing --------------------------------------------------------------------------------------
 
 
@@ -337,6 +379,9 @@ AnyEvent = Union[
     StoreFailed,
     ArtifactDeleted,
     DeleteRequested,
+    RecorderAnnounced,
+    CaptureControlRequested,
+    CaptureControlApplied,
     DeadLettered,
 ]
 

@@ -29,6 +29,10 @@ _PER_RUN = {
     ev.StoreFailed: "simreel.evt.store.failed",
     ev.ArtifactDeleted: "simreel.evt.artifact.deleted",
     ev.DeleteRequested: "simreel.evt.delete.requested",
+    # Live recorders: the "run" is the recorder id.
+    ev.RecorderAnnounced: "simreel.evt.recorder.announced",
+    ev.CaptureControlRequested: "simreel.evt.recorder.control",
+    ev.CaptureControlApplied: "simreel.evt.recorder.applied",
 }
 
 
@@ -46,6 +50,14 @@ def prefix_of(event_type: type[ev.Event]) -> str:
 
 def run_events(run_id: str) -> str:
     return f"simreel.evt.*.*.{run_id}"
+
+
+def recorder_control(recorder_id: str) -> str:
+    """Where a live recorder listens for CaptureControlRequested."""
+    return f"{_PER_RUN[ev.CaptureControlRequested]}.{recorder_id}"
+
+
+RECORDERS_ANNOUNCED = "simreel.evt.recorder.announced.*"
 
 
 def frames(run_id: str, attempt: int, episode: int) -> str:

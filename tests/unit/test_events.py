@@ -62,3 +62,30 @@ def test_json_schema_lists_the_public_events():
     assert {"SimRequested", "VideoAvailable", "ArtifactStored"} <= set(schema["$defs"])
     width = schema["$defs"]["RenderSpec"]["properties"]["width"]
     assert width["maximum"] == 4096
+
+
+def test_recorder_events_round_trip_and_live_under_the_recorder_id():
+    rid = "rec-1"
+    for e, subject in [
+        (ev.RecorderAnnounced(run_id=rid, session="s", env_id="CartPole-v1", trigger="every 2 episodes",
+                              episodes_seen=3, videos_recorded=2, recording_next=True, cadence=2),
+         "simreel.evt.recorder.announced.rec-1"),
+        (ev.CaptureControlRequested(run_id=rid, action="every", every=5), "simreel.evt.recorder.control.rec-1"),
+        (ev.CaptureControlApplied(run_id=rid, request_event_id="x", action="off", episode=4),
+         "simreel.evt.recorder.applied.rec-1"),
+    ]:
+        back = ev.decode(ev.encode(e))
+        assert back == e and type(back) is type(e)
+        assert subjects.subject_for(e) == subject
+    assert subjects.recorder_control(rid) == "simreel.evt.recorder.control.rec-1"
+
+
+@pytest.mark.parametrize("body, where", [
+    ({"type": "CaptureControlRequested", "run_id": "r", "action": "pause"}, "$.action"),
+    ({"type": "CaptureControlRequested", "run_id": "r", "action": "every", "every": 0}, "$.every"),
+    ({"type": "RecorderAnnounced", "run_id": "r", "session": "s", "trigger": "t", "state": "gone"}, "$.state"),
+])
+def test_bad_capture_controls_fail_in_the_decoder(body, where):
+    with pytest.raises(msgspec.ValidationError) as info:
+        ev.decode(json.dumps(body).encode())
+    assert where in str(info.value)
