@@ -52,6 +52,11 @@ class Delivery:
 
 Handler = Callable[[Any, Delivery], Awaitable[Iterable[ev.Event] | None]]
 
+# JetStream is there but cannot answer yet (restart, leader election): wait, do not give up. (No
+# responders at all means a server without JetStream: that is an error to report, not to wait out.)
+_JS_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError,
+                   nats.js.errors.ServiceUnavailableError)
+
 
 def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
     if not (settings.tls_ca or settings.tls_cert):
@@ -135,16 +140,31 @@ class Bus:
 
     async def ensure_streams(self) -> None:
         """Create EVENTS and FRAMES if missing; every service and client calls this, so order of start
-        never matters. An existing stream is left as configured (operators may have tuned it)."""
+        never matters. An existing stream is left as configured (operators may have tuned it).
+
+        Retried while JetStream does not answer: in a cluster that just lost a node, the stream info
+        request waits for a leader election (it timed out after 10 s on a busy machine), and a
+        service that died of that at start stayed dead while runs waited on it forever."""
         for cfg in (subjects.events_stream(replicas=self.replicas), subjects.frames_stream(replicas=self.replicas)):
-            try:
-                await self.js.stream_info(cfg.name)
-            except nats.js.errors.NotFoundError:
+            delay = 0.25
+            while True:
                 try:
-                    await self.js.add_stream(cfg)
-                except nats.js.errors.BadRequestError as e:  # created concurrently by another process
-                    if "already in use" not in str(e):
-                        raise
+                    await self._ensure_stream(cfg)
+                    break
+                except _JS_UNAVAILABLE as e:
+                    log.warning("ensure_streams_retry", stream=cfg.name, error=type(e).__name__)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    async def _ensure_stream(self, cfg: api.StreamConfig) -> None:
+        try:
+            await self.js.stream_info(cfg.name)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self.js.add_stream(cfg)
+            except nats.js.errors.BadRequestError as e:  # created concurrently by another process
+                if "already in use" not in str(e):
+                    raise
 
     # --- publishing --------------------------------------------------------------------------------
 
@@ -444,6 +464,10 @@ class FramePublisher:
         msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
         fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
                                               headers={"Nats-Msg-Id": msg_id})
+        # The first failed ack fails the attempt (frames must be stored in order; a new attempt
+        # republishes them all). The acks still in flight then are never awaited: mark their errors
+        # seen, or every one of them is printed as "Future exception was never retrieved".
+        fut.add_done_callback(_seen)
         self.inflight.append((fut, len(data)))
         self.bytes += len(data)
         self.sent += len(data)
@@ -458,3 +482,8 @@ class FramePublisher:
     async def flush(self) -> None:
         while self.inflight:
             await self._pop()
+
+
+def _seen(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()

@@ -183,6 +183,25 @@ async def wait_result(settings: NatsSettings, run_id: str, timeout: float) -> Ru
         await client.close()
 
 
+async def wait_result_alive(settings: NatsSettings, run_id: str, stack, timeout: float) -> RunResult:
+    """wait_result, but a service process that dies fails the test at once, naming it (a dead
+    service otherwise shows only as a run that never finishes)."""
+    def dead() -> list[str]:
+        return [f"{name}-{i}" for name, procs in stack.procs.items() for i, p in enumerate(procs) if p.poll() is not None]
+
+    waiting = asyncio.create_task(wait_result(settings, run_id, timeout))
+    watching = asyncio.create_task(until(dead, timeout=timeout + 30, what="a service to die", interval=0.5))
+    try:
+        done, _ = await asyncio.wait({waiting, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting in done:
+            return waiting.result()
+        raise AssertionError(f"service process died while the run was waited on: {', '.join(watching.result())}")
+    finally:
+        for t in (waiting, watching):
+            t.cancel()
+        await asyncio.gather(waiting, watching, return_exceptions=True)
+
+
 async def submit(settings: NatsSettings, *reqs: ev.SimRequested) -> None:
     client = Client(Bus(await connect(settings, name="reliability-submit")))
     try:

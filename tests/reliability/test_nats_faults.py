@@ -12,6 +12,7 @@ from pathlib import Path
 
 import nats
 import pytest
+import structlog.testing
 
 from simreel import events as ev
 from simreel import subjects
@@ -20,7 +21,7 @@ from simreel.config import NatsSettings
 from simreel.embedded import _wait_port, free_port, nats_server_binary, stop_process
 
 from .helpers import (Tap, expected_keys, frames_in_stream, frames_of, mp4_frame_count, replay, request,
-                      stored_counts, submit, until, wait_result)
+                      stored_counts, submit, until, wait_result_alive)
 
 pytestmark = pytest.mark.integration
 
@@ -48,12 +49,34 @@ async def test_nats_restart_mid_run(make_stack):
     stack.nats.start()
     assert (stack.nats.port, stack.nats.store_dir) == (port, store)  # same address, same JetStream state
 
-    result = await wait_result(nats_settings, req.run_id, timeout=150)
+    result = await wait_result_alive(nats_settings, req.run_id, stack, timeout=150)
     events = await replay(nats_settings)
     _check_complete(result, req, events)
     for name, procs in stack.procs.items():
         assert all(p.poll() is None for p in procs), f"{name} died instead of reconnecting"
     assert any("nats_reconnected" in (stack.log_dir / f"{n}-0.log").read_text() for n in stack.procs)
+
+
+async def test_service_start_waits_for_jetstream(nats_server):
+    """A service that starts while JetStream cannot answer (a cluster electing a new stream leader
+    after a node loss; here the one server is paused) waits for it instead of dying at start: a dead
+    encoder left a cluster run stalled in "storing" for good."""
+    bus = Bus(await connect(NatsSettings(url=nats_server.url), name="reliability-starting"))
+    try:
+        with structlog.testing.capture_logs() as logged:
+            nats_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                starting = asyncio.create_task(bus.ensure_streams())
+                await until(lambda: starting.done() or any(e["event"] == "ensure_streams_retry" for e in logged),
+                            timeout=60, what="a JetStream request to time out")
+                assert not starting.done(), f"gave up while JetStream was away: {starting.exception()!r}"
+            finally:
+                nats_server.proc.send_signal(signal.SIGCONT)
+            await asyncio.wait_for(starting, timeout=60)
+        for name in (subjects.EVENTS_STREAM, subjects.FRAMES_STREAM):
+            assert (await bus.js.stream_info(name)).config.name == name
+    finally:
+        await bus.close()
 
 
 DEPLOY_CLUSTER = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "cluster"
@@ -152,7 +175,7 @@ async def test_cluster_node_killed_mid_run(make_stack, tmp_path):
         victim = [cluster.name(i) for i in range(3)].index(leader)
         cluster.kill(victim)  # the EVENTS leader: a new one must be elected mid-run
 
-        result = await wait_result(settings, req.run_id, timeout=150)
+        result = await wait_result_alive(settings, req.run_id, stack, timeout=150)
         events = await replay(settings)
         _check_complete(result, req, events)
         assert await _stream_leader(settings, subjects.EVENTS_STREAM) != leader
