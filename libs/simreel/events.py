@@ -127,6 +127,9 @@ class SimStarted(Event, kw_only=True):
     gl_renderer: str
     session: Name
     outputs: OutputSpec
+    # How this run's FrameBatch payloads are compressed (None: not announced, as by older producers).
+    # Each batch's own `compression` is what a reader goes by.
+    frame_compression: Literal["none", "zstd"] | None = None
 
 
 class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,6 +138,10 @@ class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
     Several whole frames when they fit in the server's max_payload; one part of one frame
     (`part`/`parts`) when a frame alone is too big. `last` closes the episode; `aborted` tells the
     encoder the attempt died and nothing more will come.
+
+    `compression` says what `frames` holds: "none" — `count` rgb24 frames back to back; "zstd" — a
+    zstd stream that decompresses to exactly those bytes (simreel writes one zstd frame per video
+    frame; parts of a split frame join into that frame's zstd stream). Packing counts compressed bytes.
     """
 
     run_id: RunId
@@ -146,6 +153,7 @@ class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
     width: Width
     height: Height
     pix_fmt: Literal["rgb24"] = "rgb24"
+    compression: Literal["none", "zstd"] = "none"
     times: list[float] = []
     frames: bytes = b""
     part: Count = 0

@@ -2,6 +2,9 @@
 
 Small frames are packed several to a message (fewer round trips); a frame larger than a message is
 split into parts and joined again by the encoder, one frame at a time, so memory stays flat.
+
+Frames are compressed here, as they are packed (simreel.framecodec, zstd by default): the packer runs
+in the publishing thread, never the render thread, and it fills each message by compressed size.
 """
 from __future__ import annotations
 
@@ -9,11 +12,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
+from . import framecodec
 from .events import FrameBatch
 
-# Room for the msgpack envelope, telemetry rows and NATS headers.
+# Room for the msgpack envelope and NATS headers (telemetry rows are counted as they are added).
 ENVELOPE_BYTES = 16 * 1024
 MAX_FRAMES_PER_BATCH = 32
+
+_row_size = msgspec.msgpack.Encoder().encode
 
 
 class FrameSequenceError(ValueError):
@@ -29,10 +37,20 @@ class FramePacker:
     height: int
     max_payload: int
     seq: int = 0
+    compression: str = framecodec.DEFAULT
     _frames: list[bytes] = field(default_factory=list)
     _times: list[float] = field(default_factory=list)
     _telemetry: list[dict[str, Any]] = field(default_factory=list)
     _first: int = 0
+    _bytes: int = 0
+    _compressor: framecodec.FrameCompressor | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression not in framecodec.COMPRESSIONS:
+            raise ValueError(f"frame compression must be one of {', '.join(framecodec.COMPRESSIONS)}, "
+                             f"got {self.compression!r}")
+        if self.compression == "zstd":
+            self._compressor = framecodec.FrameCompressor()
 
     @property
     def frame_bytes(self) -> int:
@@ -42,36 +60,38 @@ class FramePacker:
     def budget(self) -> int:
         return max(self.max_payload - ENVELOPE_BYTES, 4096)
 
-    @property
-    def frames_per_batch(self) -> int:
-        return max(1, min(MAX_FRAMES_PER_BATCH, self.budget // self.frame_bytes))
-
     def _batch(self, **kw) -> FrameBatch:
         b = FrameBatch(run_id=self.run_id, attempt=self.attempt, episode=self.episode, seq=self.seq,
-                       width=self.width, height=self.height, **kw)
+                       width=self.width, height=self.height, compression=self.compression, **kw)
         self.seq += 1
         return b
 
     def add(self, index: int, t: float, pixels: bytes, telemetry: dict[str, Any] | None = None) -> list[FrameBatch]:
         if len(pixels) != self.frame_bytes:
             raise ValueError(f"frame {index} has {len(pixels)} bytes, expected {self.frame_bytes}")
+        data = pixels if self._compressor is None else self._compressor.compress(pixels)
         out: list[FrameBatch] = []
-        if self.frame_bytes > self.budget:
+        size = len(data) + (len(_row_size(telemetry)) if telemetry else 0)
+        if size > self.budget:
             out.extend(self.flush())
-            parts = math.ceil(self.frame_bytes / self.budget)
-            size = math.ceil(self.frame_bytes / parts)
-            view = memoryview(pixels)
+            parts = math.ceil(len(data) / self.budget)
+            step = math.ceil(len(data) / parts)
+            view = memoryview(data)
             for p in range(parts):
-                out.append(self._batch(first_index=index, count=1, times=[t], frames=bytes(view[p * size:(p + 1) * size]),
+                out.append(self._batch(first_index=index, count=1, times=[t], frames=bytes(view[p * step:(p + 1) * step]),
                                        part=p, parts=parts, telemetry=[telemetry] if (telemetry and p == 0) else []))
             return out
+        if self._frames and self._bytes + size > self.budget:
+            out.extend(self.flush())
         if not self._frames:
             self._first = index
-        self._frames.append(pixels)
+        self._frames.append(data)
         self._times.append(t)
+        self._bytes += size
         if telemetry is not None:
             self._telemetry.append(telemetry)
-        if len(self._frames) >= self.frames_per_batch:
+        # Send as soon as a frame like this one would not fit: no waiting for the next frame.
+        if len(self._frames) >= MAX_FRAMES_PER_BATCH or self._bytes + size > self.budget:
             out.extend(self.flush())
         return out
 
@@ -80,8 +100,18 @@ class FramePacker:
             return [self._batch(first_index=0, count=0, last=True, aborted=aborted)] if (last or aborted) else []
         b = self._batch(first_index=self._first, count=len(self._frames), times=self._times,
                         frames=b"".join(self._frames), telemetry=self._telemetry, last=last, aborted=aborted)
-        self._frames, self._times, self._telemetry = [], [], []
+        self._frames, self._times, self._telemetry, self._bytes = [], [], [], 0
         return [b]
+
+
+def inflate(batch: FrameBatch) -> FrameBatch:
+    """The batch with its whole frames decompressed (compression "none"); split parts are left as
+    they are (FrameAssembler decompresses the joined frame). Raises framecodec.CorruptFrames."""
+    if batch.compression == "none" or batch.parts > 1 or batch.count == 0:
+        return batch
+    raw = framecodec.decompress(batch.frames, batch.width * batch.height * 3 * batch.count)
+    return msgspec.structs.replace(batch, compression="none",
+                                   frames=memoryview(raw) if isinstance(batch.frames, memoryview) else raw)
 
 
 @dataclass
@@ -107,6 +137,10 @@ class FrameAssembler:
             return []  # a duplicate of what we already have (redelivery)
         if batch.parts > 1:
             return self._feed_part(batch)
+        try:
+            batch = inflate(batch)  # a no-op when the encoder's prefetch already did it
+        except framecodec.CorruptFrames as e:
+            raise FrameSequenceError(f"batch {batch.seq}: {e}") from None
         if batch.first_index != self.expected:
             raise FrameSequenceError(f"episode {batch.episode}: expected frame {self.expected}, got {batch.first_index}")
         size = batch.width * batch.height * 3
@@ -135,6 +169,11 @@ class FrameAssembler:
         index, t, tel = self._part_meta  # type: ignore[misc]
         pixels = b"".join(self._parts)
         self._parts, self._part_meta = [], None
+        if batch.compression != "none":
+            try:
+                pixels = framecodec.decompress(pixels, batch.width * batch.height * 3)
+            except framecodec.CorruptFrames as e:
+                raise FrameSequenceError(f"frame {index}: {e}") from None
         if len(pixels) != batch.width * batch.height * 3:
             raise FrameSequenceError(f"frame {index}: reassembled {len(pixels)} bytes")
         self.expected += 1

@@ -40,6 +40,7 @@ from . import log as logs
 from .bus import Bus, FramePublisher
 from .client import Client
 from .config import NatsSettings
+from . import framecodec
 from .framing import FramePacker
 from .media.stats import FrameStats
 from .outputs import video_outputs
@@ -87,6 +88,7 @@ class RunRecorder:
         report: Mapping[str, Any] | None = None,
         inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
         logger: Any = None,
+        frame_compression: str = framecodec.DEFAULT,
     ) -> None:
         if round(fps) != fps:
             raise ValueError(f"fps must be a whole number (the video's time base is 1/fps), got {fps}")
@@ -99,6 +101,7 @@ class RunRecorder:
         self.scene = scene
         self.gl_backend, self.gl_renderer = gl_backend, gl_renderer
         self.physics_dt = float(physics_dt)
+        self.frame_compression = frame_compression
         self.cameras = list(cameras)
         self._frames_per_episode = list(frames_per_episode) if frames_per_episode else [0] * self.episodes
         self._report_extra = dict(report or {})
@@ -136,7 +139,8 @@ class RunRecorder:
             event_id=f"started-{self.run_id}-{ATTEMPT}", run_id=self.run_id, attempt=ATTEMPT, scene=self.scene,
             episodes=self.episodes, frames_per_episode=self._frames_per_episode, fps=self.fps, width=self.width,
             height=self.height, cameras=self.cameras, physics_dt=self.physics_dt, gl_backend=self.gl_backend,
-            gl_renderer=self.gl_renderer, session=self.session, outputs=self.outputs))
+            gl_renderer=self.gl_renderer, session=self.session, outputs=self.outputs,
+            frame_compression=self.frame_compression))
         await self.bus.publish(started)
         self.started = started
         self._t0 = time.monotonic()
@@ -151,7 +155,7 @@ class RunRecorder:
             raise RecorderError(f"run {self.run_id} declared {self.episodes} episode(s); all have ended")
         if self._packer is None:
             self._packer = FramePacker(self.run_id, ATTEMPT, self.episode, self.width, self.height,
-                                       self.bus.max_payload)
+                                       self.bus.max_payload, compression=self.frame_compression)
             self._stats = FrameStats(self.width, self.height)
             self._ep_frames = 0
             self._ep_t0 = time.monotonic()

@@ -26,6 +26,7 @@ from simreel.config import Settings
 from simreel.framing import FrameAssembler, FrameSequenceError
 
 from .job import EncodeJob, Finished, file_name, telemetry_digest
+from .prefetch import Prefetch
 
 
 class _JobCalls:
@@ -101,7 +102,7 @@ class Encoder:
         )
         assemblers: dict[int, FrameAssembler] = {}
         last_progress = time.monotonic()
-        prefetch = _Prefetch(sub)
+        prefetch = Prefetch(sub)
         try:
             while not job.complete:
                 try:
@@ -117,12 +118,12 @@ class Encoder:
                                             f"({len(job.done_episodes)}/{st.episodes} episodes encoded)")
                     continue
                 last_progress = time.monotonic()
-                for m in msgs:
-                    try:
-                        batch = ev.decode_frames_view(m.data)
-                    except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                        # Not from a simulator: set it aside and go on (it must not break the job).
-                        await self._reject_frames(m, f"undecodable frame batch on {m.subject}: {e}", log)
+                for item in msgs:
+                    m, batch = item.msg, item.batch
+                    if batch is None:
+                        # Undecodable, or compressed frames that do not decompress: set it aside and go on
+                        # (it must not break the job; if real frames are missing, the gap fails the run).
+                        await self._reject_frames(m, item.problem, log)
                         continue
                     if not _belongs(batch, st, m.subject):
                         await self._reject_frames(
@@ -212,40 +213,6 @@ class Encoder:
         logs.get("encoder", run_id=st.run_id).error("encode_failed", reason=message)
         return ev.EncodeFailed(event_id=f"encfail-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
                                code=code, message=message)
-
-
-class _Prefetch:
-    """Keeps the next fetch of frames in flight while the current ones are encoded in a thread, so
-    reading from JetStream and encoding overlap (bounded: `depth` batches of `batch` messages)."""
-
-    def __init__(self, sub, *, batch: int = 8, timeout: float = 2.0, depth: int = 2) -> None:
-        self._sub, self._batch, self._timeout = sub, batch, timeout
-        self._q: asyncio.Queue = asyncio.Queue(depth)
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                item = await self._sub.fetch(self._batch, timeout=self._timeout)
-            except nats.errors.TimeoutError:
-                item = None
-            except Exception as e:  # noqa: BLE001 - handed to the reader, which decides
-                item = e
-            await self._q.put(item)
-            if isinstance(item, Exception):
-                return
-
-    async def get(self) -> list:
-        item = await self._q.get()
-        if item is None:
-            raise nats.errors.TimeoutError
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    async def close(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 def _unsupported(o: ev.OutputSpec) -> str | None:

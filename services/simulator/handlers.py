@@ -158,13 +158,15 @@ class Simulator:
                 if kind == "frame":
                     _, episode, index, t, pixels, telemetry = item
                     if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload)
+                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload,
+                                             compression=self.settings.frame_compression)
                     for b in packer.add(index, t, pixels, telemetry):
                         await publisher.publish(b)
                 elif kind == "episode":
                     _, episode, s = item
                     if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload)
+                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload,
+                                             compression=self.settings.frame_compression)
                     for b in packer.flush(last=True):
                         await publisher.publish(b)
                     await publisher.flush()
@@ -202,7 +204,8 @@ class Simulator:
                         episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes, fps=job.fps,
                         width=frame_w if job.tile else job.width, height=job.height, cameras=list(job.cameras),
                         views=views, tile=job.tile, physics_dt=_physics_dt(job), gl_backend=gl.get("backend", ""),
-                        gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs))
+                        gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs,
+                        frame_compression=self.settings.frame_compression))
                     log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
                              frames_per_episode=n_frames, episodes=req.episodes)
                 elif kind == "error":
@@ -250,7 +253,8 @@ class Simulator:
         """Tell an encoder waiting on this attempt that no more frames will come."""
         with _suppress():
             await publisher.flush()
-        packer = FramePacker(run_id, attempt, episode, width, height, self.bus.max_payload, seq=10**6)
+        packer = FramePacker(run_id, attempt, episode, width, height, self.bus.max_payload, seq=10**6,
+                             compression=self.settings.frame_compression)
         with _suppress():
             for b in packer.flush(aborted=True):
                 await publisher.publish(b)

@@ -1,0 +1,101 @@
+"""Frame batches read ahead of the encoder: fetched, decoded and decompressed while the current
+frames are being encoded, so reading from JetStream, zstd and x264 overlap.
+
+Decompression runs in a worker thread (zstd releases the GIL), not on the event loop. Read-ahead is
+bounded by decompressed bytes, not by message count: a compressed message can hold 32 frames.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from dataclasses import dataclass
+
+import msgspec
+import nats.errors
+
+from simreel import events as ev
+from simreel.framecodec import CorruptFrames
+from simreel.framing import inflate
+
+READ_AHEAD_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Fetched:
+    """One message of the run's frames: its batch, or why it cannot be used."""
+
+    msg: object
+    batch: ev.FrameBatchView | None
+    problem: str | None = None
+
+
+def _decode(m) -> Fetched:
+    try:
+        batch = ev.decode_frames_view(m.data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        return Fetched(m, None, f"undecodable frame batch on {m.subject}: {e}")
+    return Fetched(m, batch)
+
+
+def _inflate(it: Fetched) -> Fetched:
+    b = it.batch
+    try:
+        return Fetched(it.msg, inflate(b))
+    except CorruptFrames as e:
+        return Fetched(it.msg, None, f"corrupt compressed frame batch on {it.msg.subject} (seq {b.seq}, frames "
+                                     f"{b.first_index}..{b.first_index + b.count - 1}): {e}")
+
+
+class Prefetch:
+    """Keeps the next fetch in flight while the current frames are encoded in a thread."""
+
+    def __init__(self, sub, *, batch: int = 8, timeout: float = 2.0, max_bytes: int = READ_AHEAD_BYTES) -> None:
+        self._sub, self._batch, self._timeout, self._max = sub, batch, timeout, max_bytes
+        self._items: collections.deque = collections.deque()
+        self._bytes = 0
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                msgs = await self._sub.fetch(self._batch, timeout=self._timeout)
+            except nats.errors.TimeoutError:
+                self._push(None, 0)
+                continue
+            except Exception as e:  # noqa: BLE001 - handed to the reader, which decides
+                self._push(e, 0)
+                return
+            for m in msgs:
+                while self._bytes >= self._max:
+                    self._changed.clear()
+                    await self._changed.wait()
+                it = _decode(m)
+                if it.batch is not None and it.batch.compression != "none":
+                    it = await asyncio.to_thread(_inflate, it)
+                self._push([it], len(it.batch.frames) if it.batch is not None else 0)
+
+    def _push(self, item, size: int) -> None:
+        self._items.append((item, size))
+        self._bytes += size
+        self._changed.set()
+
+    async def get(self) -> list[Fetched]:
+        """The next message(s); raises nats' TimeoutError when a fetch found nothing."""
+        while not self._items:
+            self._changed.clear()
+            await self._changed.wait()
+        item, size = self._items.popleft()
+        self._bytes -= size
+        self._changed.set()
+        if item is None:
+            raise nats.errors.TimeoutError
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(self._task, return_exceptions=True)
