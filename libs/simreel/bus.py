@@ -408,13 +408,35 @@ class Bus:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def follow(self, filter_subject: str, *, from_start: bool = True) -> AsyncIterator[ev.Event]:
+    async def watch_frames(self, run_id: str) -> AsyncIterator[ev.FrameBatchView]:
+        """A run's frames as they are published (starting with the latest of each episode), for
+        onlookers such as a live preview. An ephemeral ordered consumer of its own: the encoders'
+        durable consumer, and the simulator's publishing, never notice it."""
+        sub = await self.js.subscribe(subjects.run_frames(run_id), stream=subjects.FRAMES_STREAM,
+                                      ordered_consumer=True, deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
+        try:
+            while True:
+                try:
+                    m = await sub.next_msg(timeout=3600)
+                except nats.errors.TimeoutError:
+                    continue
+                try:
+                    yield ev.decode_frames_view(m.data)
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def follow(self, filter_subject: str, *, from_start: bool = True,
+                     caught_up: asyncio.Event | None = None) -> AsyncIterator[ev.Event]:
         """Past and future events on a subject, in order, forever (the caller breaks out).
 
         Creating the consumer is retried while JetStream is briefly unavailable (a restart, a stream
         leader election in a cluster): a caller's own deadline bounds the wait, instead of a NATS API
         timeout escaping as if it were that deadline (nats' TimeoutError is an asyncio.TimeoutError).
         Once subscribed, the ordered consumer recreates itself after missed heartbeats.
+        `caught_up` is set once every event stored before the call has been yielded.
         """
         while True:
             try:
@@ -429,16 +451,28 @@ class Bus:
                     nats.errors.ConnectionReconnectingError) as e:
                 log.warning("follow_retry", subject=filter_subject, error=type(e).__name__)
                 await asyncio.sleep(0.5)
+        if caught_up is not None and not from_start:
+            caught_up.set()
         try:
+            if caught_up is not None and not caught_up.is_set():
+                with contextlib.suppress(Exception):
+                    info = await sub.consumer_info()
+                    if info.num_pending == 0 and not info.delivered.consumer_seq:  # nothing stored yet
+                        caught_up.set()
             while True:
                 try:
                     m = await sub.next_msg(timeout=3600)
                 except nats.errors.TimeoutError:
                     continue
+                last = caught_up is not None and not caught_up.is_set() and m.metadata.num_pending == 0
                 try:
-                    yield ev.decode(m.data)
+                    event = ev.decode(m.data)
                 except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue
+                    event = None
+                if event is not None:
+                    yield event
+                if last:
+                    caught_up.set()
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

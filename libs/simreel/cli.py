@@ -23,7 +23,7 @@ from . import log as logs
 from .config import NatsSettings
 from .outputs import video_outputs
 
-SERVICES = ("simulator", "encoder", "uploader", "retention")
+SERVICES = ("simulator", "encoder", "uploader", "retention", "ui")
 VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": ["png"], "all": ["mp4", "gif", "png"]}
 
 
@@ -252,14 +252,29 @@ def cmd_submit(a: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _ui_env(a: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SIMREEL_UI_HOST"] = a.ui_host
+    env["SIMREEL_UI_PORT"] = str(a.ui_port)
+    return env
+
+
 def cmd_up(a: argparse.Namespace) -> int:
+    from .embedded import SERVICES as STACK_SERVICES
     from .embedded import Stack
 
     console = _console()
     data = Path(a.data).resolve()
-    with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port) as stack:
+    services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
+    if not a.no_ui:
+        from simreel.services.ui.security import check_bind
+
+        check_bind(a.ui_host, os.environ.get("SIMREEL_UI_TOKEN"))
+    with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port, services=services,
+               env=_ui_env(a)) as stack:
         print(stack.url, flush=True)
-        console.print(f"simreel stack up: NATS {stack.url} · data {data} · artifacts {Path(a.out).resolve()} "
+        ui = "" if a.no_ui else f" · ui http://{a.ui_host}:{a.ui_port}/"
+        console.print(f"simreel stack up: NATS {stack.url}{ui} · data {data} · artifacts {Path(a.out).resolve()} "
                       f"· logs {stack.log_dir}\nsubmit with: SIMREEL_NATS_URL={stack.url} simreel run cartpole\n"
                       "Ctrl-C stops everything.")
         stop = {"flag": False}
@@ -280,6 +295,32 @@ def cmd_up(a: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         console.print("stopping")
+    return 0
+
+
+def cmd_ui(a: argparse.Namespace) -> int:
+    """The web ui against a running stack (--nats / SIMREEL_NATS_URL), or an embedded stack of its own."""
+    from simreel.services.ui.security import check_bind
+
+    os.environ["SIMREEL_UI_HOST"], os.environ["SIMREEL_UI_PORT"] = a.host, str(a.port)
+    check_bind(a.host, os.environ.get("SIMREEL_UI_TOKEN"))
+    from simreel.services.ui.service import NAME, run
+
+    from .service import main as service_main
+
+    if _bus_configured(a):
+        if a.nats:
+            os.environ["SIMREEL_NATS_URL"] = a.nats
+        service_main(NAME, run)
+        return 0
+    from .embedded import Stack
+
+    out = Path(a.out).resolve()
+    _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
+    with Stack(data_dir=Path(a.data).resolve() if a.data else None, out_dir=out) as stack:
+        os.environ["SIMREEL_NATS_URL"] = stack.url
+        os.environ.setdefault("SIMREEL_STORE_DIR", str(out))
+        service_main(NAME, run)
     return 0
 
 
@@ -457,7 +498,22 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--nats-port", type=int, default=None)
     u.add_argument("--data", default="simreel-data")
     u.add_argument("--out", default="simreel-out")
+    u.add_argument("--no-ui", action="store_true", help="do not start the web ui")
+    u.add_argument("--ui-host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+                   help="ui address (not loopback: SIMREEL_UI_TOKEN required)")
+    u.add_argument("--ui-port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
     u.set_defaults(func=cmd_up)
+
+    w = sub.add_parser("ui", help="web ui: runs live, each episode's video with its telemetry (embedded stack "
+                                  "unless a bus is configured)")
+    _add_nats_args(w)
+    w.add_argument("--host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+                   help="listen address (not loopback: SIMREEL_UI_TOKEN required)")
+    w.add_argument("--port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
+    w.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+                   help="artifact directory of the embedded stack")
+    w.add_argument("--data", default=None, help="state directory of the embedded stack (default: temporary)")
+    w.set_defaults(func=cmd_ui)
 
     sv = sub.add_parser("serve", help="run one service against any NATS")
     sv.add_argument("service", choices=SERVICES)

@@ -5,8 +5,9 @@ can always be rebuilt by replaying EVENTS.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from . import events as ev
 
@@ -28,7 +29,13 @@ class RunState:
     error: str | None = None
     error_code: str | None = None
     gl_renderer: str = ""
+    gl_backend: str = ""
     updated_at: float = 0.0
+    request: ev.SimRequested | None = None
+    fps: int = 0
+    episode_ends: dict[int, ev.EpisodeEnded] = field(default_factory=dict)
+    deletions: dict[str, ev.ArtifactDeleted] = field(default_factory=dict)
+    delete_requested: ev.DeleteRequested | None = None
 
     @property
     def status(self) -> str:
@@ -53,26 +60,34 @@ class RunState:
             self.session = e.session
             self.requested_at = e.ts
             self.episodes = e.episodes
+            self.request = e
         elif isinstance(e, ev.SimStarted):
             if e.attempt >= self.attempt:
                 if e.attempt > self.attempt:
                     self.episodes_ended = 0
+                    self.episode_ends.clear()
                 self.attempt = e.attempt
                 self.episodes = e.episodes
                 self.session = e.session
                 self.frames_per_episode = e.frames_per_episode[0] if e.frames_per_episode else 0
                 self.gl_renderer = e.gl_renderer
+                self.gl_backend = e.gl_backend
+                self.fps = e.fps
                 if not self.scene:
                     self.scene = e.scene
         elif isinstance(e, ev.EpisodeEnded):
-            if e.attempt == self.attempt:
+            if e.attempt == self.attempt and e.episode not in self.episode_ends:
                 self.episodes_ended += 1
+                self.episode_ends[e.episode] = e
         elif isinstance(e, ev.VideoAvailable):
             self.videos[f"{e.episode}:{e.format}:{e.camera}"] = e
         elif isinstance(e, ev.ArtifactStored):
             self.artifacts[e.key] = e
         elif isinstance(e, ev.ArtifactDeleted):
             self.deleted.add(e.key)
+            self.deletions[e.key] = e
+        elif isinstance(e, ev.DeleteRequested):
+            self.delete_requested = e
         elif isinstance(e, ev.SimCompleted):
             self.completed = e
         elif isinstance(e, ev.SimFailed):
@@ -87,6 +102,58 @@ class RunState:
             self.error, self.error_code = f"{e.service}: {e.reason}", "dead_lettered"
 
 
+    # --- derived figures, for listings (simreel ui) ------------------------------------------------
+
+    @property
+    def seeds(self) -> list[int]:
+        r = self.request
+        if r is None:
+            return sorted(e.seed for e in self.episode_ends.values())
+        return list(r.seeds) if r.seeds else [r.seed + i for i in range(r.episodes)]
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return dict(self.request.tags) if self.request else {}
+
+    @property
+    def mean_return(self) -> float | None:
+        ends = self.episode_ends.values()
+        return sum(e.episode_return for e in ends) / len(ends) if ends else None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Blank / frozen episodes and encoder warnings, one line each, without repeats."""
+        out: list[str] = []
+        for e in sorted(self.episode_ends.values(), key=lambda e: e.episode):
+            out += [f"episode {e.episode}: {w}" for w in e.warnings]
+            if (e.blank or e.frozen) and not e.warnings:
+                out.append(f"episode {e.episode}: {'blank' if e.blank else 'frozen'} frames")
+        for v in self.videos.values():
+            out += v.warnings
+        return list(dict.fromkeys(out))
+
+    @property
+    def wall_s(self) -> float | None:
+        """From request to the last event so far (to the end, once finished)."""
+        return self.updated_at - self.requested_at if self.requested_at else None
+
+    @property
+    def live_artifacts(self) -> list[ev.ArtifactStored]:
+        return [a for k, a in self.artifacts.items() if k not in self.deleted]
+
+    def summary(self) -> dict[str, Any]:
+        """One row of a runs listing, JSON-ready."""
+        return {
+            "run_id": self.run_id, "status": self.status, "scene": self.scene, "session": self.session,
+            "episodes": self.episodes, "episodes_ended": self.episodes_ended, "seeds": self.seeds,
+            "tags": self.tags, "created": self.requested_at, "updated": self.updated_at, "wall_s": self.wall_s,
+            "artifacts": len(self.live_artifacts), "deleted": len(self.deleted),
+            "expected_artifacts": self.completed.expected_artifacts if self.completed else None,
+            "videos": len(self.videos), "mean_return": self.mean_return, "warnings": self.warnings,
+            "error": self.error, "error_code": self.error_code,
+        }
+
+
 def fold_runs(events: Iterable[ev.Event]) -> dict[str, RunState]:
     runs: dict[str, RunState] = {}
     for e in events:
@@ -95,3 +162,74 @@ def fold_runs(events: Iterable[ev.Event]) -> dict[str, RunState]:
             continue
         runs.setdefault(rid, RunState(rid)).apply(e)
     return runs
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What a runs listing asks for; empty fields match everything. `tag` is `key` or `key=value`."""
+
+    session: str = ""
+    status: str = ""
+    scene: str = ""
+    tag: str = ""
+
+    def matches(self, r: RunState) -> bool:
+        if self.session and r.session != self.session:
+            return False
+        if self.status and r.status != self.status:
+            return False
+        if self.scene and self.scene.lower() not in r.scene.lower():
+            return False
+        if self.tag:
+            k, sep, v = self.tag.partition("=")
+            tags = r.tags
+            if k not in tags or (sep and tags[k] != v):
+                return False
+        return True
+
+
+class RunsIndex:
+    """Every run, kept current event by event, listed newest first with filters and paging.
+
+    The order is kept incrementally (a sorted key list) so a page of 10,000 runs costs a slice, not a
+    sort; only filtered listings walk the runs.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunState] = {}
+        self._order: list[tuple[float, str]] = []  # (-created, run_id), ascending = newest first
+        self._key: dict[str, tuple[float, str]] = {}
+
+    def apply(self, e: ev.Event) -> RunState | None:
+        rid = e.run_id
+        if isinstance(e, ev.DeadLettered) and rid == "unknown":
+            return None
+        state = self.runs.get(rid)
+        if state is None:
+            state = self.runs[rid] = RunState(rid)
+        state.apply(e)
+        key = (-(state.requested_at or state.updated_at), rid)
+        old = self._key.get(rid)
+        if old != key:
+            if old is not None:
+                del self._order[bisect.bisect_left(self._order, old)]
+            bisect.insort(self._order, key)
+            self._key[rid] = key
+        return state
+
+    def page(self, flt: RunFilter = RunFilter(), *, offset: int = 0, limit: int = 50) -> tuple[int, list[RunState]]:
+        """(how many match, the runs of this page), newest first."""
+        if flt == RunFilter():
+            return len(self._order), [self.runs[rid] for _, rid in self._order[offset:offset + limit]]
+        matching = [rid for _, rid in self._order if flt.matches(self.runs[rid])]
+        return len(matching), [self.runs[rid] for rid in matching[offset:offset + limit]]
+
+    def facets(self) -> dict[str, list[str]]:
+        """The values the filters can take, for the listing's drop-downs."""
+        sessions, scenes, tags = set(), set(), set()
+        for r in self.runs.values():
+            sessions.add(r.session)
+            scenes.add(r.scene)
+            tags.update(f"{k}={v}" for k, v in r.tags.items())
+        return {"sessions": sorted(s for s in sessions if s), "scenes": sorted(s for s in scenes if s),
+                "tags": sorted(tags)[:500], "statuses": ["queued", "running", "storing", "completed", "failed"]}

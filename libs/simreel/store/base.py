@@ -74,6 +74,10 @@ class ArtifactStore(Protocol):
 
     async def exists(self, key: str) -> bool: ...
 
+    async def read(self, key: str, max_bytes: int) -> bytes:
+        """The whole object (FileNotFoundError if missing, StoreError if larger than `max_bytes`)."""
+        ...
+
     def url(self, key: str) -> str:
         """A URL a reader can fetch `key` from (no network call)."""
         ...

@@ -42,6 +42,22 @@ class LocalStore:
             raise ValueError(f"key {key!r} resolves outside the store root")
         return path
 
+    def path(self, key: str) -> Path:
+        """Where `key` lives on disk (refusing any key that would leave the root)."""
+        return self._path(key)
+
+    async def read(self, key: str, max_bytes: int) -> bytes:
+        """The file's bytes, for small artifacts a reader shows (telemetry, report, scene.xml)."""
+        path = self._path(key)
+
+        def _read() -> bytes:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise StoreError(f"{key!r} is {size} bytes; at most {max_bytes} are read")
+            return path.read_bytes()
+
+        return await asyncio.to_thread(_read)
+
     def url(self, key: str) -> str:
         path = self._path(key)
         if self.base_url:

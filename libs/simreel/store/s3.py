@@ -320,6 +320,14 @@ class S3Store:
         check_key(key)
         return await self._retry("exists", key, lambda: self._stat_sync(key) is not None)
 
+    async def read(self, key: str, max_bytes: int) -> bytes:
+        """The object's bytes, for small artifacts a reader shows (telemetry, report, scene.xml)."""
+        check_key(key)
+        data = await self._retry("read", key, lambda: self._read_sync(key, max_bytes))
+        if data is None:
+            raise FileNotFoundError(f"no object {key!r} in bucket {self.bucket!r}")
+        return data
+
     async def close(self) -> None:
         self._http.clear()
 
@@ -377,6 +385,22 @@ class S3Store:
             if exc.code in _NOT_FOUND:
                 return None
             raise
+
+    def _read_sync(self, key: str, max_bytes: int) -> bytes | None:
+        try:
+            resp = self._client.get_object(self.bucket, key)
+        except S3Error as exc:
+            if exc.code in _NOT_FOUND:
+                return None
+            raise
+        try:
+            size = int(resp.headers.get("content-length") or 0)
+            if size > max_bytes:
+                raise StoreError(f"{key!r} is {size} bytes; at most {max_bytes} are read")
+            return resp.read()
+        finally:
+            resp.close()
+            resp.release_conn()
 
     def _delete_sync(self, key: str) -> bool:
         if self._stat_sync(key) is None:

@@ -1,0 +1,5 @@
+from simreel.service import main
+
+from .service import NAME, run
+
+main(NAME, run)

@@ -1,0 +1,445 @@
+"""The ui's HTTP surface: pages, a JSON API over the read model, artifact serving, SSE, and the writes.
+
+Everything here is given its collaborators (`Live`, a store, a `publish` function, previews), so the
+whole API is testable without NATS; `service.py` wires it to the bus.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel.projections import RunFilter, RunState
+from simreel.store.base import ArtifactStore, StoreError, check_key
+
+from . import security, telemetry
+from .live import Live
+from .preview import Previews
+
+log = logs.get("ui")
+
+STATIC = Path(__file__).parent / "static"
+Publish = Callable[[ev.Event], Awaitable[Any]]
+
+# A field path in msgspec's messages: "Expected `int` <= 4096 - at `$.render.width`".
+_FIELD = re.compile(r"at `\$\.([^`]+)`")
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    token: str | None = None
+    max_upload_bytes: int = 16 * 1024 * 1024
+    max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
+    page_limit: int = 500
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
+
+
+def _error(message: str, status: int = 400, **extra: Any) -> web.Response:
+    return _json({"error": message, **extra}, status=status)
+
+
+def field_of(message: str) -> str | None:
+    """The request field a validation message is about (`render.width`), for the form to mark."""
+    m = _FIELD.search(message)
+    return m.group(1) if m else None
+
+
+class Ui:
+    def __init__(self, live: Live, store: ArtifactStore, publish: Publish, config: UiConfig = UiConfig(),
+                 previews: Previews | None = None, scenes: Callable[[], dict[str, list[str]]] | None = None) -> None:
+        self.live = live
+        self.store = store
+        self.publish = publish
+        self.config = config
+        self.previews = previews
+        self.scenes = scenes or default_scenes
+        self._telemetry: OrderedDict[str, telemetry.Telemetry] = OrderedDict()
+        self._streams: set[web.StreamResponse] = set()
+        self._scenes_cache: dict[str, list[str]] | None = None
+
+    # --- wiring ------------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[security.middleware(self.config.token)],
+                              client_max_size=self.config.max_upload_bytes)
+        r = app.router
+        r.add_get("/", self.page("runs.html"))
+        r.add_get("/runs/{run_id}", self.page("run.html"))
+        r.add_get("/new", self.page("new.html"))
+        r.add_get("/static/{name}", self.static)
+        r.add_get("/api/runs", self.list_runs)
+        r.add_get("/api/runs/{run_id}", self.run_detail)
+        r.add_get("/api/runs/{run_id}/request", self.run_request)
+        r.add_get("/api/runs/{run_id}/telemetry", self.run_telemetry)
+        r.add_get("/api/runs/{run_id}/text/{kind}", self.run_text)
+        r.add_get("/api/scenes", self.list_scenes)
+        r.add_get("/api/events", self.sse)
+        r.add_get("/files/{key:.+}", self.file)
+        r.add_post("/api/runs", self.submit)
+        r.add_post("/api/runs/{run_id}/delete", self.delete)
+        app.on_shutdown.append(self._close_streams)
+        return app
+
+    def page(self, name: str):
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+        return handler
+
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        """Scripts and styles of the pages, by plain name only (no paths, no other files)."""
+        name = request.match_info["name"]
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+\.(js|css)", name) or not (STATIC / name).is_file():
+            raise web.HTTPNotFound()
+        return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def _run(self, request: web.Request) -> RunState:
+        run_id = request.match_info["run_id"]
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+            raise web.HTTPBadRequest(text=json.dumps({"error": f"not a run id: {run_id[:80]!r}"}),
+                                     content_type="application/json")
+        state = self.live.index.runs.get(run_id)
+        if state is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"no run {run_id}"}), content_type="application/json")
+        return state
+
+    async def list_runs(self, request: web.Request) -> web.Response:
+        q = request.query
+        try:
+            offset = max(0, int(q.get("offset", 0)))
+            limit = min(self.config.page_limit, max(1, int(q.get("limit", 50))))
+        except ValueError:
+            return _error("offset and limit must be integers")
+        flt = RunFilter(session=q.get("session", ""), status=q.get("status", ""), scene=q.get("scene", ""),
+                        tag=q.get("tag", ""))
+        total, runs = self.live.index.page(flt, offset=offset, limit=limit)
+        return _json({"total": total, "offset": offset, "limit": limit, "runs": [r.summary() for r in runs],
+                      "facets": self.live.index.facets(), "replaying": not self.live.caught_up.is_set()})
+
+    async def run_detail(self, request: web.Request) -> web.Response:
+        s = self._run(request)
+        return _json(self.detail(s))
+
+    def detail(self, s: RunState) -> dict[str, Any]:
+        live = {a.key: a for a in s.live_artifacts}
+        arts = []
+        for a in sorted(s.artifacts.values(), key=lambda a: (a.kind, -1 if a.episode is None else a.episode, a.key)):
+            arts.append({"key": a.key, "kind": a.kind, "format": a.format, "episode": a.episode, "camera": a.camera,
+                         "bytes": a.bytes, "sha256": a.sha256, "content_type": a.content_type,
+                         "href": f"/files/{a.key}", "deleted": a.key not in live})
+        videos = {}
+        for v in s.videos.values():
+            if v.format != "mp4":
+                continue
+            stored = next((a for a in live.values() if a.kind == "video" and a.episode == v.episode
+                           and a.camera == v.camera), None)
+            videos.setdefault("all" if v.episode is None else str(v.episode), []).append({
+                "camera": v.camera, "href": f"/files/{stored.key}" if stored else None, "codec": v.codec,
+                "av1": "av1" in v.codec.lower(), "frames": v.frames, "fps": v.fps, "width": v.width,
+                "height": v.height, "duration_s": v.duration_s, "sha256": v.sha256, "spans": msgspec.to_builtins(v.spans),
+                "identical_to": self._identical(s.run_id, v.sha256)})
+        episodes = [{"episode": e.episode, "seed": e.seed, "steps": e.steps, "return": e.episode_return,
+                     "frames": e.frames, "terminated": e.terminated, "truncated": e.truncated, "blank": e.blank,
+                     "frozen": e.frozen, "warnings": e.warnings, "sim_time_s": e.sim_time_s, "wall_s": e.wall_s}
+                    for e in sorted(s.episode_ends.values(), key=lambda e: e.episode)]
+        kinds = {a.kind: a.key for a in live.values() if a.kind in ("report", "scene", "telemetry")}
+        return {"summary": s.summary(), "fps": s.fps, "frames_per_episode": s.frames_per_episode,
+                "gl_backend": s.gl_backend, "gl_renderer": s.gl_renderer, "episodes": episodes, "videos": videos,
+                "artifacts": arts, "has": sorted(kinds),
+                "deletions": [{"key": d.key, "reason": d.reason, "ts": d.ts} for d in s.deletions.values()],
+                "delete_requested": s.delete_requested is not None,
+                "request": _request_summary(s.request)}
+
+    def _identical(self, run_id: str, sha: str) -> list[str]:
+        """Other runs whose video has exactly these bytes (same request and seed → same video)."""
+        out = []
+        for other in self.live.index.runs.values():
+            if other.run_id != run_id and any(v.sha256 == sha for v in other.videos.values()):
+                out.append(other.run_id)
+                if len(out) >= 5:
+                    break
+        return out
+
+    async def run_request(self, request: web.Request) -> web.Response:
+        s = self._run(request)
+        if s.request is None:
+            return _error(f"run {s.run_id} has no request in the event log (a recorder run?)", 404)
+        raw = msgspec.to_builtins(s.request)
+        for k in ("type", "event_id", "run_id", "ts", "v"):
+            raw.pop(k, None)
+        return _json(raw)
+
+    async def _read(self, key: str) -> bytes:
+        try:
+            return await self.store.read(key, self.config.max_read_bytes)
+        except FileNotFoundError:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"{key} is gone from the store"}),
+                                   content_type="application/json") from None
+        except StoreError as e:
+            raise web.HTTPBadGateway(text=json.dumps({"error": str(e)}), content_type="application/json") from None
+
+    def _artifact(self, s: RunState, kind: str):
+        a = next((a for a in s.live_artifacts if a.kind == kind), None)
+        if a is None:
+            raise web.HTTPNotFound(text=json.dumps({"error": f"run {s.run_id} has no {kind}"}),
+                                   content_type="application/json")
+        return a
+
+    async def run_telemetry(self, request: web.Request) -> web.Response:
+        s = self._run(request)
+        raw_ep = request.query.get("episode", "0")
+        try:
+            episode = None if raw_ep == "all" else int(raw_ep)
+        except ValueError:
+            return _error("episode must be an integer or 'all'")
+        a = self._artifact(s, "telemetry")
+        tel = self._telemetry.get(a.sha256)
+        if tel is None:
+            data = await self._read(a.key)
+            tel = await asyncio.to_thread(telemetry.parse, data)
+            self._telemetry[a.sha256] = tel
+            while len(self._telemetry) > 8:
+                self._telemetry.popitem(last=False)
+        else:
+            self._telemetry.move_to_end(a.sha256)
+        try:
+            cols = tel.columns(episode)
+        except KeyError:
+            return _error(f"run {s.run_id} has no telemetry for episode {episode}", 404)
+        cols["fps"] = s.fps
+        return _json(cols)
+
+    async def run_text(self, request: web.Request) -> web.Response:
+        s = self._run(request)
+        kind = request.match_info["kind"]
+        if kind not in ("report", "scene"):
+            return _error("kind must be report or scene", 404)
+        a = self._artifact(s, kind)
+        data = await self._read(a.key)
+        return web.Response(body=data, content_type="application/json" if kind == "report" else "text/plain",
+                            charset="utf-8")
+
+    async def file(self, request: web.Request) -> web.StreamResponse:
+        """An artifact of a known run, by key: local files with Range support, S3 by presigned redirect."""
+        key = request.match_info["key"]
+        try:
+            check_key(key)
+        except ValueError as e:
+            return _error(str(e))
+        parts = key.split("/")
+        state = self.live.index.runs.get(parts[2]) if len(parts) == 5 else None
+        stored = state.artifacts.get(key) if state else None
+        if stored is None or key in state.deleted:
+            return _error(f"no stored artifact {key}", 404)
+        path_of = getattr(self.store, "path", None)
+        if path_of is None:
+            raise web.HTTPFound(self.store.url(key))
+        try:
+            path = path_of(key)
+        except ValueError as e:
+            return _error(str(e))
+        if not path.is_file():
+            return _error(f"{key} is gone from the store", 404)
+        name = parts[-1]
+        headers = {"Cache-Control": "private, max-age=3600"}
+        if request.query.get("download"):
+            headers["Content-Disposition"] = f'attachment; filename="{name}"'
+        resp = web.FileResponse(path, headers=headers)
+        resp.content_type = stored.content_type or "application/octet-stream"
+        return resp
+
+    async def list_scenes(self, request: web.Request) -> web.Response:
+        if self._scenes_cache is None:
+            self._scenes_cache = await asyncio.to_thread(self.scenes)
+        return _json(self._scenes_cache)
+
+    # --- live --------------------------------------------------------------------------------------
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        run_id = request.query.get("run") or None
+        if run_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+            return _error("not a run id")
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no", **security.HEADERS})
+        await resp.prepare(request)
+        sub = self.live.subscribe(run_id)
+        self._streams.add(resp)
+        watching = run_id is not None and self.previews is not None
+        if watching:
+            state = self.live.index.runs.get(run_id)
+            if state is None or not state.finished:
+                self.previews.watch(run_id)
+            else:
+                watching = False
+        try:
+            await resp.write(b"event: hello\ndata: {}\n\n")
+            while True:
+                try:
+                    kind, data = await asyncio.wait_for(sub.queue.get(), 15.0)
+                except asyncio.TimeoutError:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                await resp.write(b"event: " + kind.encode() + b"\ndata: " + msgspec.json.encode(data) + b"\n\n")
+                if kind in ("reload", "bye"):
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.live.unsubscribe(sub)
+            self._streams.discard(resp)
+            if watching:
+                self.previews.unwatch(run_id)
+        return resp
+
+    async def _close_streams(self, app: web.Application) -> None:
+        for s in list(self.live.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                s.queue.put_nowait(("bye", {}))
+
+    # --- writing (events only) ---------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.Response:
+        """A new run from the form: the contract's own validation, errors with the field path."""
+        try:
+            raw, assets = await _read_submission(request, self.config.max_upload_bytes)
+        except _TooLarge:
+            return _error(f"upload larger than {self.config.max_upload_bytes} bytes", 413, field="scene_file")
+        except ValueError as e:
+            return _error(str(e), field=getattr(e, "field", None))
+        if assets:
+            raw["assets"] = {**(raw.get("assets") or {}), **assets}
+        if not raw.get("run_id"):
+            raw.pop("run_id", None)
+        try:
+            req = msgspec.convert({**raw, "type": "SimRequested"}, ev.SimRequested)
+        except msgspec.ValidationError as e:
+            return _error(str(e), field=field_of(str(e)))
+        req = msgspec.structs.replace(req, event_id=f"req-{req.run_id}")
+        if req.run_id in self.live.index.runs:
+            return _error(f"run {req.run_id} exists already", 409, field="run_id")
+        await self.publish(req)
+        log.info("run_submitted", run_id=req.run_id, scene=req.scene[:60])
+        return _json({"run_id": req.run_id, "href": f"/runs/{req.run_id}"}, status=202)
+
+    async def delete(self, request: web.Request) -> web.Response:
+        s = self._run(request)
+        if not s.live_artifacts:
+            return _error(f"run {s.run_id} has no stored artifacts to delete", 409)
+        e = ev.DeleteRequested(run_id=s.run_id, requested_by="ui")
+        await self.publish(e)
+        log.info("delete_requested", run_id=s.run_id)
+        return _json({"run_id": s.run_id, "event_id": e.event_id, "artifacts": len(s.live_artifacts)}, status=202)
+
+
+class _FieldError(ValueError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_part(part, budget: list[int]) -> bytes:
+    """A multipart part, counted against the upload budget (aiohttp does not cap streamed parts)."""
+    chunks = []
+    while chunk := await part.read_chunk(1 << 16):
+        budget[0] -= len(chunk)
+        if budget[0] < 0:
+            raise _TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _read_submission(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """JSON body, or multipart: `request` (JSON), `scene_file` (MJCF), `assets` (files it references)."""
+    assets: dict[str, bytes] = {}
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise _TooLarge()
+    budget = [max_bytes]
+    if request.content_type == "application/json":
+        try:
+            raw = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            raise _TooLarge() from None
+        except ValueError:
+            raise _FieldError("body is not JSON") from None
+    elif request.content_type == "multipart/form-data":
+        raw, scene_text = None, None
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "request":
+                try:
+                    raw = json.loads(await _read_part(part, budget))
+                except ValueError:
+                    raise _FieldError("request part is not JSON") from None
+            elif part.name == "scene_file" and part.filename:
+                data = await _read_part(part, budget)
+                try:
+                    scene_text = data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _FieldError("the scene file is not UTF-8 MJCF", "scene_file") from None
+            elif part.name == "assets" and part.filename:
+                name = Path(part.filename).name
+                if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name):
+                    raise _FieldError(f"asset name {name!r}: use letters, digits, . _ -", "assets")
+                assets[name] = await _read_part(part, budget)
+        if raw is None:
+            raise _FieldError("missing the request part")
+        if scene_text is not None:
+            if not scene_text.lstrip().startswith("<"):
+                raise _FieldError("the scene file does not look like MJCF XML", "scene_file")
+            raw["scene"] = scene_text
+    else:
+        raise _FieldError("send application/json or multipart/form-data")
+    if not isinstance(raw, dict):
+        raise _FieldError("the request must be a JSON object")
+    return raw, assets
+
+
+def _request_summary(r: ev.SimRequested | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    out = msgspec.to_builtins(r)
+    for k in ("type", "event_id", "v"):
+        out.pop(k, None)
+    out["assets"] = sorted(r.assets)
+    if len(r.scene) > 200:
+        out["scene"] = "inline MJCF"
+    return out
+
+
+def default_scenes() -> dict[str, list[str]]:
+    """Builtin scenes, and the Gymnasium env ids this installation can make (when Gymnasium is here)."""
+    from simreel.sim import scenes
+
+    gym_ids: list[str] = []
+    try:
+        import gymnasium
+
+        for env_id, spec in gymnasium.envs.registry.items():
+            ep = spec.entry_point if isinstance(spec.entry_point, str) else ""
+            if "mujoco" in ep or "classic_control" in ep:
+                gym_ids.append(f"gymnasium:{env_id}")
+    except Exception:  # noqa: BLE001 - Gymnasium is optional
+        pass
+    return {"builtin": sorted(scenes.BUILTIN), "gymnasium": sorted(gym_ids),
+            "policies": ["zero", "random", "sine"]}

@@ -1,0 +1,76 @@
+"""Wiring of the ui: follow the whole event log into the read model, serve HTTP, publish what users ask.
+
+Settings (environment): SIMREEL_UI_HOST (127.0.0.1), SIMREEL_UI_PORT (8787), SIMREEL_UI_TOKEN (required
+when the host is not loopback), SIMREEL_UI_MAX_UPLOAD_BYTES (16 MiB). Artifacts are read through the
+configured store (SIMREEL_STORE ...), like every other service.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Mapping
+
+from aiohttp import web
+
+from simreel import log as logs
+from simreel.bus import Bus
+from simreel.config import Settings
+from simreel.store.settings import store_from_env
+
+from .app import Ui, UiConfig
+from .live import Live
+from .preview import Previews
+from .security import check_bind
+
+NAME = "ui"
+
+
+def config_from_env(env: Mapping[str, str] = os.environ) -> UiConfig:
+    def _int(name: str, default: int) -> int:
+        raw = env.get(name) or ""
+        try:
+            return int(raw) if raw else default
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+    cfg = UiConfig(host=env.get("SIMREEL_UI_HOST") or UiConfig.host, port=_int("SIMREEL_UI_PORT", UiConfig.port),
+                   token=env.get("SIMREEL_UI_TOKEN") or None,
+                   max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes))
+    check_bind(cfg.host, cfg.token)
+    return cfg
+
+
+async def follow_log(bus: Bus, live: Live) -> None:
+    """Replay every event, then keep applying new ones as they are stored (no polling)."""
+    async for e in bus.follow("simreel.evt.>", caught_up=live.caught_up):
+        live.apply(e)
+
+
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event, config: UiConfig | None = None) -> None:
+    log = logs.get(NAME)
+    config = config or config_from_env()
+    live = Live()
+    store = store_from_env()
+    previews = Previews(live, bus.watch_frames)
+    ui = Ui(live, store, bus.publish, config, previews=previews)
+    follower = asyncio.create_task(follow_log(bus, live))
+    runner = web.AppRunner(ui.app(), access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    host = f"[{config.host}]" if ":" in config.host else config.host
+    url = f"http://{host}:{port}/"
+    log.info("ui_listening", url=url, auth="token" if config.token else "loopback")
+    print(f"simreel ui: {url}", flush=True)
+    try:
+        done, _ = await asyncio.wait({follower, asyncio.ensure_future(stop.wait())},
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if follower in done:
+            follower.result()  # the log follower died: fail loudly, the supervisor restarts us
+    finally:
+        follower.cancel()
+        await previews.close()
+        await runner.cleanup()
+        await asyncio.gather(follower, return_exceptions=True)
+        await store.close()

@@ -1,0 +1,108 @@
+// Run page: the run's facts, its videos with telemetry charts, artifacts, and live progress while in flight.
+"use strict";
+(() => {
+  const { el, fmt, api } = simreel;
+  const runId = decodeURIComponent(location.pathname.split("/").pop());
+  const $ = (s) => document.querySelector(s);
+  const player = new simreel.Player($("#video"), $("#charts"), $("#readout"));
+  simreel.player = player;
+  let detail = null, current = null, currentHref = null, progress = {};
+
+  function render(d) {
+    detail = d;
+    const s = d.summary;
+    document.title = `simreel — ${runId}`;
+    $("#title").replaceChildren(`run ${runId} `, simreel.status(s.status));
+    $("#facts").textContent = [s.scene, `session ${s.session}`, `seeds ${s.seeds.join(", ")}`, fmt.time(s.created),
+      s.wall_s != null ? `wall ${fmt.secs(s.wall_s)}` : null, d.gl_renderer ? `GL ${d.gl_backend}: ${d.gl_renderer}` : null,
+      d.fps ? `${d.fps} fps` : null].filter(Boolean).join(" · ");
+    $("#error").textContent = s.error ? `${s.error_code}: ${s.error}` : "";
+    $("#again").disabled = !d.request;
+    $("#delete").disabled = !d.artifacts.some((a) => !a.deleted);
+    $("#episodes tbody").replaceChildren(...d.episodes.map((e) => el("tr", {},
+      el("td", { class: "num", text: e.episode }), el("td", { class: "num", text: e.seed }), el("td", { class: "num", text: e.steps }),
+      el("td", { class: "num", text: fmt.num(e.return) }), el("td", { class: "num", text: e.frames }),
+      el("td", { text: e.terminated ? "terminated" : "truncated" }),
+      el("td", { class: "warn", text: e.warnings.join("; ") || (e.blank ? "blank" : e.frozen ? "frozen" : "") }))));
+    $("#artifacts tbody").replaceChildren(...d.artifacts.map((a) => el("tr", { "data-key": a.key, class: a.deleted ? "deleted" : null },
+      el("td", { text: a.kind }), el("td", { text: a.episode == null ? "all" : a.episode }), el("td", { text: a.format }),
+      el("td", { class: "num", text: fmt.bytes(a.bytes) }),
+      el("td", {}, a.deleted ? el("del", { text: a.key }) : el("a", { href: `${a.href}?download=1`, text: a.key })))));
+    const dels = $("#deletions");
+    dels.hidden = !d.deletions.length;
+    dels.querySelector("ul").replaceChildren(...d.deletions.map((x) => el("li", { "data-key": x.key, text: `ArtifactDeleted ${x.key} (${x.reason})` })));
+    if (d.delete_requested && d.artifacts.some((a) => !a.deleted)) $("#delete-note").textContent = "DeleteRequested published; waiting for retention…";
+    else if (d.deletions.length) $("#delete-note").textContent = `${d.deletions.length} artifacts deleted`;
+    $("#request").textContent = JSON.stringify(d.request, null, 2);
+    renderProgress();
+    renderTabs();
+    if (d.has.includes("report")) fetch(`/api/runs/${runId}/text/report`).then((r) => r.ok ? r.text() : "").then((t) => { $("#report").textContent = t || "—"; });
+    if (d.has.includes("scene")) fetch(`/api/runs/${runId}/text/scene`).then((r) => r.ok ? r.text() : "").then((t) => { $("#scene").textContent = t || "—"; });
+  }
+
+  function renderProgress() {
+    const s = detail.summary, inflight = !["completed", "failed"].includes(s.status);
+    $("#progress").hidden = !inflight;
+    if (!inflight) { $("#preview").hidden = true; return; }
+    const fpe = detail.frames_per_episode || progress.frames || 0, total = fpe * s.episodes;
+    let sim = s.episodes_ended * fpe;
+    if (progress.episode != null && progress.episode >= s.episodes_ended) sim = progress.episode * fpe + progress.frame + 1;
+    const bar = (id, done, of, txt) => { $(`#bar-${id}`).style.width = of ? `${Math.min(100, 100 * done / of)}%` : "0"; $(`#txt-${id}`).textContent = txt; };
+    bar("sim", sim, total, total ? `${Math.min(sim, total)} / ${total} frames` : "waiting for a simulator");
+    bar("enc", s.videos, Math.max(s.videos, s.episodes), `${s.videos} videos`);
+    bar("sto", s.artifacts, s.expected_artifacts || 0, s.expected_artifacts ? `${s.artifacts} / ${s.expected_artifacts} artifacts` : `${s.artifacts} artifacts`);
+  }
+
+  function renderTabs() {
+    const keys = Object.keys(detail.videos).sort((a, b) => (a === "all") - (b === "all") || a - b);
+    $("#viewer").hidden = !keys.length;
+    $("#tabs").replaceChildren(...keys.map((k) => el("button", { class: k === current ? "on" : null, "data-episode": k,
+      text: k === "all" ? "all episodes" : `episode ${k}`, onclick: () => select(k) })));
+    if (keys.length && (current === null || !keys.includes(current))) select(keys[0]);
+    else if (current !== null) select(current, true);
+  }
+
+  async function select(key, refresh = false) {
+    const v = detail.videos[key][0];
+    const changed = key !== current || v.href !== currentHref;
+    current = key;
+    for (const b of $("#tabs").children) b.classList.toggle("on", b.dataset.episode === key);
+    if (!changed && refresh) return;
+    currentHref = v.href;
+    const video = $("#video");
+    if (v.href) { video.src = v.href; } else { video.removeAttribute("src"); video.load(); }
+    const canAv1 = video.canPlayType('video/mp4; codecs="av01.0.05M.08"');
+    $("#codec-note").textContent = !v.href ? "video deleted" : v.av1 && !canAv1 ? "AV1: this browser cannot play it; download it instead" : v.av1 ? "AV1" : "";
+    $("#identical").textContent = v.identical_to.length ? `byte-identical (sha256 ${v.sha256.slice(0, 12)}…) to run ${v.identical_to.join(", ")}` : `sha256 ${v.sha256.slice(0, 12)}…`;
+    if (!detail.has.includes("telemetry")) { player.clear(); return; }
+    const { ok, body } = await api(`/api/runs/${runId}/telemetry?episode=${key}`);
+    if (ok && key === current) { player.load(body); simreel.chartsReady = performance.now(); document.body.dataset.charts = key; }
+  }
+
+  async function refresh() {
+    const { ok, status, body } = await api(`/api/runs/${runId}`);
+    if (!ok) { $("#title").textContent = status === 404 ? `no run ${runId} (yet)` : `error ${status}`; return; }
+    render(body);
+    document.body.dataset.loaded = "1";
+  }
+  let pending = null;
+  const refreshSoon = () => { if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 250); };
+
+  $("#again").onclick = () => { location.href = `/new?from=${encodeURIComponent(runId)}`; };
+  const del = $("#delete");
+  del.onclick = async () => {
+    if (!del.dataset.armed) { del.dataset.armed = "1"; del.textContent = "Really delete every artifact?"; return; }
+    delete del.dataset.armed; del.textContent = "Delete";
+    const { ok, body } = await api(`/api/runs/${runId}/delete`, { method: "POST" });
+    $("#delete-note").textContent = ok ? "DeleteRequested published; waiting for retention…" : body.error;
+  };
+
+  const es = simreel.stream(`?run=${encodeURIComponent(runId)}`, {
+    hello: () => { $("#live").textContent = "live"; },
+    event: (m) => { if (detail) { detail.summary = m.summary; renderProgress(); } refreshSoon(); },
+    progress: (p) => { progress = p; if (detail) renderProgress(); },
+    preview: (p) => { const img = $("#preview"); img.src = `data:image/png;base64,${p.png}`; img.hidden = false; img.dataset.frame = p.frame; },
+  });
+  es.onerror = () => { $("#live").textContent = "reconnecting…"; };
+  refresh();
+})();
