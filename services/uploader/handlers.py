@@ -15,7 +15,7 @@ from simreel import events as ev
 from simreel import log as logs
 from simreel.bus import Bus, Delivery
 from simreel.outputs import video_file_name
-from simreel.store.base import ArtifactStore, Stored, make_key
+from simreel.store.base import ArtifactStore, make_key
 
 CONTENT_TYPES = {
     "mp4": "video/mp4",
@@ -54,15 +54,15 @@ class Uploader:
             async with self.staging.local(staged) as path:
                 stored = await self.store.put(key, Path(path), content_type=CONTENT_TYPES[fmt], metadata=metadata)
         except FileNotFoundError:
-            # Redelivery after the staged file was already stored and removed: announce it again.
-            if not await self.store.exists(key):
+            # Redelivery after the staged file was already stored and removed: announce it again, as it
+            # is in the store (past the duplicate window this is a new fact in the log, and retention
+            # takes its size from it).
+            stored = await self.store.stat(key, content_type=CONTENT_TYPES[fmt])
+            if stored is None:
                 return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, message=f"staged file {staged} is gone "
                                        "and the artifact was never stored", key=key)]
-            stored = Stored(key=key, url=self.store.url(key), bytes=0, sha256=sha256,
-                            content_type=CONTENT_TYPES[fmt], bucket=getattr(self.store, "bucket", ""), path=None,
-                            expires_at=None)
-            log.info("artifact_already_stored", key=key)
-        if sha256 and stored.bytes and stored.sha256 != sha256:
+            log.info("artifact_already_stored", key=key, bytes=stored.bytes)
+        if sha256 and stored.sha256 and stored.sha256 != sha256:
             return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, key=key,
                                    message=f"sha256 mismatch for {key}: staged {sha256}, stored {stored.sha256}")]
         done = ev.ArtifactStored(

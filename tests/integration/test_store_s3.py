@@ -15,9 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
+from simreel import events as ev
+from simreel.retention import RetentionIndex
 from simreel.store import S3Store, StoreError, make_key, store_from_env
+from tests.reliability.helpers import until
 from tests.support.s3server import S3Server
+from tests.support.uploads import deliver, staged_video
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -166,9 +171,36 @@ async def test_delete_is_idempotent(s3, tmp_path):
     assert await _store(s3, f"never-{secrets.token_hex(4)}").delete(key) is False
 
 
+async def test_stat_is_what_put_stored(s3, tmp_path):
+    store = _store(s3, "art-stat")
+    src = tmp_path / "v.mp4"
+    digest = _write(src, 4321)
+    key = _key("v.mp4")
+    assert await store.stat(key) is None
+    put = await store.put(key, src, content_type="video/mp4", metadata={})
+    st = await store.stat(key)
+    assert (st.key, st.bytes, st.sha256, st.content_type, st.bucket) == (key, 4321, digest, "video/mp4", "art-stat")
+    assert await asyncio.to_thread(_fetch_sha256, st.url) == (put.bytes, put.sha256)
+
+
+async def test_redelivered_video_is_announced_as_stored_in_s3(s3, tmp_path):
+    """The uploader's redelivery path on a real S3 store: the second ArtifactStored carries the
+    object's size and digest as the server has them, not 0 (retention sums these sizes)."""
+    store = _store(s3, "art-redelivered")
+    staging, video = await staged_video(tmp_path)
+    first = await deliver(store, staging, video, attempt=1)
+    again = await deliver(store, staging, video, attempt=2)
+    assert [type(e) for e in first] == [type(e) for e in again] == [ev.ArtifactStored]
+    (a,), (b,) = first, again
+    assert (a.bytes, a.sha256) == (b.bytes, b.sha256) == (video.bytes, video.sha256)
+    assert (b.key, b.bucket, b.content_type) == (a.key, a.bucket, "video/mp4")
+    assert await asyncio.to_thread(_fetch_sha256, b.url) == (video.bytes, video.sha256)
+    assert [e.bytes for e in RetentionIndex().apply_all(first + again).entries.values()] == [video.bytes]
+
+
 async def test_s3_down_when_upload_starts_then_back(s3, tmp_path):
-    """Server down at the first byte (bucket not even created yet), back ~10 s later:
-    the upload retries with backoff and the object is stored exactly once, intact."""
+    """Server down at the first byte (bucket not even created yet), back after the upload has failed
+    and backed off twice: it retries and the object is stored exactly once, intact."""
     bucket = "art-outage"
     src = tmp_path / "v.mp4"
     size = 12 * MiB + 5  # multipart: a part boundary to get right after the retry
@@ -177,10 +209,12 @@ async def test_s3_down_when_upload_starts_then_back(s3, tmp_path):
     key = _key("v.mp4")
     try:
         await s3.astop()
-        task = asyncio.create_task(
-            store.put(key, src, content_type="video/mp4", metadata={"run_id": "outage"})
-        )
-        await asyncio.sleep(10)
+        with structlog.testing.capture_logs() as logged:
+            task = asyncio.create_task(
+                store.put(key, src, content_type="video/mp4", metadata={"run_id": "outage"})
+            )
+            await until(lambda: task.done() or sum(e["event"] == "s3 call failed, retrying" for e in logged) >= 2,
+                        timeout=60, what="two failed upload attempts")
         assert not task.done(), "put gave up (or succeeded) while the server was down"
         t_back = time.monotonic()
         await s3.astart()

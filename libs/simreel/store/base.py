@@ -6,6 +6,7 @@ retention does not know about.
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,6 +22,7 @@ __all__ = [
     "make_key",
     "sanitize_part",
     "check_key",
+    "file_digest",
 ]
 
 # S3 keys allow almost anything, filesystems and URLs do not: the intersection is what we keep.
@@ -76,6 +78,11 @@ class ArtifactStore(Protocol):
 
     async def read(self, key: str, max_bytes: int) -> bytes:
         """The whole object (FileNotFoundError if missing, StoreError if larger than `max_bytes`)."""
+        ...
+
+    async def stat(self, key: str, *, content_type: str = "") -> Stored | None:
+        """What is stored under `key` now (size, sha256, URL), or None. A redelivered message whose
+        staged file is gone announces the object from this, not from a guess."""
         ...
 
     def url(self, key: str) -> str:
@@ -142,3 +149,14 @@ def check_key(key: str) -> str:
         if len(part) > _MAX_PART:
             raise ValueError(f"key {key!r} has a segment longer than {_MAX_PART} characters")
     return key
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(size, sha256) of a file, read in 1 MiB chunks (artifacts can be gigabytes)."""
+    sha = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+            size += len(chunk)
+    return size, sha.hexdigest()

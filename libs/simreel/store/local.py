@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from simreel import log
-from simreel.store.base import SourceNotFoundError, Stored, StoreError, check_key
+from simreel.store.base import SourceNotFoundError, Stored, StoreError, check_key, file_digest
 
 __all__ = ["LocalStore"]
 
@@ -103,6 +103,16 @@ class LocalStore:
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread(self._path(key).is_file)
+
+    async def stat(self, key: str, *, content_type: str = "") -> Stored | None:
+        dest = self._path(key)
+        try:
+            size, digest = await asyncio.to_thread(file_digest, dest)
+        except FileNotFoundError:
+            return None
+        return Stored(key=key, url=self.url(key), bytes=size, sha256=digest,
+                      content_type=content_type or "application/octet-stream", bucket="", path=str(dest),
+                      expires_at=None)
 
     async def close(self) -> None:
         return None

@@ -33,6 +33,7 @@ from simreel.store.base import (
     StoreConfigError,
     StoreError,
     check_key,
+    file_digest,
 )
 
 __all__ = ["S3Store", "parse_endpoint", "MAX_PRESIGN_SECONDS"]
@@ -97,16 +98,6 @@ class _HashingReader:
         self.sha.update(data)
         self.bytes += len(data)
         return data
-
-
-def _hash_file(path: Path) -> tuple[int, str]:
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(MiB):
-            sha.update(chunk)
-            size += len(chunk)
-    return size, sha.hexdigest()
 
 
 def _status_of(exc: BaseException) -> int | None:
@@ -275,7 +266,7 @@ class S3Store:
                 size = (await asyncio.to_thread(src.stat)).st_size
                 digest = meta["sha256"].lower()
             else:
-                size, digest = await asyncio.to_thread(_hash_file, src)
+                size, digest = await asyncio.to_thread(file_digest, src)
         except FileNotFoundError as exc:
             raise SourceNotFoundError(f"cannot store {key!r}: source file {src} does not exist") from exc
         meta["sha256"] = digest
@@ -327,6 +318,18 @@ class S3Store:
         if data is None:
             raise FileNotFoundError(f"no object {key!r} in bucket {self.bucket!r}")
         return data
+
+    async def stat(self, key: str, *, content_type: str = "") -> Stored | None:
+        """Size and content type from the server; sha256 from the object's metadata, which put()
+        verified when it stored it ("" for an object put there by something else)."""
+        check_key(key)
+        st = await self._retry("stat", key, lambda: self._stat_sync(key))
+        if st is None:
+            return None
+        url, expires_at = self._url(key)
+        return Stored(key=key, url=url, bytes=int(st.size), sha256=(st.metadata or {}).get("x-amz-meta-sha256", ""),
+                      content_type=st.content_type or content_type or "application/octet-stream",
+                      bucket=self.bucket, path=None, expires_at=expires_at)
 
     async def close(self) -> None:
         self._http.clear()
