@@ -33,3 +33,23 @@ def stack(tmp_path_factory):
         s.stop()
         if os.environ.get("SIMREEL_TEST_SHOW_LOGS"):
             print(s.logs())
+
+
+# The scene and size every MuJoCo Warp test renders: kernels are compiled per scene and options, so
+# tests that share them share one compile.
+MJWARP_SCENE, MJWARP_SIZE = "cartpole", (48, 32)
+
+
+@pytest.fixture(scope="session")
+def mjwarp_warm():
+    """Compile MuJoCo Warp's kernels for the test scene ONCE per test run (tens of seconds on a CPU
+    the first time; Warp caches them under ~/.cache/warp, where the simulator processes of the
+    integration tests find them too). Returns the engine's report of that warm-up."""
+    from simreel.sim import engines
+    from simreel.sim.loader import resolve_scene
+
+    model, _ = resolve_scene(MJWARP_SCENE)
+    eng = engines.create("mjwarp", model, width=MJWARP_SIZE[0], height=MJWARP_SIZE[1], worlds=1, quality="fast",
+                         options={"device": "cpu"})
+    eng.close()
+    return eng.info

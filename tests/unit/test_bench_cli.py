@@ -85,3 +85,28 @@ def test_resolution_parsing():
     assert parse_res("640x480") == (640, 480)
     with pytest.raises(argparse.ArgumentTypeError):
         parse_res("big")
+
+
+def test_engine_rows_share_the_table_and_json_with_worlds_and_warmup_apart(tmp_path, capsys, mjwarp_warm):
+    out = tmp_path / "compare.json"
+    rc = cli.main(["compare", "--backend", "egl", "--engine", "mjwarp", "--engine", "no_such_engine_mod:create",
+                   "--worlds", "1", "--worlds", "2", "--scene", "cartpole", "--quality", "fast", "--res", "48x32",
+                   "--option", "device=cpu", "--json", str(out), *SMALL])
+    assert rc == 0
+    by_name = {b["backend"]: b for b in json.loads(out.read_text())["backends"]}
+    assert by_name["egl"]["status"] == "ok"
+    warp = by_name["mjwarp"]
+    assert warp["status"] == "ok" and warp["device"] == "cpu"
+    assert [(r["worlds"], r["frames"]) for r in warp["results"]] == [(1, 3), (2, 3)]
+    for r in warp["results"]:
+        assert r["fps"] > 0 and r["fps_per_world"] * r["worlds"] == pytest.approx(r["fps"], rel=0.01)
+        assert r["warmup_s"] > 0 and r["engine"]["engine"] == "mjwarp" and r["last_frame_mean"] > 10
+    broken = by_name["no_such_engine_mod:create"]
+    assert broken["status"] == "unavailable" and "No module named" in broken["reason"]
+    text = capsys.readouterr().out
+    assert "fps/world" in text and "warm-up" in text and "unavailable" in text and "Traceback" not in text
+
+
+def test_render_engine_unavailable_exits_2_with_the_reason(capsys):
+    assert cli.main(["render", "--engine", "nonesuch", "--width", "32", "--height", "24", *SMALL]) == 2
+    assert "no such engine" in capsys.readouterr().out

@@ -4,7 +4,13 @@
     simreel bench render --backend osmesa --quality fast --frames 120 --json out.json
     simreel bench compare --backend egl --backend osmesa --scene cartpole --scene apartment \
                           --quality full --quality fast --res 320x240 --res 640x480
+    simreel bench compare --engine mjwarp --worlds 1 --worlds 16 --res 160x120 --quality fast
+    simreel bench render --engine mjwarp --worlds 64 --option device=cuda
     simreel bench scenes
+
+`--engine` adds a render engine (simreel.sim.engines: `mjwarp`, an installed plug-in, or a
+`module:factory` path) that steps and renders `--worlds N` worlds per batch; its rows show frames/s
+in total and per world, and its one-time warm-up (kernel compile) apart from the timed frames.
 
 Each backend is measured in its own process (`python -m simreel.bench.worker`), because MUJOCO_GL
 is fixed per process when mujoco is imported. A backend that cannot start is reported as
@@ -26,9 +32,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from simreel.bench.worker import parse_res
+from simreel.bench.worker import parse_option, parse_res
 
-__all__ = ["register", "main", "run_backend", "cmd_render", "cmd_compare", "cmd_scenes"]
+__all__ = ["register", "main", "run_backend", "run_engine", "cmd_render", "cmd_compare", "cmd_scenes"]
 
 BACKENDS = ("egl", "osmesa", "glfw")
 DEFAULT_COMPARE_JSON = "simreel-out/bench-compare.json"
@@ -58,6 +64,25 @@ def run_backend(backend: str, worker_args: list[str], *, timeout: float = 600.0)
     tail = " | ".join(ln.strip() for ln in proc.stderr.strip().splitlines()[-3:]) or "no output"
     how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
     return {**base, "status": "unavailable", "reason": f"worker failed ({how}): {tail}"}
+
+
+def run_engine(engine: str, worker_args: list[str], *, timeout: float = 1800.0) -> dict[str, Any]:
+    """Run the worker for a render engine; always returns a dict with `status`."""
+    result = run_backend(_default_backend(), ["--engine", engine, *worker_args],
+                         timeout=timeout)
+    result.setdefault("engine", engine)
+    if result.get("status") != "ok":
+        result["backend"] = engine
+    return result
+
+
+def _engine_args(args: argparse.Namespace, worlds: list[int]) -> list[str]:
+    out: list[str] = []
+    for w in worlds:
+        out += ["--worlds", str(w)]
+    for key, value in getattr(args, "option", None) or []:
+        out += ["--option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return out
 
 
 def _worker_args(args: argparse.Namespace, scenes: list[str], res: list[tuple[int, int]], qualities: list[str]) -> list[str]:
@@ -118,26 +143,37 @@ def _gl_line(b: dict[str, Any]) -> str:
     if b.get("status") != "ok":
         return f"[bold]{b['backend']}[/]: [red]unavailable[/] — {b.get('reason')}"
     gl = b.get("gl", {})
+    if b.get("engine"):
+        kind = "[yellow]CPU device[/]" if gl.get("software") else "[green]GPU[/]"
+        warm = [f"{r['worlds']}w {r['warmup_s']:.1f}s" for r in b.get("results", []) if r.get("status") == "ok"]
+        return (f"[bold]{b['backend']}[/]: {gl.get('renderer')} | device {gl.get('vendor')}  {kind}  "
+                f"warm-up (kernel compile, not timed): {', '.join(warm) or '-'}")
     kind = "[yellow]software rendering (no GPU)[/]" if gl.get("software") else "[green]hardware[/]"
     return f"[bold]{b['backend']}[/]: {gl.get('vendor')} | {gl.get('renderer')} | {gl.get('version')}  {kind}"
 
 
 def _table(backends: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title)
-    for col in ("backend", "scene", "size", "quality", "fps", "render p50/p95 ms", "readback p50 ms",
-                "update p50 ms", "frame max ms", "physics steps/s"):
+    cols = ("backend", "scene", "size", "quality", "worlds", "fps total", "fps/world", "warm-up s",
+            "render p50/p95 ms", "readback p50 ms", "update p50 ms", "frame max ms", "physics steps/s")
+    for col in cols:
         t.add_column(col, justify="left" if col in ("backend", "scene", "quality") else "right")
+    blank = [""] * (len(cols) - 6)
     for b in backends:
         if b.get("status") != "ok":
-            t.add_row(b["backend"], "-", "-", "-", "[red]unavailable[/]", "", "", "", "", "")
+            t.add_row(b["backend"], "-", "-", "-", "-", "[red]unavailable[/]", *blank)
             continue
         for r in b["results"]:
             size = f"{r['width']}x{r['height']}"
+            worlds = str(r.get("worlds", 1))
             if r.get("status") != "ok":
-                t.add_row(b["backend"], r["scene"], size, r["quality"], "[red]error[/]", "", "", "", "", "")
+                t.add_row(b["backend"], r["scene"], size, r["quality"], worlds, "[red]error[/]", *blank)
                 continue
+            per_world = r.get("fps_per_world", r["fps"])
+            warm = r.get("warmup_s")
             t.add_row(
-                b["backend"], r["scene"], size, r["quality"], f"{r['fps']:.1f}",
+                b["backend"], r["scene"], size, r["quality"], worlds, f"{r['fps']:.1f}", f"{per_world:.1f}",
+                "-" if warm is None else f"{warm:.1f}",
                 f"{_ms(r['render_ms'], 'p50')}/{_ms(r['render_ms'], 'p95')}", _ms(r["readback_ms"], "p50"),
                 _ms(r["update_ms"], "p50"), _ms(r["frame_ms"], "max"),
                 f"{r['physics_steps_per_s']:,.0f}" if r["physics_steps_per_s"] else "-",
@@ -152,13 +188,20 @@ def _print_results(console: Console, backends: list[dict[str, Any]], title: str)
         for r in b.get("results", []):
             if r.get("status") != "ok":
                 console.print(f"  [red]error[/] {r['scene']} {r['width']}x{r['height']} {r['quality']}: {r.get('reason')}")
+    if any(b.get("engine") for b in backends):
+        console.print("fps total = frames of every world per second; GL renders one world at a time "
+                      "(its total is its per-world rate)")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
     console = _console(args.json == "-")
-    backend = args.backend or _default_backend()
-    result = run_backend(backend, _worker_args(args, [args.scene], [(args.width, args.height)], [args.quality]),
-                         timeout=args.timeout)
+    wargs = _worker_args(args, [args.scene], [(args.width, args.height)], [args.quality])
+    if getattr(args, "engine", None):
+        backend = args.engine
+        result = run_engine(backend, wargs + _engine_args(args, args.worlds or [1]), timeout=args.timeout)
+    else:
+        backend = args.backend or _default_backend()
+        result = run_backend(backend, wargs, timeout=args.timeout)
     report = _report("render", [result])
     if result.get("status") != "ok":
         console.print(f"[bold red]{backend} unavailable[/]: {result.get('reason')}")
@@ -175,10 +218,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scenes = list(dict.fromkeys(args.scene or ["cartpole"]))
     qualities = list(dict.fromkeys(args.quality or ["full", "fast"]))
     res = list(dict.fromkeys(args.res or [(640, 480)]))
+    worlds = list(dict.fromkeys(args.worlds or [1]))
     results = []
     for b in backends:
         console.print(f"measuring [bold]{b}[/] ...")
         results.append(run_backend(b, _worker_args(args, scenes, res, qualities), timeout=args.timeout))
+    for e in dict.fromkeys(args.engine or []):
+        console.print(f"measuring engine [bold]{e}[/] with {', '.join(map(str, worlds))} world(s) "
+                      "(the first run compiles its kernels) ...")
+        results.append(run_engine(e, _worker_args(args, scenes, res, qualities) + _engine_args(args, worlds),
+                                  timeout=args.timeout))
     _print_results(console, results, "simreel bench compare")
     _write_json(args.json, _report("compare", results), console)
     return 0 if any(r.get("status") == "ok" for r in results) else 2
@@ -211,6 +260,16 @@ def cmd_scenes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worlds(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"worlds must be a whole number >= 1, got {text!r}")
+    return n
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--frames", type=int, default=None, help="frames to time (default 60)")
@@ -219,12 +278,17 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=30.0, help="frame rate; sets physics steps between frames")
     p.add_argument("--camera", default=None, help="camera name (default: the scene's first)")
     p.add_argument("--save-frames", default=None, metavar="DIR", help="write the timed frames as PNG")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per backend before giving up")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds per backend or engine before giving up")
+    p.add_argument("--option", action="append", type=parse_option, default=None, metavar="KEY=VALUE",
+                   help="render-engine option, e.g. device=cuda or deterministic=true (repeatable)")
 
 
 def _add_render(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("render", help="measure one backend", description="Measure one GL backend.")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="default: $MUJOCO_GL or egl")
+    p.add_argument("--engine", default=None, help="measure a render engine instead (mjwarp, a plug-in, module:factory)")
+    p.add_argument("--worlds", action="append", type=_worlds, default=None, metavar="N",
+                   help="worlds per batch for --engine (repeatable; default 1)")
     p.add_argument("--scene", default="cartpole")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
@@ -247,6 +311,10 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--scene", action="append", default=None, help="repeatable; default cartpole")
     c.add_argument("--quality", action="append", choices=("full", "fast"), default=None, help="repeatable; default both")
     c.add_argument("--res", action="append", type=parse_res, default=None, metavar="WxH", help="repeatable; default 640x480")
+    c.add_argument("--engine", action="append", default=None,
+                   help="also measure a render engine (mjwarp, a plug-in, module:factory); repeatable")
+    c.add_argument("--worlds", action="append", type=_worlds, default=None, metavar="N",
+                   help="worlds per batch for the engines (repeatable; default 1)")
     c.add_argument("--json", default=DEFAULT_COMPARE_JSON, metavar="PATH", help=f"default {DEFAULT_COMPARE_JSON}")
     _common(c)
     c.set_defaults(func=cmd_compare)

@@ -1,11 +1,15 @@
-"""One render-benchmark process for one GL backend.
+"""One render-benchmark process for one GL backend, or for one render engine (`--engine`).
 
 MUJOCO_GL is read once per process when `mujoco` is imported, so the CLI starts one of these per
-backend with MUJOCO_GL set. It measures every (scene × resolution × quality) job it is given and prints
+backend with MUJOCO_GL set. With `--engine NAME --worlds N` it measures a render engine from
+simreel.sim.engines instead (MuJoCo Warp, a plug-in, or `module:factory`): N worlds stepped and
+rendered per batch, frames/s per world and in total, the engine's one-time warm-up (kernel compile)
+reported apart and never timed. It measures every (scene × resolution × quality) job it is given and prints
 ONE JSON object on stdout (the last line); logs go to stderr. It never dies with a traceback for an
 unavailable backend: it reports `{"status": "unavailable", "reason": ...}` instead.
 
     MUJOCO_GL=egl python -m simreel.bench.worker --scene cartpole --res 640x480 --quality full --frames 60
+    python -m simreel.bench.worker --engine mjwarp --worlds 1 --worlds 16 --res 160x120 --frames 30
 """
 from __future__ import annotations
 
@@ -159,6 +163,104 @@ def _one_job(scene: str, width: int, height: int, quality: str, *, frames: int, 
         renderer.close()
 
 
+def _engine_job(engine: str, scene: str, width: int, height: int, quality: str, worlds: int, *, frames: int,
+                warmup: int, fps: float, camera: str | None, options: dict[str, Any],
+                save_dir: Path | None) -> dict[str, Any]:
+    """The GL job's loop (physics to frame k/fps with the sine policy, then render), on a batch of
+    `worlds`. `fps` counts every world's frame; `fps_per_world` is what one episode sees."""
+    from simreel.bench.png import write_png
+    from simreel.sim import engines, loader, policies, rollout
+
+    model, label = loader.resolve_scene(scene, width=width, height=height)
+    eng = engines.create(engine, model, width=width, height=height, cameras=[camera], worlds=worlds,
+                         quality=quality, options=options)
+    try:
+        m = eng.model
+        pols = [policies.make_policy("sine", m, seed=i) for i in range(worlds)]
+        sched = rollout.FrameSchedule.of(m.opt.timestep, fps)
+        eng.reset(list(range(worlds)))
+        buf = np.zeros((worlds, *eng.frame_shape), dtype=np.uint8)
+        ctrl = np.zeros((worlds, m.nu))
+        step, physics_s = 0, 0.0
+        render, total = [], []
+        t_start = None
+        for k in range(warmup + frames):
+            if k == warmup:
+                t_start = time.perf_counter()
+            t0 = time.perf_counter()
+            while step < sched.step_for(k):
+                for i, (p, st) in enumerate(zip(pols, eng.states())):
+                    ctrl[i] = p(m, st, st.time)
+                eng.step(ctrl)
+                step += 1
+            t1 = time.perf_counter()
+            eng.render(buf)
+            t2 = time.perf_counter()
+            if k >= warmup:
+                physics_s += t1 - t0
+                render.append((t2 - t1) * 1e3)
+                total.append((t2 - t0) * 1e3)
+                if save_dir is not None:
+                    write_png(save_dir / f"{engine}-{scene}-{width}x{height}-{quality}-w{worlds}-{k - warmup:04d}.png",
+                              buf[0])
+        wall = time.perf_counter() - (t_start or time.perf_counter())
+        physics_steps = step - sched.step_for(warmup)
+        render_total = sum(render)
+        info = eng.info
+        return {
+            "scene": label, "width": width, "height": height, "quality": quality, "status": "ok",
+            "worlds": worlds, "frames": frames, "warmup": warmup,
+            "fps": round(frames * worlds / wall, 2) if wall > 0 else None,
+            "fps_per_world": round(frames / wall, 2) if wall > 0 else None,
+            "render_fps": round(frames * worlds / (render_total / 1e3), 2) if render_total > 0 else None,
+            "physics_steps_per_s": round(physics_steps * worlds / physics_s, 1) if physics_s > 0 else None,
+            "update_ms": None, "readback_ms": None,
+            "render_ms": summarize(render), "frame_ms": summarize(total),
+            "warmup_s": round(info.warmup_s, 3),
+            "last_frame_mean": round(float(buf[0].mean()), 2),
+            "gl": {"backend": info.engine, "vendor": info.device, "renderer": info.renderer,
+                   "version": "", "software": info.software},
+            "engine": {"engine": info.engine, "device": info.device, "renderer": info.renderer,
+                       "software": info.software, "warmup_s": round(info.warmup_s, 3), **info.details},
+        }
+    finally:
+        eng.close()
+
+
+def run_engine_jobs(args: argparse.Namespace) -> dict[str, Any]:
+    """Every (scene × resolution × quality × worlds) job on one engine; an engine that cannot start is
+    `unavailable` with the reason, a job that fails is an `error` row."""
+    from simreel.sim import engines
+
+    name = args.engine
+    out: dict[str, Any] = {"backend": name, "engine": name, "status": "ok", "pid": os.getpid(), "results": []}
+    options = dict(args.option or [])
+    save_dir = Path(args.save_frames) if args.save_frames else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+    frames = args.frames if args.frames is not None else max(1, round(args.duration * args.fps))
+    for scene in args.scene:
+        for width, height in args.res:
+            for quality in args.quality:
+                for worlds in args.worlds or [1]:
+                    job = {"scene": scene, "width": width, "height": height, "quality": quality, "worlds": worlds}
+                    try:
+                        r = _engine_job(name, scene, width, height, quality, worlds, frames=frames,
+                                        warmup=args.warmup, fps=args.fps, camera=args.camera, options=options,
+                                        save_dir=save_dir)
+                    except engines.EngineUnavailable as e:
+                        return {**out, "status": "unavailable", "reason": e.reason, "results": []}
+                    except Exception as e:
+                        log.get(__name__).warning("bench_job_failed", **job, error=str(e),
+                                                  trace=traceback.format_exc(limit=3))
+                        r = {**job, "status": "error", "reason": f"{type(e).__name__}: {e}"}
+                    out["results"].append(r)
+                    if r.get("status") == "ok" and "device" not in out:
+                        out["device"] = r["engine"]["device"]
+                        out["gl"] = r["gl"]
+    return out
+
+
 def run_jobs(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     out: dict[str, Any] = {"backend": backend, "status": "ok", "pid": os.getpid(), "results": []}
     from simreel.sim.gl import precheck
@@ -214,7 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--camera", default=None)
     p.add_argument("--save-frames", default=None)
+    p.add_argument("--engine", default=None, help="a render engine (mjwarp, a plug-in, module:factory) instead of GL")
+    p.add_argument("--worlds", action="append", type=int, default=None, help="worlds per batch (repeatable)")
+    p.add_argument("--option", action="append", type=parse_option, default=None, metavar="KEY=VALUE",
+                   help="engine option, e.g. device=cpu (repeatable)")
     return p
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """`key=value` with JSON values where they parse (true, 3, "x"), else the plain string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"engine option must look like key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,8 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     args.quality = args.quality or ["full"]
     if args.frames is None and args.duration is None:
         args.frames = 60
-    backend = os.environ.get("MUJOCO_GL", "")
-    result = run_jobs(args, backend)
+    if args.engine:
+        result = run_engine_jobs(args)
+    else:
+        result = run_jobs(args, os.environ.get("MUJOCO_GL", ""))
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -31,6 +31,7 @@ __all__ = [
     "resolve_scene",
     "compiled_xml",
     "camera_names",
+    "source_of",
     "ensure_offscreen",
     "scan_references",
     "FileRef",
@@ -336,6 +337,11 @@ def compiled_xml(model: mujoco.MjModel) -> str:
             ) from None
         finally:
             os.unlink(tmp)
+
+
+def source_of(model: mujoco.MjModel) -> tuple[str, dict[str, bytes]] | None:
+    """(MJCF text, files) a model was compiled from by this module, to rebuild it as an MjSpec."""
+    return _SOURCES.get(model)
 
 
 def camera_names(model: mujoco.MjModel) -> list[str]:

@@ -45,6 +45,7 @@ __all__ = [
     "make_renderer",
     "make_camera",
     "camera_names",
+    "seed_world",
 ]
 
 _log = log.get(__name__)
@@ -229,6 +230,23 @@ def _perturbable_qpos(model: mujoco.MjModel) -> np.ndarray:
     return np.asarray(idx, dtype=int)
 
 
+def seed_world(model: mujoco.MjModel, d: mujoco.MjData, seed: int, perturb_scale: float,
+               qpos_idx: np.ndarray | None = None) -> None:
+    """mj_resetData, then seed-dependent noise (±perturb_scale) on joint positions and velocities,
+    so that different seeds give visibly different episodes even under the zero policy. Every render
+    engine seeds its worlds with this, so a seed means the same start state everywhere."""
+    mujoco.mj_resetData(model, d)
+    idx = _perturbable_qpos(model) if qpos_idx is None else qpos_idx
+    rng = np.random.default_rng(seed)
+    s = perturb_scale
+    if s > 0:
+        if idx.size:
+            d.qpos[idx] += rng.uniform(-s, s, idx.size)
+        if model.nv:
+            d.qvel[:] += rng.uniform(-s, s, model.nv)
+    mujoco.mj_forward(model, d)
+
+
 class EpisodeRunner:
     """Physics + offscreen rendering for one model, in the thread that creates it.
 
@@ -299,18 +317,7 @@ class EpisodeRunner:
         return self.schedule.plan(duration_s, max_steps)
 
     def reset(self, seed: int) -> None:
-        """mj_resetData, then seed-dependent noise (±perturb_scale) on joint positions and velocities,
-        so that different seeds give visibly different episodes even under the zero policy."""
-        m, d = self.model, self.data
-        mujoco.mj_resetData(m, d)
-        rng = np.random.default_rng(seed)
-        s = self.perturb_scale
-        if s > 0:
-            if self._qpos_idx.size:
-                d.qpos[self._qpos_idx] += rng.uniform(-s, s, self._qpos_idx.size)
-            if m.nv:
-                d.qvel[:] += rng.uniform(-s, s, m.nv)
-        mujoco.mj_forward(m, d)
+        seed_world(self.model, self.data, seed, self.perturb_scale, self._qpos_idx)
 
     def _act(self, policy: Policy) -> None:
         d = self.data
