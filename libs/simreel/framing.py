@@ -104,6 +104,14 @@ class FramePacker:
         return [b]
 
 
+    def abort(self) -> list[FrameBatch]:
+        """The marker that tells the encoder this attempt died: pending frames are dropped, and the
+        marker takes the next sequence number of the episode, so JetStream's duplicate window (ids
+        are `run.attempt.episode.seq`) never mistakes it for a batch already sent."""
+        self._frames, self._times, self._telemetry, self._bytes = [], [], [], 0
+        return [self._batch(first_index=0, count=0, last=True, aborted=True)]
+
+
 def inflate(batch: FrameBatch) -> FrameBatch:
     """The batch with its whole frames decompressed (compression "none"); split parts are left as
     they are (FrameAssembler decompresses the joined frame). Raises framecodec.CorruptFrames."""

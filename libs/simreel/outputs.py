@@ -29,6 +29,10 @@ def video_outputs(req: ev.SimRequested | ev.SimStarted) -> int:
     return len(set(outs.formats)) * (per_episode + concat) * n_views
 
 
-def expected_artifacts(req: ev.SimRequested | ev.SimStarted) -> int:
-    """ArtifactStored count of a finished run: videos + scene.xml + report.json (+ telemetry.jsonl)."""
-    return video_outputs(req) + 2 + (1 if req.outputs.telemetry else 0)
+def expected_artifacts(req: ev.SimRequested | ev.SimStarted, *, scene_saved: bool = True) -> int:
+    """ArtifactStored count of a finished run: videos + report.json (+ scene.xml when the run has a
+    SceneSaved: MJCF scenes do, Gymnasium scenes and recorder runs do not) (+ telemetry.jsonl).
+
+    The one home of this rule: SimCompleted.expected_artifacts carries it to clients, which wait for
+    exactly that many ArtifactStored; a second, disagreeing count would make them wait forever."""
+    return video_outputs(req) + 1 + (1 if scene_saved else 0) + (1 if req.outputs.telemetry else 0)

@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import msgspec
@@ -20,14 +19,16 @@ import nats.js.errors
 from simreel import events as ev
 from simreel import log as logs
 from simreel import subjects
-from simreel.bus import Bus, Delivery, FramePublisher
+from simreel.bus import Bus, Delivery
 from simreel.config import Settings
-from simreel.framing import FramePacker
+from simreel.handoff import Handoff
+from simreel.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import gymenv, loader
 
 from . import plan
-from .worker import Handoff, WorkerJob, run_in_thread
+from .worker import (EpisodeRendered, FrameRendered, RendererReady, WorkerDone, WorkerFailed, WorkerJob,
+                     WorkerMessage, run_in_thread)
 
 
 class Simulator:
@@ -140,125 +141,68 @@ class Simulator:
     async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log) -> list[ev.Event]:
         views = len(job.cameras) if (len(job.cameras) > 1 and not job.tile) else 1
         frame_w = job.width * (len(job.cameras) if job.tile else 1)
-        frame_h = job.height * views
-        t0 = time.monotonic()
-        loop = asyncio.get_running_loop()
-        handoff = Handoff(self.settings.frame_queue, loop)
+        pub = RunPublisher(self.bus, run_id=req.run_id, attempt=attempt, session=req.session, fps=job.fps,
+                           frame_width=frame_w, frame_height=job.height * views,
+                           inflight_bytes=self.settings.inflight_bytes,
+                           compression=self.settings.frame_compression)
+        handoff: Handoff[WorkerMessage] = Handoff(asyncio.get_running_loop(), max_items=self.settings.frame_queue)
         cancel = threading.Event()
         thread = run_in_thread(job, handoff, cancel)
-        publisher = FramePublisher(self.bus, self.settings.inflight_bytes)
-        packer: FramePacker | None = None
-        episodes: list[dict] = []
         gl: dict = {}
-        total_frames = 0
         try:
             while True:
-                item = await handoff.get()
-                kind = item[0]
-                if kind == "frame":
-                    _, episode, index, t, pixels, telemetry = item
-                    if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload,
-                                             compression=self.settings.frame_compression)
-                    for b in packer.add(index, t, pixels, telemetry):
-                        await publisher.publish(b)
-                elif kind == "episode":
-                    _, episode, s = item
-                    if packer is None or packer.episode != episode:
-                        packer = FramePacker(req.run_id, attempt, episode, frame_w, frame_h, self.bus.max_payload,
-                                             compression=self.settings.frame_compression)
-                    for b in packer.flush(last=True):
-                        await publisher.publish(b)
-                    await publisher.flush()
-                    packer = None
-                    total_frames += s.frames
-                    warnings = list(s.warnings)
-                    ended = ev.EpisodeEnded(
-                        event_id=f"ended-{req.run_id}-{attempt}-{episode}", run_id=req.run_id, attempt=attempt,
-                        episode=episode, seed=s.seed, steps=s.steps, frames=s.frames, episode_return=s.return_,
-                        terminated=getattr(s, "terminated", False), truncated=getattr(s, "truncated", True),
-                        sim_time_s=s.sim_time, wall_s=s.render_ms_total / 1000 + s.physics_ms_total / 1000,
-                        blank=s.blank, frozen=s.frozen, warnings=warnings)
-                    await self.bus.publish(ended)
-                    episodes.append({"episode": episode, "seed": s.seed, "steps": s.steps, "frames": s.frames,
-                                     # where this episode sits in the concatenated video (layout concat/both)
-                                     "concat_first_frame": total_frames - s.frames,
-                                     "concat_start_s": (total_frames - s.frames) / job.fps,
-                                     "return": s.return_, "sim_time_s": s.sim_time, "blank": s.blank,
-                                     "frozen": s.frozen, "render_ms": round(s.render_ms_total, 1),
-                                     "physics_ms": round(s.physics_ms_total, 1), "warnings": warnings})
-                    log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
-                             frozen=s.frozen)
-                    if warnings:
-                        log.warning("blank_or_frozen_frames", episode=episode, warnings=warnings,
-                                    remedy="set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
-                    if req.fail_on_blank and (s.blank or s.frozen):
-                        cancel.set()
-                        await self._abort_frames(req.run_id, attempt, episode + 1, frame_w, frame_h, publisher)
-                        return [self._failed(req, attempt, "blank_frames",
-                                             f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
-                elif kind == "started":
-                    gl = dict(item[1])
-                    await self.bus.publish(ev.SimStarted(
-                        event_id=f"started-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, scene=label,
-                        episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes, fps=job.fps,
-                        width=frame_w if job.tile else job.width, height=job.height, cameras=list(job.cameras),
-                        views=views, tile=job.tile, physics_dt=_physics_dt(job), gl_backend=gl.get("backend", ""),
-                        gl_renderer=gl.get("renderer", ""), session=req.session, outputs=req.outputs,
-                        frame_compression=self.settings.frame_compression))
-                    log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
-                             frames_per_episode=n_frames, episodes=req.episodes)
-                elif kind == "error":
-                    err = item[1]
-                    log.error("sim_failed", error=f"{type(err).__name__}: {err}")
-                    await self._abort_frames(req.run_id, attempt, len(episodes), frame_w, frame_h, publisher)
-                    code = "policy_forbidden" if isinstance(err, PolicyError) else (
-                        "scene_invalid" if isinstance(err, SceneError) else "render_failed")
-                    return [self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
-                                         "policy" if code == "policy_forbidden" else None)]
-                elif kind == "done":
-                    break
-        except BaseException:
-            cancel.set()
-            raise
+                match await handoff.get():
+                    case FrameRendered(episode, index, t, pixels, telemetry):
+                        await pub.frame(episode, index, t, pixels, telemetry)
+                    case EpisodeRendered(episode, s):
+                        warnings = list(s.warnings)
+                        outcome = EpisodeOutcome(
+                            seed=s.seed, steps=s.steps, frames=s.frames, episode_return=s.return_,
+                            terminated=getattr(s, "terminated", False), truncated=getattr(s, "truncated", True),
+                            sim_time_s=s.sim_time, wall_s=(s.render_ms_total + s.physics_ms_total) / 1000,
+                            blank=s.blank, frozen=s.frozen, warnings=warnings)
+                        await self.bus.publish(await pub.end_episode(
+                            episode, outcome, {"render_ms": round(s.render_ms_total, 1),
+                                               "physics_ms": round(s.physics_ms_total, 1)}))
+                        log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
+                                 frozen=s.frozen)
+                        if warnings:
+                            log.warning("blank_or_frozen_frames", episode=episode, warnings=warnings,
+                                        remedy="set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+                        if req.fail_on_blank and (s.blank or s.frozen):
+                            cancel.set()
+                            await pub.abort(episode + 1)
+                            return [self._failed(req, attempt, "blank_frames",
+                                                 f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
+                    case RendererReady(gl):
+                        await self.bus.publish(pub.started(
+                            scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
+                            width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
+                            cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl))
+                        log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
+                                 frames_per_episode=n_frames, episodes=req.episodes)
+                    case WorkerFailed(err):
+                        log.error("sim_failed", error=f"{type(err).__name__}: {err}")
+                        await pub.abort(len(pub.episodes))
+                        code = "policy_forbidden" if isinstance(err, PolicyError) else (
+                            "scene_invalid" if isinstance(err, SceneError) else "render_failed")
+                        return [self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
+                                             "policy" if code == "policy_forbidden" else None)]
+                    case WorkerDone():
+                        break
         finally:
             cancel.set()
             await asyncio.to_thread(thread.join, 10)
-        await publisher.flush()
-        # Gymnasium scenes have no MJCF of ours to save: one artifact fewer.
+        # Gymnasium scenes have no MJCF of ours to save.
         scene_event = await self._save_scene(req, attempt, job) if job.model is not None else None
-        wall = time.monotonic() - t0
-        report = {
-            "run_id": req.run_id,
-            "attempt": attempt,
-            "scene": label,
-            "request": _request_summary(req),
-            "gl": gl,
-            "render": {"width": job.width, "height": job.height, "fps": job.fps, "cameras": job.cameras, "tile": job.tile,
-                       "quality": job.quality},
-            "physics_dt": _physics_dt(job),
-            "frames_per_episode": n_frames,
-            "episodes": episodes,
-            "timings": {"sim_wall_s": round(wall, 3), "frames_published_bytes": publisher.sent},
-        }
-        log.info("sim_completed", frames=total_frames, wall_s=round(wall, 2))
-        completed = ev.SimCompleted(
-            event_id=f"completed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, episodes=req.episodes,
-            frames=total_frames, wall_s=wall, session=req.session,
-            expected_artifacts=plan.expected_artifacts(req) - (0 if scene_event else 1), report=report)
+        report = pub.report(scene=label, gl=gl, render={"width": job.width, "height": job.height, "fps": job.fps,
+                                                        "cameras": job.cameras, "tile": job.tile,
+                                                        "quality": job.quality},
+                            physics_dt=_physics_dt(job),
+                            extra={"request": _request_summary(req), "frames_per_episode": n_frames})
+        completed = await pub.completed(req, report, scene_saved=scene_event is not None)
+        log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
         return [scene_event, completed] if scene_event else [completed]
-
-    async def _abort_frames(self, run_id: str, attempt: int, episode: int, width: int, height: int,
-                            publisher) -> None:
-        """Tell an encoder waiting on this attempt that no more frames will come."""
-        with _suppress():
-            await publisher.flush()
-        packer = FramePacker(run_id, attempt, episode, width, height, self.bus.max_payload, seq=10**6,
-                             compression=self.settings.frame_compression)
-        with _suppress():
-            for b in packer.flush(aborted=True):
-                await publisher.publish(b)
-            await publisher.flush()
 
     async def _save_scene(self, req: ev.SimRequested, attempt: int, job: WorkerJob) -> ev.SceneSaved:
         xml = await asyncio.to_thread(loader.compiled_xml, job.model)
@@ -269,14 +213,6 @@ class Simulator:
         ref = await self.staging.put(f"{req.run_id}/{attempt}/scene.xml", p)
         return ev.SceneSaved(event_id=f"scene-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt,
                              session=req.session, staged=ref, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-
-
-class _suppress:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, et, e, tb):
-        return et is not None and issubclass(et, (nats.errors.Error, asyncio.TimeoutError, OSError))
 
 
 def _judge_history(history: dict[str, int], delivery: Delivery) -> str:

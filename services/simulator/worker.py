@@ -1,21 +1,21 @@
-"""The physics + render loop in its own thread, feeding the asyncio side through a bounded queue.
+"""The physics + render loop in its own thread, feeding the asyncio side through a bounded hand-off.
 
 The GL context is created, used and closed in this one thread. When the publisher falls behind,
-`put` blocks the loop (backpressure) instead of growing memory.
+the hand-off blocks the loop (backpressure) instead of growing memory. What the thread tells the
+asyncio side is one of the typed messages below.
 """
 from __future__ import annotations
 
-import asyncio
-import queue
 import threading
 from dataclasses import dataclass
 from typing import Any
 
 import mujoco
 
+from simreel.handoff import Handoff
 from simreel.sim import gymenv, policies
 from simreel.sim.gymenv import GymEpisodeRunner
-from simreel.sim.rollout import EpisodeRunner
+from simreel.sim.rollout import EpisodeRunner, EpisodeSummary
 
 
 @dataclass
@@ -38,44 +38,53 @@ class WorkerJob:
     physics_dt: float = 0.0  # gymnasium scenes: the env's dt
 
 
+# --- what the render thread says -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RendererReady:
+    gl: dict[str, str]  # backend, renderer string
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRendered:
+    episode: int
+    index: int
+    t: float
+    pixels: bytes
+    telemetry: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class EpisodeRendered:
+    episode: int
+    summary: EpisodeSummary  # a gymenv.GymEpisodeSummary for Gymnasium scenes (says terminated/truncated)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFailed:
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDone:
+    pass
+
+
+WorkerMessage = RendererReady | FrameRendered | EpisodeRendered | WorkerFailed | WorkerDone
+
+
 class Cancelled(Exception):
     pass
 
 
-class Handoff:
-    """Bounded thread → asyncio queue. The render thread only blocks when the queue is full; it never
-    waits for the event loop to run (a round trip per frame would pace the loop by the publisher)."""
+def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threading.Event) -> threading.Thread:
+    def cancelled() -> None:
+        if cancel.is_set():
+            raise Cancelled()
 
-    def __init__(self, maxsize: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._q: queue.Queue = queue.Queue(maxsize)
-        self._loop = loop
-        self._ready = asyncio.Event()
-
-    def put(self, item, cancel: threading.Event) -> None:
-        while True:
-            try:
-                self._q.put(item, timeout=0.5)
-                break
-            except queue.Full:
-                if cancel.is_set():
-                    raise Cancelled() from None
-        self._loop.call_soon_threadsafe(self._ready.set)
-
-    async def get(self):
-        while True:
-            try:
-                return self._q.get_nowait()
-            except queue.Empty:
-                self._ready.clear()
-            try:  # re-check after clearing, so a put between the two is not missed
-                return self._q.get_nowait()
-            except queue.Empty:
-                await self._ready.wait()
-
-
-def run_in_thread(job: WorkerJob, handoff: Handoff, cancel: threading.Event) -> threading.Thread:
-    def put(item) -> None:
-        handoff.put(item, cancel)
+    def put(message: WorkerMessage, nbytes: int = 0) -> None:
+        handoff.put(message, nbytes, check=cancelled)
 
     def body() -> None:
         runner = None
@@ -87,7 +96,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff, cancel: threading.Event) -> 
                 runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
                                        quality=job.quality, extra_cameras=job.cameras[1:],
                                        compose="tile" if job.tile else "stack")
-            put(("started", runner.gl))
+            put(RendererReady(dict(runner.gl)))
             for episode, seed in enumerate(job.seeds):
                 if job.env_factory is not None:
                     policy = gymenv.make_policy(job.policy, runner.action_space, seed=seed, params=job.policy_params)
@@ -97,20 +106,20 @@ def run_in_thread(job: WorkerJob, handoff: Handoff, cancel: threading.Event) -> 
 
                 def on_frame(f, episode=episode) -> None:
                     telemetry = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
-                    put(("frame", episode, f.index, f.t, f.pixels.tobytes(), telemetry))
+                    pixels = f.pixels.tobytes()
+                    put(FrameRendered(episode, f.index, f.t, pixels, telemetry), len(pixels))
 
                 summary = runner.run_episode(seed=seed, policy=policy, duration_s=job.duration_s,
                                              max_steps=job.max_steps, on_frame=on_frame,
                                              should_stop=cancel.is_set)
-                if cancel.is_set():
-                    raise Cancelled()
-                put(("episode", episode, summary))
-            put(("done",))
+                cancelled()
+                put(EpisodeRendered(episode, summary))
+            put(WorkerDone())
         except Cancelled:
             pass
         except BaseException as e:  # noqa: BLE001 - reported to the async side as SimFailed
             try:
-                put(("error", e))
+                put(WorkerFailed(e))
             except Cancelled:
                 pass
         finally:

@@ -188,3 +188,16 @@ def test_older_producers_batches_have_no_compression_field():
 def test_unknown_compression_is_refused_by_the_packer():
     with pytest.raises(ValueError, match="zstd"):
         FramePacker("r", 1, 0, 16, 16, 1 << 20, compression="lz4")
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_abort_marker_follows_the_episodes_batches_and_drops_pending_frames(compression):
+    """The marker's Nats-Msg-Id (`run.attempt.episode.seq`) must differ from every batch already sent,
+    or JetStream's duplicate window would drop it and the encoder would wait for frames forever."""
+    packer = FramePacker("r", 1, 0, 16, 16, 1 << 20, compression=compression)
+    sent = [b for i in range(40) for b in packer.add(i, i / 30, os.urandom(16 * 16 * 3))]
+    assert sent and packer._frames  # some frames still pending
+    (marker,) = packer.abort()
+    assert marker.aborted and marker.count == 0 and marker.frames == b""
+    assert marker.seq not in {b.seq for b in sent}
+    assert packer.flush() == []  # the pending frames were dropped with the attempt
