@@ -154,11 +154,15 @@ class RunState:
         }
 
 
+# Events about live recorders: their `run_id` is a recorder id, not a run.
+RECORDER_EVENTS = (ev.RecorderAnnounced, ev.CaptureControlRequested, ev.CaptureControlApplied)
+
+
 def fold_runs(events: Iterable[ev.Event]) -> dict[str, RunState]:
     runs: dict[str, RunState] = {}
     for e in events:
         rid = e.run_id
-        if isinstance(e, ev.DeadLettered) and rid == "unknown":
+        if isinstance(e, ev.DeadLettered) and rid == "unknown" or isinstance(e, RECORDER_EVENTS):
             continue
         runs.setdefault(rid, RunState(rid)).apply(e)
     return runs
@@ -202,7 +206,7 @@ class RunsIndex:
 
     def apply(self, e: ev.Event) -> RunState | None:
         rid = e.run_id
-        if isinstance(e, ev.DeadLettered) and rid == "unknown":
+        if isinstance(e, ev.DeadLettered) and rid == "unknown" or isinstance(e, RECORDER_EVENTS):
             return None
         state = self.runs.get(rid)
         if state is None:
@@ -233,3 +237,52 @@ class RunsIndex:
             tags.update(f"{k}={v}" for k, v in r.tags.items())
         return {"sessions": sorted(s for s in sessions if s), "scenes": sorted(s for s in scenes if s),
                 "tags": sorted(tags)[:500], "statuses": ["queued", "running", "storing", "completed", "failed"]}
+
+
+@dataclass
+class RecorderState:
+    """A live recorder as its latest announcement says, with the control requests sent to it and
+    the ones it applied (at which episode boundary)."""
+
+    recorder_id: str
+    announced: ev.RecorderAnnounced | None = None
+    requested: list[ev.CaptureControlRequested] = field(default_factory=list)
+    applied: list[ev.CaptureControlApplied] = field(default_factory=list)
+
+    def apply(self, e: ev.Event) -> None:
+        if isinstance(e, ev.RecorderAnnounced):
+            if self.announced is None or e.ts >= self.announced.ts:
+                self.announced = e
+        elif isinstance(e, ev.CaptureControlRequested):
+            self.requested = (self.requested + [e])[-20:]
+        elif isinstance(e, ev.CaptureControlApplied):
+            self.applied = (self.applied + [e])[-20:]
+
+    @property
+    def pending(self) -> list[ev.CaptureControlRequested]:
+        done = {a.request_event_id for a in self.applied}
+        return [r for r in self.requested if r.event_id not in done]
+
+    def summary(self) -> dict[str, Any]:
+        a = self.announced
+        return {
+            "recorder_id": self.recorder_id, "state": a.state if a else "unknown", "session": a.session if a else "",
+            "env_id": a.env_id if a else "", "trigger": a.trigger if a else "",
+            "episodes_seen": a.episodes_seen if a else 0, "videos_recorded": a.videos_recorded if a else 0,
+            "recording_next": a.recording_next if a else False, "cadence": a.cadence if a else None,
+            "updated": a.ts if a else None,
+            "pending": [{"action": r.action, "every": r.every, "event_id": r.event_id} for r in self.pending],
+            "applied": [{"action": x.action, "every": x.every, "episode": x.episode, "ts": x.ts}
+                        for x in self.applied[-5:]],
+        }
+
+
+def fold_recorder(recorders: dict[str, RecorderState], e: ev.Event) -> RecorderState | None:
+    """Apply a recorder event to the map of recorders; None for any other event."""
+    if not isinstance(e, RECORDER_EVENTS):
+        return None
+    state = recorders.get(e.run_id)
+    if state is None:
+        state = recorders[e.run_id] = RecorderState(e.run_id)
+    state.apply(e)
+    return state

@@ -92,6 +92,8 @@ class Ui:
         r.add_get("/files/{key:.+}", self.file)
         r.add_post("/api/runs", self.submit)
         r.add_post("/api/runs/{run_id}/delete", self.delete)
+        r.add_get("/api/recorders", self.list_recorders)
+        r.add_post("/api/recorders/{run_id}/control", self.control_recorder)
         app.on_shutdown.append(self._close_streams)
         return app
 
@@ -346,6 +348,33 @@ class Ui:
         await self.publish(e)
         log.info("delete_requested", run_id=s.run_id)
         return _json({"run_id": s.run_id, "event_id": e.event_id, "artifacts": len(s.live_artifacts)}, status=202)
+
+
+    async def list_recorders(self, request: web.Request) -> web.Response:
+        recs = sorted(self.live.recorders.values(), key=lambda r: -(r.announced.ts if r.announced else 0))
+        if request.query.get("all") != "1":
+            recs = [r for r in recs if r.announced and r.announced.state == "running"]
+        return _json({"recorders": [r.summary() for r in recs]})
+
+    async def control_recorder(self, request: web.Request) -> web.Response:
+        """Steer a live recorder; it applies the request at its next episode boundary."""
+        rid = request.match_info["run_id"]
+        rec = self.live.recorders.get(rid)
+        if rec is None or rec.announced is None:
+            return _error(f"no recorder {rid[:80]!r}", 404)
+        if rec.announced.state != "running":
+            return _error(f"recorder {rid} is {rec.announced.state}", 409)
+        try:
+            body = await request.json()
+            e = msgspec.convert({**body, "type": "CaptureControlRequested", "run_id": rid, "requested_by": "ui"},
+                                ev.CaptureControlRequested)
+        except ValueError as err:
+            return _error(str(err), field=field_of(str(err)))
+        if e.action == "every" and e.every is None:
+            return _error("'every' needs a number of episodes", field="every")
+        await self.publish(e)
+        log.info("capture_control_requested", recorder_id=rid, action=e.action, every=e.every)
+        return _json({"recorder_id": rid, "event_id": e.event_id}, status=202)
 
 
 class _FieldError(ValueError):

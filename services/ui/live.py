@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simreel import events as ev
-from simreel.projections import RunsIndex
+from simreel.projections import RecorderState, RunsIndex, fold_recorder
 
 QUEUE_LIMIT = 2000
 
@@ -39,13 +39,21 @@ class Subscriber:
 class Live:
     def __init__(self) -> None:
         self.index = RunsIndex()
+        self.recorders: dict[str, RecorderState] = {}
         self.subscribers: set[Subscriber] = set()
         self.caught_up = asyncio.Event()
         self.events_applied = 0
 
     def apply(self, e: ev.Event) -> None:
-        state = self.index.apply(e)
         self.events_applied += 1
+        rec = fold_recorder(self.recorders, e)
+        if rec is not None:
+            summary = rec.summary()
+            for s in self.subscribers:
+                if s.run_id is None:
+                    s.offer("recorder", summary)
+            return
+        state = self.index.apply(e)
         if state is None or not self.subscribers:
             return
         summary = state.summary()

@@ -42,3 +42,20 @@ def test_fold_runs_groups_by_run_and_skips_unattributable_dead_letters():
                       ev.DeadLettered(service="simulator", subject="s", reason="junk")])
     assert set(runs) == {"a", "b"}
     assert runs["a"].status == "queued" and runs["b"].status == "failed"
+
+
+def test_runs_index_pages_newest_first_and_follows_changes():
+    from simreel.projections import RunFilter, RunsIndex
+
+    idx = RunsIndex()
+    for i in range(120):
+        idx.apply(ev.SimRequested(run_id=f"r{i:03d}", scene="cartpole" if i % 2 else "boxes", session=f"s{i % 3}",
+                                  tags={"k": str(i % 5)}, ts=1000.0 + i))
+    total, page = idx.page(offset=0, limit=10)
+    assert total == 120 and [r.run_id for r in page][:3] == ["r119", "r118", "r117"]
+    total, page = idx.page(RunFilter(session="s0", scene="box", tag="k=0"), limit=100)
+    assert total == len(page) == 4 and all(int(r.run_id[1:]) % 30 == 0 for r in page)
+    idx.apply(ev.SimFailed(run_id="r000", code="scene_invalid", message="x"))
+    assert [r.run_id for r in idx.page(RunFilter(status="failed"))[1]] == ["r000"]
+    assert idx.apply(ev.RecorderAnnounced(run_id="rec", session="s", trigger="t")) is None
+    assert "rec" not in idx.runs and "rec" not in fold_runs([ev.RecorderAnnounced(run_id="rec", session="s", trigger="t")])

@@ -230,3 +230,29 @@ async def test_token_protects_every_route(tmp_path):
 def test_field_of_reads_msgspec_paths():
     assert field_of("Expected `int` <= 4096 - at `$.render.width`") == "render.width"
     assert field_of("Object missing required field `scene`") is None
+
+
+async def test_live_recorders_are_listed_apart_from_runs_and_steered_by_events(ui):
+    ui.live.apply(ev.RecorderAnnounced(run_id="rec-1", session="train", env_id="CartPole-v1", trigger="every 2 episodes",
+                                       episodes_seen=3, cadence=2))
+    assert "rec-1" not in ui.live.index.runs
+    recs = (await (await ui.get("/api/recorders")).json())["recorders"]
+    assert [r["recorder_id"] for r in recs] == ["rec-1"] and recs[0]["trigger"] == "every 2 episodes"
+    r = await ui.post("/api/recorders/rec-1/control", json={"action": "record_next"}, headers=ui.csrf_headers)
+    assert r.status == 202
+    req = ui.published[-1]
+    assert isinstance(req, ev.CaptureControlRequested) and req.run_id == "rec-1" and req.action == "record_next"
+    ui.live.apply(req)
+    assert (await (await ui.get("/api/recorders")).json())["recorders"][0]["pending"][0]["action"] == "record_next"
+    ui.live.apply(ev.CaptureControlApplied(run_id="rec-1", request_event_id=req.event_id, action="record_next",
+                                           episode=4))
+    rec = (await (await ui.get("/api/recorders")).json())["recorders"][0]
+    assert rec["pending"] == [] and rec["applied"][-1]["episode"] == 4
+    bad = await ui.post("/api/recorders/rec-1/control", json={"action": "every"}, headers=ui.csrf_headers)
+    assert bad.status == 400 and (await bad.json())["field"] == "every"
+    bad = await ui.post("/api/recorders/rec-1/control", json={"action": "explode"}, headers=ui.csrf_headers)
+    assert bad.status == 400 and (await bad.json())["field"] == "action"
+    assert (await ui.post("/api/recorders/nope/control", json={"action": "off"}, headers=ui.csrf_headers)).status == 404
+    ui.live.apply(ev.RecorderAnnounced(run_id="rec-1", session="train", trigger="every 2 episodes", state="closed"))
+    assert (await (await ui.get("/api/recorders")).json())["recorders"] == []
+    assert (await ui.post("/api/recorders/rec-1/control", json={"action": "off"}, headers=ui.csrf_headers)).status == 409

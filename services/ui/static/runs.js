@@ -73,3 +73,39 @@
   es.onerror = () => { document.querySelector("#live").textContent = "reconnecting…"; };
   load();
 })();
+
+// Live recorders (simreel.gym.RecordVideo in a training loop): their latest announcement, and buttons
+// that publish CaptureControlRequested; each shows up as applied at the recorder's next episode boundary.
+simreel.recorders = (() => {
+  const { el, api } = simreel;
+  const section = document.querySelector("#recorders"), tbody = section.querySelector("tbody");
+  const rows = new Map();
+  const control = async (id, action, every) => {
+    const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/control`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action, every }) });
+    if (!ok) alert(body.error);
+  };
+  function row(r) {
+    const every = el("input", { type: "number", min: "1", value: r.cadence || 1, size: "3", style: "width:4em" });
+    const applied = r.applied.length ? r.applied[r.applied.length - 1] : null;
+    return el("tr", { "data-recorder": r.recorder_id },
+      el("td", { text: r.recorder_id }), el("td", { text: r.session }), el("td", { text: r.env_id }),
+      el("td", { text: r.trigger }), el("td", { class: "num", text: r.episodes_seen }), el("td", { class: "num", text: r.videos_recorded }),
+      el("td", { text: r.recording_next ? "recording" : "–" }),
+      el("td", {},
+        el("button", { class: "record-next", text: "record next episode", onclick: () => control(r.recorder_id, "record_next") }), " ",
+        el("button", { class: "every", text: "every", onclick: () => control(r.recorder_id, "every", Number(every.value)) }), every, " ",
+        el("button", { class: "off", text: "off", onclick: () => control(r.recorder_id, "off") }), " ",
+        el("button", { class: "stop danger", text: "stop", onclick: () => control(r.recorder_id, "stop") })),
+      el("td", { class: "applied", text: (r.pending.length ? `pending: ${r.pending.map((p) => p.action).join(", ")} ` : "") +
+        (applied ? `${applied.action}${applied.every ? " " + applied.every : ""} at episode ${applied.episode}` : "") }));
+  }
+  function update(r) {
+    const old = rows.get(r.recorder_id);
+    if (r.state !== "running") { if (old) { old.remove(); rows.delete(r.recorder_id); } }
+    else { const n = row(r); if (old) old.replaceWith(n); else tbody.prepend(n); rows.set(r.recorder_id, n); }
+    section.hidden = rows.size === 0;
+  }
+  api("/api/recorders").then(({ body }) => body.recorders.forEach(update));
+  return { update };
+})();
