@@ -17,6 +17,7 @@ from typing import AsyncIterator, Callable
 import numpy as np
 
 from simreel import events as ev
+from simreel import framecodec
 from simreel import log as logs
 
 from .live import Live
@@ -44,6 +45,19 @@ def shrink(frame: bytes | memoryview, width: int, height: int, max_width: int = 
     step = max(1, -(-width // max_width))
     arr = np.frombuffer(frame, np.uint8, width * height * 3).reshape(height, width, 3)
     return np.ascontiguousarray(arr[::step, ::step])
+
+
+def _preview_png(data: bytes | memoryview, compression: str, count: int, width: int, height: int) -> bytes | None:
+    """The last frame of a batch (decompressed when the batch is), shrunk, as PNG."""
+    frame_bytes = width * height * 3
+    if compression == "zstd":
+        try:
+            data = framecodec.decompress(data, count * frame_bytes)
+        except framecodec.CorruptFrames:
+            return None
+    if len(data) < count * frame_bytes:
+        return None
+    return png(shrink(data[(count - 1) * frame_bytes:count * frame_bytes], width, height))
 
 
 class Previews:
@@ -81,7 +95,7 @@ class Previews:
 
     async def _follow(self, run_id: str) -> None:
         last_sent = 0.0
-        parts: list[bytes] = []
+        parts: list[bytes] | None = None  # a split frame being collected
         try:
             async for b in self.source(run_id):
                 if b.aborted or not b.count and not b.parts > 1:
@@ -93,24 +107,24 @@ class Previews:
                 newest = b.first_index + max(b.count, 1) - 1
                 self.live.progress(run_id, b.episode, newest, frames)
                 due = time.monotonic() - last_sent >= self.interval_s
-                frame_bytes = b.width * b.height * 3
                 if b.parts > 1:  # one frame split across messages: collect it only when a preview is due
                     if b.part == 0:
-                        parts = [] if due else None  # type: ignore[assignment]
+                        parts = [] if due else None
                     if parts is None:
                         continue
                     parts.append(bytes(b.frames))
                     if b.part < b.parts - 1:
                         continue
-                    pixels: bytes | memoryview = b"".join(parts)
-                    parts = None  # type: ignore[assignment]
+                    data: bytes | memoryview = b"".join(parts)
+                    parts = None
+                    count = 1
                 elif due:
-                    pixels = b.frames[(b.count - 1) * frame_bytes:b.count * frame_bytes]
+                    data, count = b.frames, b.count
                 else:
                     continue
-                if len(pixels) < frame_bytes:
+                img = await asyncio.to_thread(_preview_png, data, b.compression, count, b.width, b.height)
+                if img is None:
                     continue
-                img = await asyncio.to_thread(lambda: png(shrink(pixels, b.width, b.height)))
                 self.live.preview(run_id, img, b.episode, newest)
                 last_sent = time.monotonic()
         except asyncio.CancelledError:

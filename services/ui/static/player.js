@@ -46,7 +46,7 @@ simreel.Player = class {
       u.root.parentNode.dataset.frame = this.frames[i];
     }
     this.readout.textContent = `frame ${this.frames[i]} · t ${this.t[i].toFixed(3)} s` +
-      this.series.slice(0, 6).map((s) => ` · ${s.name} ${s.values[i] == null ? "–" : (+s.values[i]).toFixed(3)}`).join("");
+      this.series.filter((s) => s.group !== "time").slice(0, 6).map((s) => ` · ${s.name} ${s.values[i] == null ? "–" : (+s.values[i]).toFixed(3)}`).join("");
     this.chartsEl.dataset.frame = this.frames[i];
     const ms = performance.now() - t0;
     if (this.cursorMs.length < 100000) this.cursorMs.push(ms);

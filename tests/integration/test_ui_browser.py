@@ -1,0 +1,169 @@
+"""The ui in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) on a real stack.
+
+Video and charts share one exact time axis: these tests seek, click and step and check frame numbers,
+not pixels. Screenshots of the runs page and a run page land in SIMREEL_UI_SCREENSHOTS (default: the
+test's temporary directory).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.support.ui import CHROMIUM, FLAGS, UiClient, ui_stack
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras")
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+FPS = 30
+RUN = {"scene": "cartpole", "episodes": 2, "duration_s": 2.0, "policy": "random", "seed": 11,
+       "render": {"width": 160, "height": 120, "fps": FPS, "quality": "fast"}, "session": "browser",
+       "tags": {"suite": "browser"}}
+
+
+def _wait_completed(c: UiClient, run_id: str) -> None:
+    for kind, d in c.sse(f"?run={run_id}"):
+        if kind == "event" and d["summary"]["status"] in ("completed", "failed"):
+            assert d["summary"]["status"] == "completed", d["summary"]
+            return
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (README's apt-get line; .ci/run does)")
+    base = tmp_path_factory.mktemp("ui-browser")
+    shots = Path(os.environ.get("SIMREEL_UI_SCREENSHOTS") or base / "shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with ui_stack(base) as (stack, url):
+        c = UiClient(url)
+        status, body = c.json("POST", "/api/runs", RUN)
+        assert status == 202, body
+        _wait_completed(c, body["run_id"])
+        with sync_playwright() as p:
+            ctx = p.chromium.launch_persistent_context(str(base / "chromium-profile"), executable_path=CHROMIUM,
+                                                       args=FLAGS, headless=True,
+                                                       viewport={"width": 1280, "height": 860})
+            try:
+                yield {"stack": stack, "url": url, "client": c, "ctx": ctx, "run": body["run_id"], "shots": shots}
+            finally:
+                ctx.close()
+
+
+@pytest.fixture
+def page(env):
+    page = env["ctx"].new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    page.close()
+    assert not errors, errors
+
+
+def test_runs_page_lists_runs_and_a_running_one_turns_completed_live(env, page):
+    page.goto(env["url"] + "/")
+    row = page.locator(f'tr[data-run="{env["run"]}"]')
+    expect(row.locator(".status")).to_have_text("completed")
+    expect(page.locator("#live")).to_have_text("live")
+    # Record every status the new run's row shows, without reloading the page.
+    page.evaluate("""() => { window.__sameDocument = true; window.__seen = [];
+        new MutationObserver(() => document.querySelectorAll('tr[data-run] .status').forEach(
+            (s) => window.__seen.push(s.closest('tr').dataset.run + ':' + s.textContent)))
+          .observe(document.querySelector('#runs tbody'), {childList: true, subtree: true}); }""")
+    status, body = env["client"].json("POST", "/api/runs", {**RUN, "episodes": 1, "seed": 99})
+    new = body["run_id"]
+    expect(page.locator(f'tr[data-run="{new}"] .status')).to_have_text("completed", timeout=120_000)
+    seen = [s.split(":", 1)[1] for s in page.evaluate("window.__seen") if s.startswith(new + ":")]
+    assert page.evaluate("window.__sameDocument") is True
+    assert seen[-1] == "completed" and set(seen) & {"queued", "running", "storing"}, seen
+    page.screenshot(path=str(env["shots"] / "ui-runs.png"))
+
+
+def test_run_page_plays_video_and_keeps_charts_on_its_exact_time_axis(env, page):
+    page.goto(f'{env["url"]}/runs/{env["run"]}')
+    expect(page.locator("body")).to_have_attribute("data-charts", "0", timeout=30_000)
+    charts = page.locator("#charts")
+    # The video plays: its clock advances.
+    played = page.evaluate("""() => new Promise((ok, fail) => { const v = document.querySelector('video');
+        const t0 = v.currentTime; v.addEventListener('timeupdate', function f() {
+          if (v.currentTime > t0 + 0.3) { v.removeEventListener('timeupdate', f); v.pause(); ok(v.currentTime); } });
+        v.play().catch(fail); })""")
+    assert played > 0.3
+    # Setting the video's time moves every chart's cursor to that frame: 1.5 s × 30 fps = frame 45.
+    page.evaluate("document.querySelector('video').currentTime = 1.5")
+    expect(charts).to_have_attribute("data-frame", "45")
+    expect(page.locator(".chart").first).to_have_attribute("data-frame", "45")
+    # A click on a chart at frame 30 seeks the video to that frame's video_t = 1.000 s.
+    x, y = page.evaluate("""() => { const u = simreel.player.charts[0], r = u.over.getBoundingClientRect();
+        return [r.left + u.valToPos(simreel.player.t[30], 'x'), r.top + r.height / 2]; }""")
+    page.mouse.click(x, y)
+    expect(charts).to_have_attribute("data-frame", "30")
+    t = page.evaluate("document.querySelector('video').currentTime")
+    assert abs(t - 1.0) <= 0.5 / FPS
+    # ArrowRight advances exactly one frame.
+    page.keyboard.press("ArrowRight")
+    expect(charts).to_have_attribute("data-frame", "31")
+    t2 = page.evaluate("document.querySelector('video').currentTime")
+    assert abs((t2 - t) - 1 / FPS) < 1e-6
+    page.keyboard.press("ArrowLeft")
+    expect(charts).to_have_attribute("data-frame", "30")
+    expect(page.locator("#facts")).to_contain_text("GL ")
+    expect(page.locator("#episodes tbody tr")).to_have_count(2)
+    page.screenshot(path=str(env["shots"] / "ui-run.png"), full_page=False)
+
+
+def test_delete_removes_the_runs_artifacts(env, page):
+    c = env["client"]
+    status, body = c.json("POST", "/api/runs", {**RUN, "episodes": 1, "duration_s": 0.5, "session": "browser-del"})
+    run_id = body["run_id"]
+    _wait_completed(c, run_id)
+    _, d = c.json("GET", f"/api/runs/{run_id}")
+    paths = [Path(env["stack"].out_dir, *a["key"].split("/")) for a in d["artifacts"]]
+    assert paths and all(p.is_file() for p in paths)
+    page.goto(f"{env['url']}/runs/{run_id}")
+    expect(page.locator("#artifacts tbody tr")).to_have_count(len(paths))
+    page.locator("#delete").click()
+    page.locator("#delete").click()  # the second click confirms
+    expect(page.locator("#deletions li")).to_have_count(len(paths), timeout=60_000)
+    expect(page.locator("#artifacts del")).to_have_count(len(paths))
+    assert not any(p.exists() for p in paths)
+
+
+def test_new_run_form_shows_the_contract_error_then_runs_a_valid_request(env, page):
+    page.goto(env["url"] + "/new")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    page.select_option("#scene", "cartpole")
+    page.fill('input[name="render.width"]', "99999")
+    page.click("#submit")
+    err = page.locator('.err[data-for="render.width"]')
+    expect(err).to_contain_text("4096")
+    assert page.url.endswith("/new")
+    for name, value in (("render.width", "96"), ("render.height", "64"), ("render.fps", "15"), ("duration_s", "0.5")):
+        page.fill(f'input[name="{name}"]', value)
+    page.select_option('select[name="render.quality"]', "fast")
+    page.fill('input[name="session"]', "browser-form")
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    run_id = page.url.rsplit("/", 1)[-1]
+    _, d = env["client"].json("GET", f"/api/runs/{run_id}")
+    assert d["request"]["render"]["width"] == 96 and d["summary"]["session"] == "browser-form"
+
+
+def test_run_again_prefills_the_form_and_the_same_seed_gives_the_same_video(env, page):
+    page.goto(f'{env["url"]}/runs/{env["run"]}')
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    page.click("#again")
+    page.wait_for_url("**/new?from=*")
+    expect(page.locator("#from")).to_contain_text("byte-identical")
+    expect(page.locator('input[name="seed"]')).to_have_value(str(RUN["seed"]))
+    expect(page.locator('input[name="render.width"]')).to_have_value("160")
+    page.fill('input[name="episodes"]', "1")
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#identical")).to_contain_text(f"byte-identical (sha256")
+    expect(page.locator("#identical")).to_contain_text(env["run"])
