@@ -327,10 +327,16 @@ def cmd_ui(a: argparse.Namespace) -> int:
 def cmd_serve(a: argparse.Namespace) -> int:
     if a.nats:
         os.environ["SIMREEL_NATS_URL"] = a.nats
-    mod = importlib.import_module(f"simreel.services.{a.service}.service")
-    from .service import main as service_main
+    names = list(dict.fromkeys(a.service))  # each service once, in the order given
+    if len(names) == 1:
+        mod = importlib.import_module(f"simreel.services.{names[0]}.service")
+        from .service import main as service_main
 
-    service_main(mod.NAME, mod.run)
+        service_main(mod.NAME, mod.run)
+        return 0
+    from .service import main_many
+
+    main_many(names)
     return 0
 
 
@@ -515,8 +521,8 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--data", default=None, help="state directory of the embedded stack (default: temporary)")
     w.set_defaults(func=cmd_ui)
 
-    sv = sub.add_parser("serve", help="run one service against any NATS")
-    sv.add_argument("service", choices=SERVICES)
+    sv = sub.add_parser("serve", help="run one or more services (as tasks of one process) against any NATS")
+    sv.add_argument("service", nargs="+", choices=SERVICES)
     sv.add_argument("--nats", default=None)
     sv.set_defaults(func=cmd_serve)
 

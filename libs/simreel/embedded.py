@@ -127,9 +127,17 @@ def service_command(name: str) -> list[str]:
 DEFAULT_NICE = {"encoder": 10}
 
 
+def cohosted_command(names: Sequence[str]) -> list[str]:
+    """Several services as tasks of one process (`simreel serve encoder uploader`)."""
+    return [sys.executable, "-m", "simreel.cli", "serve", *names]
+
+
 def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = None) -> subprocess.Popen:
+    """`name` is one service, or several joined by "+" (co-hosted in one process; it gets the
+    lowest CPU priority any of them asks for)."""
     out = open(log_file, "ab") if log_file else None
-    nice = int(env.get(f"SIMREEL_{name.upper()}_NICE") or DEFAULT_NICE.get(name, 0))
+    names = name.split("+")
+    nice = max(int(env.get(f"SIMREEL_{n.upper()}_NICE") or DEFAULT_NICE.get(n, 0)) for n in names)
 
     def prepare() -> None:
         _die_with_parent()
@@ -137,22 +145,29 @@ def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = 
             with contextlib.suppress(OSError):
                 os.nice(nice)
 
-    return subprocess.Popen(service_command(name), env=dict(env), stdin=subprocess.DEVNULL,
+    cmd = service_command(name) if len(names) == 1 else cohosted_command(names)
+    return subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL,
                             stdout=out or subprocess.DEVNULL, stderr=out, preexec_fn=prepare)
 
 
 class Stack:
-    """NATS + the four services as separate processes, all on this machine."""
+    """NATS + the four services as separate processes, all on this machine.
+
+    `cohost=True` runs the services as tasks of one child process instead (one interpreter start-up,
+    one import of numpy/PyAV): what a recorder beside a training loop wants. Separate processes stay
+    the default for `simreel run`/`up`, where one service can be restarted alone.
+    """
 
     def __init__(self, *, data_dir: Path | None = None, out_dir: Path | None = None, nats_port: int | None = None,
                  env: Mapping[str, str] | None = None, services: Sequence[str] = SERVICES,
-                 replicas: Mapping[str, int] | None = None, log_dir: Path | None = None) -> None:
+                 replicas: Mapping[str, int] | None = None, log_dir: Path | None = None,
+                 cohost: bool = False) -> None:
         self._own_data = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="simreel-stack-"))
         self.out_dir = Path(out_dir or "simreel-out").resolve()
         self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
         self.nats = NatsServer(port=nats_port, store_dir=self.data_dir / "nats", log_file=None)
-        self.services = list(services)
+        self.services = ["+".join(services)] if cohost and len(services) > 1 else list(services)
         self.replicas = dict(replicas or {})
         self.base_env = dict(os.environ if env is None else env)
         self.procs: dict[str, list[subprocess.Popen]] = {}
@@ -185,6 +200,17 @@ class Stack:
         proc = start_service(name, env or self.service_env(), log_file=self.log_dir / f"{name}-{index}.log")
         self.procs.setdefault(name, []).append(proc)
         return proc
+
+    def dead(self) -> str | None:
+        """A clear sentence when a child process has exited, else None (cheap: one waitpid each)."""
+        if self.nats.proc is not None and self.nats.proc.poll() is not None:
+            return f"the embedded nats-server (pid {self.nats.proc.pid}) exited with code {self.nats.proc.returncode}"
+        for name, procs in self.procs.items():
+            for p in procs:
+                if p.poll() is not None:
+                    return (f"the embedded {name.replace('+', ' + ')} process (pid {p.pid}) exited with code "
+                            f"{p.returncode}; logs in {self.log_dir}")
+        return None
 
     def logs(self) -> str:
         parts = []

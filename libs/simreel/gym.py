@@ -32,6 +32,7 @@ the videos are stored wherever that stack stores them (local paths are linked on
 """
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import os
@@ -48,6 +49,8 @@ from gymnasium import logger as gym_logger
 
 from . import events as ev
 from . import log as logs
+from . import subjects
+from .capture import CaptureState, describe_trigger
 from .config import NatsSettings
 from .outputs import video_file_name
 from .recorder import RecordedRun, RecorderError, RecorderThread
@@ -155,12 +158,15 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         max_queue_bytes: int = 32 * 1024 * 1024,
         strict: bool = True,
         recorder: RecorderThread | None = None,
+        on_video: Callable[[dict[str, Any]], None] | None = None,
+        announce: bool = True,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, video_folder=video_folder, episode_trigger=episode_trigger, step_trigger=step_trigger,
             video_length=video_length, name_prefix=name_prefix, fps=fps, disable_logger=disable_logger,
             gc_trigger=gc_trigger, nats_url=nats_url, session=session, outputs=outputs, timeout=timeout,
-            max_queue_bytes=max_queue_bytes, strict=strict, recorder=recorder,
+            max_queue_bytes=max_queue_bytes, strict=strict, recorder=recorder, on_video=on_video,
+            announce=announce,
         )
         gym.Wrapper.__init__(self, env)
 
@@ -171,6 +177,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             )
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic_video_schedule
+        self._trigger_text = describe_trigger(episode_trigger, step_trigger, video_length)
 
         self.episode_trigger = episode_trigger
         self.step_trigger = step_trigger
@@ -217,6 +224,21 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         # the env's current episode, for telemetry
         self._episode_step = 0
         self._reset_seed: int | None = None
+        # live capture controls: filled by the recorder thread, read only at episode boundaries
+        self.on_video = on_video
+        self.recorder_id = f"{_run_prefix(name_prefix)}-{self._run_tag}"
+        self.capture = CaptureState()
+        self._controls: collections.deque[ev.Event] = collections.deque()
+        self._videos_started = 0
+        self._announce = announce
+        if self._recorder is None:
+            self._recorder = self._make_recorder()
+        if announce:
+            self._recorder.subscribe(subjects.recorder_control(self.recorder_id), self._controls.append)
+        # Start-up (the embedded stack, the connection) runs in the background from here on, so it
+        # overlaps the caller's set-up instead of sitting in front of the first recorded step.
+        self._recorder.start()
+        self._announce_state("running")
 
     # --- gymnasium's API ---------------------------------------------------------------------------
 
@@ -235,12 +257,17 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.recording and self.video_length == float("inf"):
             self.stop_recording()
 
-        if self.episode_trigger and self.episode_trigger(self.episode_id):
+        if self._controls:
+            self._apply_controls()
+        if self.capture.stopped and self.recording:
+            self.stop_recording()
+        if self.capture.decide(self.episode_id, self.episode_trigger):
             self.start_recording(f"{self.name_prefix}-episode-{self.episode_id}")
         if self.recording:
             self._capture_frame(None)
             if self._recorded_frames > self.video_length:
                 self.stop_recording()
+        self._announce_state("running")
 
         return obs, info
 
@@ -251,7 +278,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.step_id += 1
         self._episode_step += 1
 
-        if self.step_trigger and self.step_trigger(self.step_id):
+        if self.step_trigger and self.step_trigger(self.step_id) and not self.capture.stopped:
             self.start_recording(f"{self.name_prefix}-step-{self.step_id}")
         if self.recording:
             self._capture_frame((action, rew, terminated, truncated))
@@ -289,6 +316,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._log.warning("last_video_lost", video=self._video_name, error=str(e))
         if self._recorder is None:
             return
+        self._announce_state("closed")
         # A shared recorder belongs to its creator: wait for our videos, leave it running.
         runs = self._recorder.close(self.timeout) if self._owns_recorder else self._recorder.wait(self.timeout)
         runs = [r for r in runs if r.meta.get("wrapper") == self._run_tag]
@@ -308,6 +336,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self.stop_recording()
 
         self.recording = True
+        self._videos_started += 1
         self._video_name = video_name
         self._recorded_frames = 0
         self._size = None
@@ -477,6 +506,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         video = self._video_artifact(run)
         self._log.info("video_stored", video=name, url=video.url if video else None, frames=run.frames,
                        store_latency_s=round(run.store_latency_s or 0.0, 3))
+        if self.on_video is not None:
+            self.on_video(self._info(run))
 
     @staticmethod
     def _video_artifact(run: RecordedRun) -> ev.ArtifactStored | None:
@@ -486,20 +517,51 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 return a
         return None
 
+    def _info(self, r: RecordedRun, status: str | None = None) -> dict[str, Any]:
+        video = self._video_artifact(r)
+        name = r.meta.get("name")
+        path = None
+        if video is not None and video.path:
+            local = Path(self.video_folder) / _local_name(name, video.format)
+            path = str(local) if local.exists() else None
+        tel, rep = r.artifact("telemetry"), r.artifact("report")
+        return {"name": name, "path": path, "url": video.url if video else None, "run_id": r.run_id,
+                "episode": r.meta.get("episode"), "step": r.meta.get("step"), "frames": r.frames,
+                "fps": self.frames_per_sec, "telemetry_url": tel.url if tel else None,
+                "report_url": rep.url if rep else None, "status": status or r.status, "error": r.error,
+                "store_latency_s": r.store_latency_s}
+
     def _collect(self, runs: list[RecordedRun]) -> None:
-        out = []
-        for r in runs:
-            if r.ended_at is None:
+        self.videos = [self._info(r) for r in runs if r.ended_at is not None]
+
+    # --- live capture controls (only ever touched between episodes) --------------------------------
+
+    def _apply_controls(self) -> None:
+        while self._controls:
+            c = self._controls.popleft()
+            if not isinstance(c, ev.CaptureControlRequested):
                 continue
-            video = self._video_artifact(r)
-            name = r.meta.get("name")
-            path = None
-            if video is not None and video.path:
-                local = Path(self.video_folder) / _local_name(name, video.format)
-                path = str(local) if local.exists() else None
-            tel, rep = r.artifact("telemetry"), r.artifact("report")
-            out.append({"name": name, "path": path, "url": video.url if video else None, "run_id": r.run_id,
-                        "episode": r.meta.get("episode"), "step": r.meta.get("step"), "frames": r.frames,
-                        "telemetry_url": tel.url if tel else None, "report_url": rep.url if rep else None,
-                        "status": r.status, "error": r.error, "store_latency_s": r.store_latency_s})
-        self.videos = out
+            if c.action == "every" and c.every is None:
+                self._recorder.publish(ev.DeadLettered(
+                    event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+                    subject=subjects.recorder_control(self.recorder_id),
+                    reason='action "every" needs a number: {"action": "every", "every": N}',
+                    payload_preview=ev.encode(c).decode()[:500]))
+                continue
+            self.capture.apply(c.action, c.every, self.episode_id)
+            self._recorder.publish(ev.CaptureControlApplied(
+                event_id=f"applied-{self.recorder_id}-{c.event_id}"[:200], run_id=self.recorder_id,
+                request_event_id=c.event_id, action=c.action, every=c.every, episode=self.episode_id))
+            self._log.info("capture_control_applied", recorder_id=self.recorder_id, action=c.action, every=c.every,
+                           episode=self.episode_id)
+
+    def _announce_state(self, state: str) -> None:
+        if not self._announce or self._recorder is None:
+            return
+        seen = self.episode_id + 1
+        self._recorder.publish(ev.RecorderAnnounced(
+            event_id=f"announced-{self.recorder_id}-{seen}-{state}", run_id=self.recorder_id,
+            session=self.session, env_id=self._env_id() if getattr(self.env, "spec", None) else "",
+            trigger=self.capture.describe(self._trigger_text), episodes_seen=max(0, seen),
+            videos_recorded=self._videos_started, state=state, cadence=self.capture.every,
+            recording_next=state == "running" and self.capture.peek(seen, self.episode_trigger)))

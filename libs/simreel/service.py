@@ -2,14 +2,18 @@
 
 A service module only provides `async def run(bus, settings, stop)`; this module owns the lifecycle,
 so SIGTERM behaves the same everywhere: stop claiming, finish or hand back in-flight work, drain.
+Several services can share one process (`simreel serve encoder uploader`): each keeps its own
+connection and durable consumer, exactly as if it ran alone, and one process costs one interpreter
+start-up instead of several — what an embedded stack beside a training loop wants.
 """
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import sys
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 from . import log as logs
 from .bus import Bus
@@ -33,6 +37,56 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     finally:
         await bus.close()
         log.info("service_stopped")
+
+
+async def serve_many(names: Sequence[str], settings: Settings | None = None) -> None:
+    """Run several services as tasks of this process until SIGTERM/SIGINT. If one of them fails,
+    the others are stopped too and the error propagates: a half-working process is worse than an
+    exit the parent notices."""
+    settings = settings or Settings.from_env()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runs = {name: importlib.import_module(f"simreel.services.{name}.service").run for name in names}
+    grace = _grace_s()
+
+    async def _one(name: str, run: RunFn) -> None:
+        log = logs.get(name)
+        bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
+        bus.shutdown_grace_s = grace
+        log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging,
+                 cohosted=list(names))
+        try:
+            await run(bus, settings, stop)
+        finally:
+            await bus.close()
+            log.info("service_stopped")
+
+    tasks = [asyncio.create_task(_one(n, r), name=f"service-{n}") for n, r in runs.items()]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
+        if failed:
+            stop.set()
+            await asyncio.wait(tasks)
+            raise failed[0].exception()
+    finally:
+        stop.set()
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+
+
+def main_many(names: Sequence[str]) -> None:
+    logs.setup(service="+".join(names))
+    try:
+        asyncio.run(serve_many(names))
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
+        logs.get("+".join(names)).error("service_crashed", error=f"{type(e).__name__}: {e}")
+        sys.exit(1)
 
 
 def _grace_s() -> float:

@@ -19,6 +19,7 @@ import av
 import gymnasium as gym
 import pytest
 
+from simreel import process_stack
 from simreel.gym import RecordVideo
 
 pytestmark = pytest.mark.integration
@@ -174,7 +175,8 @@ def test_embedded_stack_when_no_bus_is_configured(tmp_path, monkeypatch):
     assert decoded_frames(Path(video["path"])) == video["frames"]
     assert local(video["url"]).is_relative_to(tmp_path / "videos" / ".simreel")
     host, port = urlparse(env._recorder.url).hostname, urlparse(env._recorder.url).port
-    with pytest.raises(OSError):  # the embedded nats-server was stopped by close()
+    assert process_stack.wait_stopped(60)  # close() returned first; the stack stops behind it
+    with pytest.raises(OSError):  # the embedded nats-server was stopped after close()
         socket.create_connection((host, port), timeout=1).close()
 
 

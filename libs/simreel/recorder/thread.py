@@ -56,11 +56,16 @@ class End:
 
 
 @dataclass(frozen=True, slots=True)
+class Publish:
+    event: ev.Event  # an informative event (announcements, control answers): published, never retried
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     deadline: float  # time.monotonic() by which stored results must be in
 
 
-Message = Begin | Frame | End | Stop
+Message = Begin | Frame | End | Publish | Stop
 
 
 def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
@@ -82,10 +87,11 @@ class RecorderThread:
     between recordings. Why bounded by bytes: the queue is the only place frames wait, so its limit
     is the recorder's memory footprint whatever the video's length; a slow bus blocks the producer.
 
-    With `nats=None` it starts the embedded stack (nats-server + encoder and uploader, + retention when
-    a SIMREEL_RETENTION_* policy is set) on first use, storing artifacts under `embedded_dir`,
-    and stops it at close(). The stack's children are started and stopped from this same thread,
-    because PR_SET_PDEATHSIG ties them to the thread that forked them.
+    With `nats=None` it joins the process's one embedded stack (simreel.process_stack: nats-server +
+    encoder and uploader co-hosted in one child, + retention when a SIMREEL_RETENTION_* policy is set),
+    which the first user starts with artifacts under its `embedded_dir`; close() lets go of it, and it
+    stops in the background after its last user. Joining happens in this thread, so the producer
+    never waits for start-up: its frames wait in the bounded hand-off until the bus is up.
     """
 
     def __init__(
@@ -128,6 +134,7 @@ class RecorderThread:
         self._rec: RunRecorder | None = None
         self._run: RecordedRun | None = None
         self._waiters: set[asyncio.Task] = set()
+        self._subscriptions: list[tuple[str, Callable[[ev.Event], None]]] = []
 
     # --- producer side (any thread) ----------------------------------------------------------------
 
@@ -138,6 +145,40 @@ class RecorderThread:
     @property
     def log_dir(self) -> Path | None:
         return self.stack.log_dir if self.stack is not None else None
+
+    def start(self) -> None:
+        """Connect (and join the embedded stack) now, in the background, instead of at the first
+        begin(): start-up then overlaps the caller's own set-up."""
+        if self._closed:
+            raise RecorderError("the recorder is closed")
+        self._ensure_thread()
+
+    def connected(self, timeout: float = 60.0) -> bool:
+        """Wait until the bus is connected (or the recorder failed); True when connected."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.bus is None and self._fatal is None and self._thread is not None and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 0.5))
+            return self.bus is not None
+
+    def publish(self, event: ev.Event) -> None:
+        """Publish an event from any thread without waiting for it (a lost NATS only logs a warning)."""
+        if self._closed:
+            return
+        with contextlib.suppress(RecorderError):
+            self._ensure_thread()
+            self._put(Publish(event))
+
+    def subscribe(self, subject: str, callback: Callable[[ev.Event], None]) -> None:
+        """Call `callback(event)` in the recorder thread for every event published on `subject`
+        (a plain NATS subscription: what arrives while disconnected is not replayed). Undecodable
+        messages are logged and dropped. Subscribe before start() to miss nothing after connecting."""
+        self._subscriptions.append((subject, callback))
+        if self.bus is not None and self._loop is not None:
+            asyncio.run_coroutine_threadsafe(self._subscribe(subject, callback), self._loop)
 
     def begin(self, run_id: str, *, width: int, height: int, fps: int, meta: Mapping[str, Any] | None = None,
               on_result: Callable[[RecordedRun], None] | None = None, **recorder_kwargs: Any) -> RecordedRun:
@@ -179,6 +220,10 @@ class RecorderThread:
             while any(not r.finished for r in self.runs if r.ended_at is not None):
                 if self._fatal is not None or self._thread is None or not self._thread.is_alive():
                     break
+                dead = self.stack.dead() if self.stack is not None else None
+                if dead is not None:
+                    self._fatal = RecorderError(dead)
+                    break
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
@@ -197,6 +242,12 @@ class RecorderThread:
         if self._fatal is None and self._thread.is_alive():
             with contextlib.suppress(RecorderError):
                 self._put(Stop(deadline))
+            self.wait(timeout)  # returns early, with the reason in _fatal, if a stack process died
+        if self._thread.is_alive() and self._fatal is not None:
+            # Nothing more will be stored: stop following the runs instead of waiting out the timeout.
+            with contextlib.suppress(RuntimeError):
+                self._handoff.put(Stop(time.monotonic()))
+                self._loop.call_soon_threadsafe(self._abandon)
         self._thread.join(max(0.0, deadline - time.monotonic()) + 60)
         with self._cond:
             for r in self.runs:
@@ -226,6 +277,10 @@ class RecorderThread:
             raise RecorderError(f"the recorder cannot publish: {self._fatal}") from self._fatal
         if self._thread is None or not self._thread.is_alive():
             raise RecorderError("the recorder thread has stopped")
+        dead = self.stack.dead() if self.stack is not None else None  # rate-limited: cheap per frame
+        if dead is not None:
+            self._fatal = RecorderError(dead)
+            raise RecorderError(f"the recorder cannot publish: {dead}")
 
     # --- loop side (the recorder thread) -----------------------------------------------------------
 
@@ -240,25 +295,23 @@ class RecorderThread:
                 _cancel_all_tasks(self._loop)
                 self._loop.close()
             if self.stack is not None:
-                with contextlib.suppress(Exception):
-                    self.stack.cleanup()
+                self.stack.release()  # the process's stack stops in the background after its last user
             with self._cond:
                 self._cond.notify_all()
 
     async def _connect(self) -> None:
         settings = self.nats
         if settings is None:
-            from simreel.embedded import Stack
+            from simreel import process_stack
 
             env = dict(os.environ)
             # A producer may pause for long between frames (a training update in mid-episode): the
             # embedded encoder waits instead of failing the video after a minute.
             env.setdefault("SIMREEL_FRAME_IDLE_TIMEOUT_S", "3600")
-            self.stack = Stack(out_dir=self.embedded_dir, log_dir=self.embedded_dir / "logs",
-                               services=embedded_services(env), env=env)
-            self.stack.start()
+            # Blocks this thread only (frames wait in the bounded hand-off meanwhile), never the producer.
+            self.stack = process_stack.acquire(self.embedded_dir, services=embedded_services(env), env=env)
             settings = NatsSettings(url=self.stack.url)
-            self.log.info("embedded_stack_started", url=self.stack.url, out_dir=str(self.embedded_dir))
+            self.log.info("embedded_stack_joined", url=self.stack.url, out_dir=str(self.stack.out_dir))
         # The bus reconnects forever once connected (a NATS restart must only pause recording), but a
         # bus that was never reachable must fail the producer instead of blocking it on a full queue.
         try:
@@ -266,6 +319,28 @@ class RecorderThread:
         except asyncio.TimeoutError:
             raise ConnectionError(f"cannot reach NATS at {settings.url.split('@')[-1]} within "
                                   f"{self.connect_timeout:.0f}s (SIMREEL_NATS_URL)") from None
+        for subject, callback in self._subscriptions:
+            await self._subscribe(subject, callback)
+        with self._cond:
+            self._cond.notify_all()  # connected() waiters
+
+    async def _subscribe(self, subject: str, callback: Callable[[ev.Event], None]) -> None:
+        async def _on(msg) -> None:
+            try:
+                event = ev.decode(msg.data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                self.log.warning("bad_message", subject=msg.subject, error=str(e))
+                return
+            try:
+                callback(event)
+            except Exception as e:  # noqa: BLE001 - a callback bug must not stop the recorder
+                self.log.warning("subscriber_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
+
+        await self.bus.nc.subscribe(subject, cb=_on)
+
+    def _abandon(self) -> None:
+        for t in self._waiters:
+            t.cancel()
 
     async def _main(self) -> None:
         try:
@@ -293,6 +368,12 @@ class RecorderThread:
 
     async def _handle(self, message: Message) -> None:
         match message:
+            case Publish(event):
+                try:
+                    await self.bus.publish(event)
+                except Exception as e:  # noqa: BLE001 - informative events must never fail a recording
+                    self.log.warning("event_not_published", type=type(event).__name__,
+                                     error=f"{type(e).__name__}: {e}")
             case Begin(run, kwargs):
                 self._run = run
                 self._rec = RunRecorder(self.bus, run_id=run.run_id, outputs=self.outputs, session=self.session,
