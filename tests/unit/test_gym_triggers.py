@@ -109,6 +109,18 @@ class ListRecorder:
     def close(self, timeout=300.0):
         return list(self.runs)
 
+    # announcements and capture controls: published events are kept, controls never arrive here
+    events: list
+
+    def start(self):
+        self.events = []
+
+    def publish(self, event):
+        self.events.append(event)
+
+    def subscribe(self, subject, callback):
+        pass
+
 
 class GymnasiumReference(gymnasium.wrappers.RecordVideo):
     """gymnasium's wrapper, unchanged except that stop_recording notes (name, frames) instead of encoding."""
@@ -227,3 +239,19 @@ def test_frames_must_keep_their_size(tmp_path):
     env.reset(seed=0)
     with pytest.raises(ValueError, match="constant size"):
         env.step(np.zeros(2, np.float32))
+
+
+def test_announces_at_each_episode_boundary_and_at_close_never_inside_step(tmp_path):
+    from simreel import events as ev
+
+    rec = ListRecorder()
+    env = RecordVideo(Toy(), str(tmp_path), episode_trigger=lambda e: e % 2 == 0, recorder=rec)
+    env.reset(seed=0)
+    published = len(rec.events)
+    for _ in range(3):
+        env.step(np.zeros(2, np.float32))
+    assert len(rec.events) == published  # steps publish nothing
+    env.close()
+    states = [(e.episodes_seen, e.recording_next, e.state) for e in rec.events if isinstance(e, ev.RecorderAnnounced)]
+    assert states == [(0, True, "running"), (1, False, "running"), (1, False, "closed")]
+    assert all(e.run_id == env.recorder_id for e in rec.events)
