@@ -14,7 +14,8 @@ import yaml  # noqa: E402 - PyYAML is in the test extras
 from simreel.embedded import nats_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = {"simulator", "encoder", "uploader", "retention"}
+SERVICES = {"simulator", "encoder", "uploader", "retention", "ui"}
+WORKERS = SERVICES - {"ui"}  # the ui is one replica with a port; workers scale
 K8S = ROOT / "deploy" / "k8s"
 NATS_CONFS = sorted((ROOT / "deploy" / "nats").rglob("*.conf"))
 
@@ -53,7 +54,7 @@ def test_compose_has_every_service(compose):
 
 def test_compose_workers_can_scale(compose):
     for name, svc in compose["services"].items():
-        if _serve_target(svc.get("command")) is None:
+        if _serve_target(svc.get("command")) not in WORKERS:
             continue
         assert "container_name" not in svc, f"{name}: container_name prevents --scale"
         assert not svc.get("ports"), f"{name}: fixed host ports prevent --scale"
@@ -94,6 +95,14 @@ def test_compose_nats_and_minio(compose):
             assert str(v).split(":")[0] in named, f"{v}: not a named (persistent) volume"
 
 
+def test_compose_ui_needs_its_token_and_stays_on_host_loopback(compose):
+    ui = compose["services"]["ui"]
+    env = ui["environment"]
+    assert env["SIMREEL_UI_HOST"] == "0.0.0.0" and env["SIMREEL_UI_TOKEN"]
+    assert env["SIMREEL_STORE"] == "s3" and env["SIMREEL_NATS_URL"] == "nats://nats:4222"
+    assert all(str(p).startswith("127.0.0.1:") for p in ui["ports"])
+
+
 def test_dockerfile():
     text = (ROOT / "deploy/docker/Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim-bookworm\b", text, re.M)
@@ -126,6 +135,9 @@ def test_k8s_manifests():
             served.add(target)
             refs = {next(iter(r.values()))["name"] for r in c["envFrom"]}
             assert {"simreel-config", "simreel-s3"} <= refs
+            if target == "ui":
+                assert "simreel-ui" in refs, "the ui listens beyond loopback: it needs SIMREEL_UI_TOKEN"
+                assert {"name": "SIMREEL_UI_HOST", "value": "0.0.0.0"} in c["env"]
     assert served == SERVICES
 
     config = next(d for d in docs["ConfigMap"] if d["metadata"]["name"] == "simreel-config")
@@ -135,6 +147,10 @@ def test_k8s_manifests():
     assert not any("SECRET" in k or "ACCESS_KEY" in k for k in config["data"])
     secret = next(d for d in docs["Secret"] if d["metadata"]["name"] == "simreel-s3")
     assert {"SIMREEL_S3_ACCESS_KEY", "SIMREEL_S3_SECRET_KEY"} <= set(secret["stringData"])
+    ui_secret = next(d for d in docs["Secret"] if d["metadata"]["name"] == "simreel-ui")
+    assert ui_secret["stringData"]["SIMREEL_UI_TOKEN"]
+    ui_svc = next(d for d in docs["Service"] if d["metadata"]["name"] == "simreel-ui")
+    assert ui_svc["spec"]["selector"].items() <= deployments["simreel-ui"]["spec"]["template"]["metadata"]["labels"].items()
 
     (hpa,) = docs["HorizontalPodAutoscaler"]
     target = hpa["spec"]["scaleTargetRef"]
