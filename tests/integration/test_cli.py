@@ -81,13 +81,17 @@ def test_run_exit_code_is_nonzero_when_the_run_fails(tmp_path):
 
 def test_up_submit_runs_then_ctrl_c_leaves_no_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMREEL_")}
-    up = subprocess.Popen([*SIMREEL, "up", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+    from simreel.embedded import free_port
+
+    ui_port = free_port()
+    up = subprocess.Popen([*SIMREEL, "up", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                           "--ui-port", str(ui_port)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         url = up.stdout.readline().strip()
         assert url.startswith("nats://127.0.0.1:"), up.stderr.read() if up.poll() is not None else url
         spawned = _children(up.pid)
-        assert len(spawned) >= 5  # nats-server + 4 services
+        assert len(spawned) >= 6  # nats-server + 4 services + ui
         sub = subprocess.run([*SIMREEL, "submit", "cartpole", "--nats", url, "--duration", "0.5", "--fps", "10",
                               "--width", "96", "--height", "64", "--quality", "fast", "--run-id", "cli-up-1",
                               "--wait", "--json"], capture_output=True, text=True, timeout=180, env=env)
@@ -98,6 +102,17 @@ def test_up_submit_runs_then_ctrl_c_leaves_no_process(tmp_path):
         assert runs.returncode == 0, runs.stderr
         listed = {r["run_id"]: r for r in json.loads(runs.stdout)}
         assert listed["cli-up-1"]["status"] == "completed"
+        # The ui came up with the stack and lists the same run (it may still be replaying the log).
+        from tests.support.ui import UiClient, wait_http
+
+        wait_http(f"http://127.0.0.1:{ui_port}/api/runs", up)
+        ui = UiClient(f"http://127.0.0.1:{ui_port}")
+        for kind, data in ui.sse():
+            if kind == "hello" and ui.json("GET", "/api/runs")[1]["total"]:
+                break
+            if kind == "run" and data["run_id"] == "cli-up-1":
+                break
+        assert ui.json("GET", "/api/runs/cli-up-1")[1]["summary"]["status"] == "completed"
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

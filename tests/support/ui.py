@@ -66,19 +66,18 @@ class UiClient:
                     kind = None
 
 
-def wait_http(url: str, stack: Stack, timeout: float = 60) -> None:
-    """Until the ui answers (or its process died: then fail with its log)."""
+def wait_http(url: str, proc, logs=lambda: "", timeout: float = 60) -> None:
+    """Until the ui answers (or the process serving it died: then fail with its log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = stack.procs["ui"][0]
         if proc.poll() is not None:
-            raise RuntimeError(f"ui exited with {proc.returncode}:\n{stack.logs()[-3000:]}")
+            raise RuntimeError(f"ui exited with {proc.returncode}:\n{logs()[-3000:]}")
         with contextlib.suppress(OSError):
             with urllib.request.urlopen(url, timeout=1):
                 return
         with contextlib.suppress(Exception):
             proc.wait(timeout=0.2)
-    raise TimeoutError(f"ui did not answer at {url}:\n{stack.logs()[-3000:]}")
+    raise TimeoutError(f"ui did not answer at {url}:\n{logs()[-3000:]}")
 
 
 @contextlib.contextmanager
@@ -91,7 +90,7 @@ def ui_stack(base: Path, **env_extra: str) -> Iterator[tuple[Stack, str]]:
     stack.start()
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_http(url + "/api/runs", stack)
+        wait_http(url + "/api/runs", stack.procs["ui"][0], stack.logs)
         yield stack, url
     finally:
         stack.stop()
