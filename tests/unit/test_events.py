@@ -1,5 +1,6 @@
 """The wire contract: events decode with validation, errors point at the field, the schema is public."""
 import json
+import typing
 
 import msgspec
 import pytest
@@ -8,17 +9,58 @@ from simreel import events as ev
 from simreel import subjects
 
 
-def test_round_trip_every_event_type_through_the_one_decoder():
-    req = ev.SimRequested(scene="cartpole", episodes=2, seeds=[1, 2])
-    for e in [
-        req,
-        ev.SimFailed(run_id=req.run_id, code="scene_invalid", message="bad"),
-        ev.EpisodeEnded(run_id="r1", attempt=1, episode=0, seed=1, steps=10, frames=3, sim_time_s=0.1, wall_s=0.2,
-                        episode_return=-1.5),
-        ev.ArtifactDeleted(run_id="r1", session="s", key="k", reason="count"),
-    ]:
-        back = ev.decode(ev.encode(e))
-        assert back == e and type(back) is type(e)
+# One example of every event type, with optional fields set away from their defaults so that a field
+# lost on the wire shows as an inequality.
+_OUT = ev.OutputSpec(formats=["mp4", "gif"], layout="both", crf=30, telemetry=False)
+EXAMPLES: list[ev.Event] = [
+    ev.SimRequested(scene="cartpole", episodes=2, seeds=[1, 2], duration_s=1.5, policy="sine",
+                    policy_params={"amp": 0.5}, render=ev.RenderSpec(width=320, height=240, fps=24),
+                    outputs=_OUT, session="s1", tags={"k": "v"}, fail_on_blank=True),
+    ev.SimStarted(run_id="r1", attempt=2, scene="cartpole", episodes=2, frames_per_episode=[30, 30], fps=15,
+                  width=160, height=120, cameras=["a", "b"], views=2, physics_dt=0.002, gl_backend="egl",
+                  gl_renderer="llvmpipe", session="s1", outputs=_OUT, frame_compression="zstd"),
+    ev.EpisodeEnded(run_id="r1", attempt=1, episode=0, seed=1, steps=10, frames=3, sim_time_s=0.1, wall_s=0.2,
+                    episode_return=-1.5, terminated=True, truncated=False, blank=True, warnings=["all black"]),
+    ev.SimCompleted(run_id="r1", attempt=1, episodes=2, frames=60, wall_s=3.5, session="s1", expected_artifacts=5,
+                    report={"episodes": [{"episode": 0}]}),
+    ev.SimFailed(run_id="r1", attempt=3, code="scene_invalid", message="bad", field="scene"),
+    ev.SceneSaved(run_id="r1", attempt=1, session="s1", staged="dir:r1/1/scene.xml", bytes=10, sha256="ab" * 32),
+    ev.VideoAvailable(run_id="r1", attempt=1, session="s1", episode=None, camera="top", format="gif",
+                      staged="obj:r1/1/all/all.gif", frames=60, fps=15, duration_s=4, width=160, height=120,
+                      codec="gif", bytes=1234, sha256="cd" * 32, encode_ms=12.5,
+                      spans=[ev.EpisodeSpan(episode=1, first_frame=30, frames=30, start_s=2.0)], warnings=["w"]),
+    ev.TelemetryStaged(run_id="r1", attempt=1, session="s1", staged="dir:t", rows=60, bytes=999, sha256="ef" * 32),
+    ev.EncodeFailed(run_id="r1", attempt=2, code="timeout", message="no frames for 30s"),
+    ev.ArtifactStored(run_id="r1", kind="video", format="mp4", episode=3, camera="top", session="s1", bucket="b",
+                      key="simreel/s1/r1/0003/episode-0003.mp4", url="https://x/y?sig", path=None,
+                      expires_at=1.5e9, bytes=4321, sha256="01" * 32, content_type="video/mp4",
+                      source_event_id="video-r1"),
+    ev.StoreFailed(run_id="r1", code="store_failed", message="sha256 mismatch", key="k"),
+    ev.ArtifactDeleted(run_id="r1", session="s", key="k", bucket="b", reason="bytes"),
+    ev.DeleteRequested(run_id="r1", requested_by="ops"),
+    ev.RecorderAnnounced(run_id="rec-1", session="s", env_id="CartPole-v1", trigger="every 2 episodes",
+                         episodes_seen=3, videos_recorded=2, recording_next=True, cadence=2, state="closed"),
+    ev.CaptureControlRequested(run_id="rec-1", action="every", every=5, requested_by="ui"),
+    ev.CaptureControlApplied(run_id="rec-1", request_event_id="x", action="every", every=5, episode=4),
+    ev.DeadLettered(run_id="r1", service="encoder", subject="simreel.evt.sim.started.r1", reason="why",
+                    deliveries=6, payload_preview="{"),
+]
+
+
+def test_every_event_type_has_an_example():
+    assert {type(e) for e in EXAMPLES} == set(typing.get_args(ev.AnyEvent))
+
+
+@pytest.mark.parametrize("event", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_every_event_type_round_trips_through_the_one_decoder(event):
+    data = ev.encode(event)
+    assert json.loads(data)["type"] == type(event).__name__
+    back = ev.decode(data)
+    assert type(back) is type(event) and back == event
+    subject = subjects.subject_for(event)
+    assert subject.startswith("simreel.evt.")
+    if not isinstance(event, ev.SimRequested):
+        assert subject.endswith("." + event.run_id)
 
 
 def test_return_field_is_named_return_on_the_wire():
