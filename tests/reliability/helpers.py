@@ -46,6 +46,29 @@ def frames_of(req: ev.SimRequested) -> int:
     return round(req.duration_s * req.render.fps)
 
 
+GATED_POLICY = "entrypoint:tests.reliability.policies:gated"
+
+
+class Gate:
+    """Holds runs that use GATED_POLICY at sim time `at_s` until opened (see policies.gated)."""
+
+    def __init__(self, path: Path, at_s: float = 1.0) -> None:
+        self.path, self.at_s = Path(path), at_s
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"gate": str(self.path), "at_s": self.at_s}
+
+    def open(self) -> None:
+        self.path.touch()
+
+
+async def claimed(js, service: str) -> int:
+    """Messages the service's work consumer has handed out and not yet seen acked (a replica holds them)."""
+    return (await js.consumer_info(subjects.EVENTS_STREAM, service)).num_ack_pending
+
+
 # --- conditions ----------------------------------------------------------------------------------
 
 
