@@ -4,7 +4,8 @@
    frames dropped — and (b) through simreel — the simulator's handler publishing every frame to a real
    nats-server while an encoder process encodes them. Ratio = rate(b) / rate(a); goal ≥ 0.95.
    Run (b) twice: encoder live during the run (it competes for this machine's cores), and encoder
-   started after the run (frames wait in JetStream), which is what a separate encoder host gives.
+   started after the run (frames wait in JetStream), which is what a separate encoder host gives;
+   the latter once per frame compression (`--compression zstd,none`), side by side in each round.
 2. Peak RSS (VmHWM) of a simulator process for a 10 s and a 60 s episode; goal: flat.
 
     python -m benchmarks.bench_sim_loop [--scene cartpole] [--width 640 --height 480] [--json out.json]
@@ -80,15 +81,24 @@ async def _run(url: str, req: ev.SimRequested, timeout: float = 1800) -> dict:
         await c.close()
 
 
+def _published_bytes(result) -> int | None:
+    """FrameBatch bytes the simulator published (its report's timings)."""
+    report = next((a for a in result.artifacts if a.kind == "report" and a.path), None)
+    if report is None:
+        return None
+    return json.loads(Path(report.path).read_text())["timings"].get("frames_published_bytes")
+
+
 def recorded(scene: str, width: int, height: int, fps: int, duration: float, quality: str, *,
-             encoder_live: bool) -> dict:
+             encoder_live: bool, compression: str = "zstd") -> dict:
     """Frames per second of the simulator's loop while every frame is published and encoded."""
     req = ev.SimRequested(scene=scene, duration_s=duration, policy="random",
                           render=ev.RenderSpec(width=width, height=height, fps=fps, quality=quality),
                           outputs=ev.OutputSpec(telemetry=False))
     services = ["simulator", "uploader"] + (["encoder"] if encoder_live else [])
+    env = {**os.environ, "SIMREEL_FRAME_COMPRESSION": compression}
     with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
-                                                   services=services) as stack:
+                                                   services=services, env=env) as stack:
         if not encoder_live:
             # The encoder joins after the simulation: frames wait in JetStream meanwhile.
             async def go():
@@ -107,14 +117,15 @@ def recorded(scene: str, width: int, height: int, fps: int, duration: float, qua
                     assert res.ok, res.error
                 finally:
                     await c.close()
-                return {"sim_s": seen["ended"] - seen["t"]}
+                return {"sim_s": seen["ended"] - seen["t"], "frames_bytes": _published_bytes(res)}
             out = asyncio.run(go())
         else:
             out = asyncio.run(_run(stack.url, req))
         sim_pid = stack.procs["simulator"][0].pid
         out["simulator_hwm_mib"] = _hwm_kib(sim_pid) / 1024
     frames = round(duration * fps)
-    return {"fps": frames / out["sim_s"], "sim_s": out["sim_s"], "simulator_hwm_mib": out["simulator_hwm_mib"]}
+    return {"fps": frames / out["sim_s"], "sim_s": out["sim_s"], "simulator_hwm_mib": out["simulator_hwm_mib"],
+            "frames_bytes": out.get("frames_bytes")}
 
 
 def rss_for(scene: str, duration: float, width: int, height: int, fps: int) -> float:
@@ -132,27 +143,41 @@ def main(argv=None) -> int:
     p.add_argument("--quality", default="fast")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--json", default=None)
+    p.add_argument("--compression", default="zstd,none",
+                   help="frame compression(s) to compare, comma-separated (encoder after the episode)")
+    p.add_argument("--skip-live", action="store_true", help="leave out the encoder-live variant")
+    p.add_argument("--skip-rss", action="store_true", help="leave out the 10 s / 60 s memory runs")
     a = p.parse_args(argv)
+    compressions = [c.strip() for c in a.compression.split(",") if c.strip()]
 
     rows = []
     for i in range(a.repeat):
         alone = render_alone(a.scene, a.width, a.height, a.fps, a.duration, a.quality)
-        live = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=True)
-        later = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=False)
-        rows.append({"alone_fps": alone, "recorded_fps_encoder_live": live["fps"],
-                     "recorded_fps_encoder_after": later["fps"],
-                     "ratio_encoder_live": live["fps"] / alone, "ratio_encoder_after": later["fps"] / alone})
+        row: dict = {"alone_fps": alone}
+        if not a.skip_live:
+            live = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=True)
+            row.update(recorded_fps_encoder_live=live["fps"], ratio_encoder_live=live["fps"] / alone)
+        for c in compressions:
+            later = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=False,
+                             compression=c)
+            row[f"recorded_fps_encoder_after_{c}"] = later["fps"]
+            row[f"ratio_encoder_after_{c}"] = later["fps"] / alone
+            row[f"frames_bytes_per_frame_{c}"] = (later["frames_bytes"] / round(a.duration * a.fps)
+                                                  if later["frames_bytes"] else None)
+        rows.append(row)
         print(json.dumps(rows[-1]), file=sys.stderr)
-    rss10 = rss_for(a.scene, 10.0, 320, 240, a.fps)
-    rss60 = rss_for(a.scene, 60.0, 320, 240, a.fps)
+    rss10 = rss60 = None
+    if not a.skip_rss:
+        rss10 = rss_for(a.scene, 10.0, 320, 240, a.fps)
+        rss60 = rss_for(a.scene, 60.0, 320, 240, a.fps)
     out = {
         "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
         "scene": a.scene, "size": f"{a.width}x{a.height}", "fps": a.fps, "duration_s": a.duration,
         "quality": a.quality, "runs": rows,
-        "best_ratio_encoder_live": max(r["ratio_encoder_live"] for r in rows),
-        "best_ratio_encoder_after": max(r["ratio_encoder_after"] for r in rows),
-        "simulator_peak_rss_mib": {"10s": rss10, "60s": rss60, "ratio_60_over_10": rss60 / rss10},
+        "min_ratio_encoder_after": {c: min(r[f"ratio_encoder_after_{c}"] for r in rows) for c in compressions},
+        "simulator_peak_rss_mib": ({"10s": rss10, "60s": rss60, "ratio_60_over_10": rss60 / rss10}
+                                   if rss10 else None),
     }
     print(json.dumps(out, indent=2))
     if a.json:

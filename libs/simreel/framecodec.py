@@ -48,8 +48,11 @@ class FrameCompressor:
         return self._c.compress(pixels, zstd.ZstdCompressor.FLUSH_FRAME)
 
 
-def decompress(data: bytes | memoryview, expected: int) -> bytes:
-    """The `expected` bytes that `data` (one or more zstd frames) holds, or CorruptFrames saying why."""
+def decompress_frames(data: bytes | memoryview, frame_bytes: int, count: int) -> list[bytes | memoryview]:
+    """The `count` frames of `frame_bytes` that `data` (one or more zstd frames) holds, one buffer each,
+    or CorruptFrames saying why. With simreel's framing (a zstd frame per video frame) each buffer is
+    what zstd returned: no copy to join them, which costs as much as decompressing on this hardware."""
+    expected = frame_bytes * count
     view = memoryview(data)
     out: list[bytes] = []
     got = 0
@@ -70,4 +73,13 @@ def decompress(data: bytes | memoryview, expected: int) -> bytes:
         raise CorruptFrames(f"zstd payload damaged at byte {pos} of {len(view)}: {e}") from None
     if got != expected:
         raise CorruptFrames(f"zstd payload holds {got} bytes, the header announces {expected}")
-    return out[0] if len(out) == 1 else b"".join(out)
+    if len(out) == count and all(len(c) == frame_bytes for c in out):
+        return out  # type: ignore[return-value]
+    whole = memoryview(b"".join(out))  # another producer's framing: cut the stream into frames
+    return [whole[i * frame_bytes:(i + 1) * frame_bytes] for i in range(count)]
+
+
+def decompress(data: bytes | memoryview, expected: int) -> bytes:
+    """The `expected` bytes that `data` holds, as one buffer (a split frame, or a whole batch)."""
+    parts = decompress_frames(data, expected, 1) if expected else decompress_frames(data, 1, 0)
+    return bytes(parts[0]) if parts else b""

@@ -112,12 +112,25 @@ class FramePacker:
         return [self._batch(first_index=0, count=0, last=True, aborted=True)]
 
 
+def frame_buffers(batch: FrameBatch) -> list[bytes | memoryview]:
+    """The pixels of each whole frame of the batch, decompressed if need be (raw frames are views into
+    the message, not copies). Raises framecodec.CorruptFrames; not for parts of a split frame."""
+    size = batch.width * batch.height * 3
+    if batch.compression == "none":
+        if len(batch.frames) != size * batch.count:
+            raise FrameSequenceError(f"batch {batch.seq}: {len(batch.frames)} bytes for {batch.count} frames of {size}")
+        view = memoryview(batch.frames)
+        return [view[i * size:(i + 1) * size] for i in range(batch.count)]
+    # Views, as for raw frames: stacked camera views are sliced out of a frame without copies.
+    return [memoryview(b) for b in framecodec.decompress_frames(batch.frames, size, batch.count)]
+
+
 def inflate(batch: FrameBatch) -> FrameBatch:
-    """The batch with its whole frames decompressed (compression "none"); split parts are left as
-    they are (FrameAssembler decompresses the joined frame). Raises framecodec.CorruptFrames."""
+    """The batch with its whole frames decompressed into one buffer (compression "none"); split parts
+    are left as they are. Raises framecodec.CorruptFrames."""
     if batch.compression == "none" or batch.parts > 1 or batch.count == 0:
         return batch
-    raw = framecodec.decompress(batch.frames, batch.width * batch.height * 3 * batch.count)
+    raw = b"".join(frame_buffers(batch))
     return msgspec.structs.replace(batch, compression="none",
                                    frames=memoryview(raw) if isinstance(batch.frames, memoryview) else raw)
 
@@ -138,27 +151,25 @@ class FrameAssembler:
         self._parts: list[bytes] = []
         self._part_meta: tuple[int, float, dict | None] | None = None
 
-    def feed(self, batch: FrameBatch) -> list[Frame]:
+    def feed(self, batch: FrameBatch, pixels: list[bytes | memoryview] | None = None) -> list[Frame]:
+        """`pixels`: the batch's frames already decompressed (frame_buffers, as the encoder's prefetch
+        does in a worker thread); else they are taken from the batch here."""
         if batch.count == 0:
             return []
         if batch.first_index < self.expected:
             return []  # a duplicate of what we already have (redelivery)
         if batch.parts > 1:
             return self._feed_part(batch)
-        try:
-            batch = inflate(batch)  # a no-op when the encoder's prefetch already did it
-        except framecodec.CorruptFrames as e:
-            raise FrameSequenceError(f"batch {batch.seq}: {e}") from None
         if batch.first_index != self.expected:
             raise FrameSequenceError(f"episode {batch.episode}: expected frame {self.expected}, got {batch.first_index}")
-        size = batch.width * batch.height * 3
-        if len(batch.frames) != size * batch.count:
-            raise FrameSequenceError(f"batch {batch.seq}: {len(batch.frames)} bytes for {batch.count} frames of {size}")
-        view = memoryview(batch.frames)
+        if pixels is None:
+            try:
+                pixels = frame_buffers(batch)
+            except framecodec.CorruptFrames as e:
+                raise FrameSequenceError(f"batch {batch.seq}: {e}") from None
         tel = batch.telemetry if len(batch.telemetry) == batch.count else [None] * batch.count
-        # Views into the batch, not copies: at 640x480 a copy per frame is measurable.
-        out = [Frame(batch.first_index + i, batch.times[i], view[i * size:(i + 1) * size], tel[i])
-               for i in range(batch.count)]
+        # Views into the batch (or zstd's own buffers), not copies: at 640x480 a copy per frame is measurable.
+        out = [Frame(batch.first_index + i, batch.times[i], pixels[i], tel[i]) for i in range(batch.count)]
         self.expected += batch.count
         return out
 

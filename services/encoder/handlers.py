@@ -143,7 +143,7 @@ class Encoder:
                         job.begin_episode(batch.episode)
                         assemblers[batch.episode] = FrameAssembler()
                     try:
-                        frames = assemblers[batch.episode].feed(batch)
+                        frames = assemblers[batch.episode].feed(batch, item.pixels)
                     except FrameSequenceError as e:
                         return self._failed(st, "encode_failed", str(e))
                     if frames:

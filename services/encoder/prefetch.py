@@ -16,7 +16,7 @@ import nats.errors
 
 from simreel import events as ev
 from simreel.framecodec import CorruptFrames
-from simreel.framing import inflate
+from simreel.framing import frame_buffers
 
 READ_AHEAD_BYTES = 32 * 1024 * 1024
 
@@ -28,6 +28,7 @@ class Fetched:
     msg: object
     batch: ev.FrameBatchView | None
     problem: str | None = None
+    pixels: list | None = None  # the whole frames, decompressed (None: parts, or not decoded yet)
 
 
 def _decode(m) -> Fetched:
@@ -41,7 +42,7 @@ def _decode(m) -> Fetched:
 def _inflate(it: Fetched) -> Fetched:
     b = it.batch
     try:
-        return Fetched(it.msg, inflate(b))
+        return Fetched(it.msg, b, pixels=frame_buffers(b))
     except CorruptFrames as e:
         return Fetched(it.msg, None, f"corrupt compressed frame batch on {it.msg.subject} (seq {b.seq}, frames "
                                      f"{b.first_index}..{b.first_index + b.count - 1}): {e}")
@@ -72,9 +73,10 @@ class Prefetch:
                     self._changed.clear()
                     await self._changed.wait()
                 it = _decode(m)
-                if it.batch is not None and it.batch.compression != "none":
+                b = it.batch
+                if b is not None and b.compression != "none" and b.parts == 1 and b.count:
                     it = await asyncio.to_thread(_inflate, it)
-                self._push([it], len(it.batch.frames) if it.batch is not None else 0)
+                self._push([it], (b.width * b.height * 3 * b.count if it.pixels else len(b.frames)) if it.batch else 0)
 
     def _push(self, item, size: int) -> None:
         self._items.append((item, size))

@@ -42,8 +42,9 @@ def _started(run_id: str, width: int, height: int, fps: int, frames: int) -> ev.
                          outputs=ev.OutputSpec(formats=["mp4"], telemetry=False))
 
 
-async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int, pixels: list[bytes]) -> None:
-    packer = FramePacker(run_id, 1, 0, width, height, bus.max_payload)
+async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int, pixels: list[bytes],
+                          compression: str = "zstd") -> None:
+    packer = FramePacker(run_id, 1, 0, width, height, bus.max_payload, compression=compression)
     pending = []
     for i in range(n):
         for b in packer.add(i, i / 30, pixels[i % len(pixels)]):
@@ -57,13 +58,13 @@ async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int
 
 
 async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, height: int, n: int,
-                       encoders: int) -> float:
+                       encoders: int, compression: str = "zstd") -> float:
     """Publish every run's frames, start `encoders` processes, release all runs; seconds until the last video."""
     bus = await Bus.connect(NatsSettings(url=url))
     try:
         pixels = _frames(width, height)
         for rid in runs:
-            await _publish_frames(bus, rid, width, height, n, pixels)
+            await _publish_frames(bus, rid, width, height, n, pixels, compression)
         env = stack.service_env()
         env["SIMREEL_CONCURRENCY"] = "1"
         for _ in range(encoders):
@@ -123,17 +124,32 @@ def _ffmpeg_fps(width: int, height: int, n: int) -> dict[str, float] | None:
             + (after.children_system - before.children_system)}
 
 
-def throughput(width: int = 640, height: int = 480, frames: int = 300) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
-                                                   services=["uploader"]) as stack:
-        secs = asyncio.run(_encode_runs(stack.url, stack, ["tput"], width, height, frames, encoders=1))
-    simreel_fps = frames / secs
-    ff = _ffmpeg_fps(width, height, frames)
-    return {"size": f"{width}x{height}", "frames": frames, "simreel_fps": simreel_fps,
-            "ffmpeg_pipe_fps": ff["fps"] if ff else None,
-            "ratio_simreel_over_ffmpeg": simreel_fps / ff["fps"] if ff else None,
-            "note": "simreel time includes reading every frame back from JetStream" if ff else
-            "ffmpeg baseline skipped: pip install imageio-ffmpeg"}
+def throughput(width: int = 640, height: int = 480, frames: int = 300, rounds: int = 3,
+               compressions: tuple[str, ...] = ("zstd", "none")) -> dict[str, Any]:
+    """Per round, side by side: an encoder process reading the frames from JetStream (once per frame
+    compression) and the ffmpeg pipe."""
+    rows = []
+    for r in range(rounds):
+        row: dict[str, Any] = {"round": r + 1}
+        for c in compressions:
+            with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
+                                                           services=["uploader"]) as stack:
+                secs = asyncio.run(_encode_runs(stack.url, stack, [f"tput-{c}-{r}"], width, height, frames,
+                                                encoders=1, compression=c))
+            row[f"simreel_fps_{c}"] = frames / secs
+        ff = _ffmpeg_fps(width, height, frames)
+        row["ffmpeg_pipe_fps"] = ff["fps"] if ff else None
+        for c in compressions:
+            row[f"ratio_{c}_over_ffmpeg"] = row[f"simreel_fps_{c}"] / ff["fps"] if ff else None
+        rows.append(row)
+    first = compressions[0]
+    return {"size": f"{width}x{height}", "frames": frames, "rounds": rows,
+            # the default transport's figures, as before
+            "simreel_fps": min(x[f"simreel_fps_{first}"] for x in rows),
+            "ffmpeg_pipe_fps": rows[-1]["ffmpeg_pipe_fps"],
+            "ratio_simreel_over_ffmpeg": min(x[f"ratio_{first}_over_ffmpeg"] for x in rows) if rows[-1]["ffmpeg_pipe_fps"] else None,
+            "note": "simreel time includes reading every frame back from JetStream; ratios are the worst round"
+            if rows[-1]["ffmpeg_pipe_fps"] else "ffmpeg baseline skipped: pip install imageio-ffmpeg"}
 
 
 def scaling(runs: int = 6, width: int = 320, height: int = 240, frames: int = 150) -> dict[str, Any]:
@@ -184,7 +200,7 @@ def run_all(*, quick: bool = False) -> dict[str, Any]:
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}",
         "date": time.strftime("%Y-%m-%d"),
-        "throughput": throughput(frames=120 if quick else 300),
+        "throughput": throughput(frames=120 if quick else 300, rounds=1 if quick else 3),
         "scaling": scaling(runs=4 if quick else 6, frames=60 if quick else 150),
         "latency": latency(duration_s=2.0 if quick else 10.0),
     }
@@ -199,10 +215,14 @@ def cmd_pipeline(args) -> int:
     t.add_column("measure")
     t.add_column("value")
     tp, sc, la = result["throughput"], result["scaling"], result["latency"]
-    t.add_row(f"encoder fps via JetStream ({tp['size']})", f"{tp['simreel_fps']:.1f}")
-    if tp["ffmpeg_pipe_fps"]:
-        t.add_row("ffmpeg pipe fps (same settings)", f"{tp['ffmpeg_pipe_fps']:.1f}")
-        t.add_row("ratio simreel / ffmpeg", f"{tp['ratio_simreel_over_ffmpeg']:.2f}")
+    for row in tp["rounds"]:
+        for key, value in row.items():
+            if key.startswith("simreel_fps_") or key == "ffmpeg_pipe_fps":
+                name = (f"encoder fps via JetStream, {key[len('simreel_fps_'):]} frames ({tp['size']})"
+                        if key != "ffmpeg_pipe_fps" else "ffmpeg pipe fps (same settings)")
+                t.add_row(f"round {row['round']}: {name}", f"{value:.1f}" if value else "-")
+            elif key.startswith("ratio_") and value:
+                t.add_row(f"round {row['round']}: {key.replace('_', ' ')}", f"{value:.2f}")
     t.add_row(f"{sc['runs']} runs, 1 encoder (s)", f"{sc['1_encoder_s']:.2f}")
     t.add_row(f"{sc['runs']} runs, 2 encoders (s)", f"{sc['2_encoder_s']:.2f}")
     t.add_row("speedup 2 / 1", f"{sc['speedup_2_over_1']:.2f}")
