@@ -167,3 +167,53 @@ def test_run_again_prefills_the_form_and_the_same_seed_gives_the_same_video(env,
     expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
     expect(page.locator("#identical")).to_contain_text(f"byte-identical (sha256")
     expect(page.locator("#identical")).to_contain_text(env["run"])
+
+
+def test_record_next_episode_on_a_live_recorder_yields_that_episodes_video(env, page, tmp_path):
+    """A Gymnasium loop wrapped in simreel.gym.RecordVideo that records nothing by itself; the ui's
+    button makes it record the next episode, applied at the episode boundary."""
+    import queue
+    import threading
+
+    gym = pytest.importorskip("gymnasium")
+    from simreel.gym import RecordVideo
+
+    videos: queue.Queue = queue.Queue()
+    stop = threading.Event()
+    wrapper = RecordVideo(gym.make("InvertedPendulum-v5", render_mode="rgb_array", width=96, height=96), video_folder=str(tmp_path / "videos"),
+                          episode_trigger=lambda e: False, nats_url=env["stack"].url, session="browser-rec",
+                          on_video=lambda v: videos.put(v))  # a function: the wrapper deep-copies its arguments
+
+    def loop() -> None:
+        try:
+            wrapper.reset(seed=1)
+            while not stop.is_set():
+                _, _, terminated, truncated, _ = wrapper.step(wrapper.action_space.sample())
+                if terminated or truncated:
+                    stop.wait(0.05)  # the rest of a training iteration
+                    wrapper.reset()
+        except Exception as e:  # noqa: BLE001 - the test reports it instead of waiting for a video
+            videos.put(e)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        page.goto(env["url"] + "/")
+        row = page.locator(f'tr[data-recorder="{wrapper.recorder_id}"]')
+        expect(row).to_be_visible(timeout=60_000)
+        assert wrapper.videos == [] and videos.empty()
+        row.locator("button.record-next").click()
+        expect(row.locator(".applied")).to_contain_text("record_next at episode", timeout=60_000)
+        applied_at = int(row.locator(".applied").inner_text().rsplit(" ", 1)[-1])
+        video = videos.get(timeout=120)
+        assert not isinstance(video, Exception), video
+        assert video["episode"] == applied_at and video["status"] == "completed" and video["frames"] > 1
+        assert video["path"] and Path(video["path"]).is_file()
+        assert videos.empty()
+        # The recorded episode is a run like any other on the runs page.
+        page.goto(env["url"] + "/?")
+        expect(page.locator(f'tr[data-run="{video["run_id"]}"] .status')).to_have_text("completed")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        wrapper.close()
