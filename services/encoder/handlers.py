@@ -45,6 +45,13 @@ class _JobCalls:
             return fn(*args)
 
 
+def _stream_seq(m) -> int | None:
+    try:
+        return int(m.metadata.sequence.stream)
+    except Exception:  # noqa: BLE001 - no JetStream metadata: it cannot be read again by sequence
+        return None
+
+
 def _belongs(batch: ev.FrameBatch, st: ev.SimStarted, subject: str) -> bool:
     """The batch is of this run and attempt, and of the episode its subject names."""
     parts = subject.split(".")
@@ -94,15 +101,33 @@ class Encoder:
         return []
 
     async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls"):
-        sub = await self.bus.js.pull_subscribe(
-            subjects.run_frames(st.run_id, st.attempt),
-            stream=subjects.FRAMES_STREAM,
-            config=api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL, ack_policy=api.AckPolicy.NONE,
-                                      inactive_threshold=300.0, mem_storage=True),
-        )
+        async def subscribe(start_seq: int | None):
+            return await self.bus.js.pull_subscribe(
+                subjects.run_frames(st.run_id, st.attempt),
+                stream=subjects.FRAMES_STREAM,
+                config=api.ConsumerConfig(
+                    deliver_policy=api.DeliverPolicy.ALL if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start_seq, ack_policy=api.AckPolicy.NONE, inactive_threshold=300.0,
+                    mem_storage=True),
+            )
+
         assemblers: dict[int, FrameAssembler] = {}
         last_progress = time.monotonic()
-        prefetch = Prefetch(sub)
+        prefetch = await Prefetch(subscribe).start()
+        # Stream sequence of the last message the job used, and where it last read again from (a
+        # second gap with no progress in between is real: frames are missing from the stream).
+        used_seq = 0
+        resumed_at: int | None = None
+
+        async def read_again(reason: str) -> bool:
+            nonlocal resumed_at
+            if resumed_at == used_seq:
+                return False
+            log.warning("frames_read_again", after_seq=used_seq, reason=reason[:200])
+            resumed_at = used_seq
+            await prefetch.resume(used_seq)
+            return True
+
         try:
             while not job.complete:
                 try:
@@ -113,6 +138,8 @@ class Encoder:
                         log.info("attempt_superseded")
                         await calls(job.abort)
                         return None
+                    if idle > 5 and await read_again(f"no frames for {idle:.0f}s"):
+                        continue
                     if idle > self.settings.frame_idle_timeout_s:
                         return self._failed(st, "timeout", f"no frames for {idle:.0f}s "
                                             f"({len(job.done_episodes)}/{st.episodes} episodes encoded)")
@@ -145,7 +172,10 @@ class Encoder:
                     try:
                         frames = assemblers[batch.episode].feed(batch, item.pixels)
                     except FrameSequenceError as e:
+                        if await read_again(str(e)):
+                            break  # what was read ahead is dropped; the job goes on from used_seq + 1
                         return self._failed(st, "encode_failed", str(e))
+                    used_seq = _stream_seq(m) or used_seq
                     if frames:
                         await calls(job.write, batch.episode, frames)
                     if batch.last:
@@ -162,8 +192,6 @@ class Encoder:
             return True
         finally:
             await prefetch.close()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
     async def _reject_frames(self, m, reason: str, log) -> None:
         """Dead-letter a message found among a run's frames that is not one of them. Its run_id is

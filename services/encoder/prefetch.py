@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 from dataclasses import dataclass
+from typing import Awaitable, Callable
 
 import msgspec
 import nats.errors
@@ -49,14 +50,35 @@ def _inflate(it: Fetched) -> Fetched:
 
 
 class Prefetch:
-    """Keeps the next fetch in flight while the current frames are encoded in a thread."""
+    """Keeps the next fetch in flight while the current frames are encoded in a thread.
 
-    def __init__(self, sub, *, batch: int = 8, timeout: float = 2.0, max_bytes: int = READ_AHEAD_BYTES) -> None:
-        self._sub, self._batch, self._timeout, self._max = sub, batch, timeout, max_bytes
+    `subscribe(start_seq)` makes the run's consumer (from the first frame when `start_seq` is None).
+    The consumer does not ack (frames stay in FRAMES until the run is encoded), so a message the
+    server delivered but this process never read — a connection dropped as a slow consumer, a fetch
+    that gave up as the message arrived — is not sent again: `resume(seq)` starts over after the last
+    message the job used, and the frames still in the stream fill the gap.
+    """
+
+    def __init__(self, subscribe: Callable[[int | None], Awaitable[object]], *, batch: int = 8,
+                 timeout: float = 2.0, max_bytes: int = READ_AHEAD_BYTES) -> None:
+        self._subscribe, self._batch, self._timeout, self._max = subscribe, batch, timeout, max_bytes
         self._items: collections.deque = collections.deque()
         self._bytes = 0
         self._changed = asyncio.Event()
+        self._sub = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self, start_seq: int | None = None) -> "Prefetch":
+        self._sub = await self._subscribe(start_seq)
         self._task = asyncio.create_task(self._run())
+        return self
+
+    async def resume(self, after_seq: int) -> None:
+        """Drop what was read ahead and read again from stream sequence `after_seq + 1`."""
+        await self.close()
+        self._items.clear()
+        self._bytes = 0
+        await self.start(after_seq + 1)
 
     async def _run(self) -> None:
         while True:
@@ -98,6 +120,11 @@ class Prefetch:
         return item
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(self._task, return_exceptions=True)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+        self._task = self._sub = None

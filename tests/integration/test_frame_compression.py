@@ -127,3 +127,41 @@ async def test_corrupt_payload_that_loses_frames_fails_the_run_at_once(stack, re
     assert isinstance(failed, ev.EncodeFailed)
     assert "expected frame" in failed.message  # the gap, not the frame-idle timeout
     assert len(dead) == 1 and "corrupt compressed frame batch" in dead[0].reason
+
+
+async def test_prefetch_reads_again_after_the_last_used_message(nats_server, rendered):
+    """Frames are not acked, so a delivered message this process never read is not redelivered: the
+    prefetch starts over after the last message the job used, from what is still in FRAMES."""
+    from nats.js import api
+
+    from simreel.services.encoder.prefetch import Prefetch
+
+    run_id = "prefetch-resume"
+    bus = await Bus.connect(NatsSettings(url=nats_server.url))
+    try:
+        packer = FramePacker(run_id, 1, 0, W, H, 2 * W * H * 3 + 16 * 1024)  # 2 frames a message (raw size)
+        batches = [b for i, px in enumerate(rendered) for b in packer.add(i, i / FPS, px)] + packer.flush(last=True)
+        for b in batches:
+            await bus.js.publish(subjects.frames(run_id, 1, 0), ev.encode_frames(b))
+
+        async def subscribe(start_seq):
+            return await bus.js.pull_subscribe(
+                subjects.run_frames(run_id, 1), stream=subjects.FRAMES_STREAM,
+                config=api.ConsumerConfig(
+                    deliver_policy=api.DeliverPolicy.ALL if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
+                    opt_start_seq=start_seq, ack_policy=api.AckPolicy.NONE, mem_storage=True))
+
+        prefetch = await Prefetch(subscribe, batch=2).start()
+        try:
+            first = [it for _ in range(2) for it in await prefetch.get()]
+            assert [it.batch.seq for it in first] == [0, 1]
+            assert [bytes(p) for p in first[0].pixels] == rendered[:len(first[0].pixels)]
+            await prefetch.resume(first[0].msg.metadata.sequence.stream)  # as if batch 1 had been lost
+            again = []
+            while not again or not again[-1].batch.last:
+                again += await prefetch.get()
+        finally:
+            await prefetch.close()
+    finally:
+        await bus.close()
+    assert [it.batch.seq for it in again] == [b.seq for b in batches[1:]]
