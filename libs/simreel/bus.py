@@ -484,7 +484,14 @@ class Bus:
 
 
 class FramePublisher:
-    """publish_async with a cap on bytes in flight: fast, ordered, and memory-bounded."""
+    """publish_async with a cap on bytes in flight: fast, ordered, and memory-bounded.
+
+    The first failed ack fails the whole publisher: frames must be stored in order, so once one is
+    lost the attempt is over (a new attempt republishes them all, on its own subjects). It fails at
+    once, not when that ack's turn comes: across a JetStream leader change the publishes in flight
+    are refused within milliseconds, but one whose reply was lost with the old leader would hold the
+    attempt for the full 30 s ack timeout while its frames after the gap keep being stored.
+    """
 
     def __init__(self, bus: Bus, limit_bytes: int) -> None:
         self.bus = bus
@@ -492,32 +499,48 @@ class FramePublisher:
         self.inflight: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
         self.bytes = 0
         self.sent = 0
+        self.error: BaseException | None = None
+        self._failed = asyncio.Event()
 
     async def publish(self, batch: ev.FrameBatch) -> None:
+        self._raise_if_failed()
         data = ev.encode_frames(batch)
         msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
         fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
                                               headers={"Nats-Msg-Id": msg_id})
-        # The first failed ack fails the attempt (frames must be stored in order; a new attempt
-        # republishes them all). The acks still in flight then are never awaited: mark their errors
-        # seen, or every one of them is printed as "Future exception was never retrieved".
-        fut.add_done_callback(_seen)
+        fut.add_done_callback(self._settled)
         self.inflight.append((fut, len(data)))
         self.bytes += len(data)
         self.sent += len(data)
         while self.bytes > self.limit:
             await self._pop()
 
+    def _settled(self, fut: asyncio.Future) -> None:
+        # Retrieving the error also keeps asyncio from printing "Future exception was never retrieved"
+        # for each ack still in flight when the attempt is abandoned.
+        error = None if fut.cancelled() else fut.exception()
+        if error is not None and self.error is None:
+            self.error = error
+            self._failed.set()
+
+    def _raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
     async def _pop(self) -> None:
         fut, size = self.inflight.popleft()
         self.bytes -= size
-        await asyncio.wait_for(fut, timeout=30)
+        if not fut.done():
+            failed = asyncio.ensure_future(self._failed.wait())
+            try:
+                await asyncio.wait({fut, failed}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                failed.cancel()
+        self._raise_if_failed()
+        if not fut.done():
+            raise nats.errors.TimeoutError
+        fut.result()
 
     async def flush(self) -> None:
         while self.inflight:
             await self._pop()
-
-
-def _seen(fut: asyncio.Future) -> None:
-    if not fut.cancelled():
-        fut.exception()

@@ -112,6 +112,7 @@ class Encoder:
             )
 
         assemblers: dict[int, FrameAssembler] = {}
+        damaged = False  # a batch of this attempt was set aside: a gap after it is no publisher's fault
         last_progress = time.monotonic()
         prefetch = await Prefetch(subscribe).start()
         # Stream sequence of the last message the job used, and where it last read again from (a
@@ -151,6 +152,7 @@ class Encoder:
                         # Undecodable, or compressed frames that do not decompress: set it aside and go on
                         # (it must not break the job; if real frames are missing, the gap fails the run).
                         await self._reject_frames(m, item.problem, log)
+                        damaged = True
                         continue
                     if not _belongs(batch, st, m.subject):
                         await self._reject_frames(
@@ -174,7 +176,9 @@ class Encoder:
                     except FrameSequenceError as e:
                         if await read_again(str(e)):
                             break  # what was read ahead is dropped; the job goes on from used_seq + 1
-                        return self._failed(st, "encode_failed", str(e))
+                        if damaged:
+                            return self._failed(st, "encode_failed", str(e))
+                        return await self._after_gap(st, job, str(e), log, calls)
                     used_seq = _stream_seq(m) or used_seq
                     if frames:
                         await calls(job.write, batch.episode, frames)
@@ -192,6 +196,24 @@ class Encoder:
             return True
         finally:
             await prefetch.close()
+
+    async def _after_gap(self, st: ev.SimStarted, job: EncodeJob, problem: str, log, calls: "_JobCalls"):
+        """Frames are missing in the middle of this attempt and none was damaged: their publishes
+        failed. That is what a JetStream leader change does to the publishes in flight, while later
+        ones reach the new leader; the simulator's attempt then fails on those acks and a newer attempt
+        follows. Failing the run here raced that retry (and won: the run was marked failed although its
+        next attempt succeeded). Wait for the newer attempt, or the simulator's SimFailed, up to the
+        frame idle timeout; then fail naming the gap."""
+        log.warning("frames_missing", problem=problem)
+        deadline = time.monotonic() + self.settings.frame_idle_timeout_s
+        while not await self._superseded(st):
+            if time.monotonic() > deadline:
+                return self._failed(st, "encode_failed", f"{problem}; no newer attempt of the run came within "
+                                    f"{self.settings.frame_idle_timeout_s:.0f}s")
+            await asyncio.sleep(1.0)
+        log.info("attempt_superseded")
+        await calls(job.abort)
+        return None
 
     async def _reject_frames(self, m, reason: str, log) -> None:
         """Dead-letter a message found among a run's frames that is not one of them. Its run_id is

@@ -1,0 +1,36 @@
+"""FramePublisher on a real nats-server: the first refused frame fails the publisher at once, even
+while an earlier frame's ack is still outstanding (as one whose reply was lost with a stream leader)."""
+from __future__ import annotations
+
+import nats.js.errors
+import pytest
+
+from simreel import events as ev
+from simreel import subjects
+from simreel.bus import Bus, FramePublisher, connect
+from simreel.config import NatsSettings
+
+pytestmark = pytest.mark.integration
+
+
+def _batch(episode: int) -> ev.FrameBatch:
+    return ev.FrameBatch(run_id="r", attempt=1, episode=episode, seq=0, first_index=0, count=1, width=4, height=4,
+                         times=[0.0], frames=bytes(48))
+
+
+async def test_a_refused_frame_fails_the_publisher_without_waiting_for_earlier_acks(nats_server):
+    bus = Bus(await connect(NatsSettings(url=nats_server.url), name="frame-publisher-test"))
+    try:
+        # No streams on this server. Episode 0's subject has a listener that never answers (an ack that
+        # will not come); episode 1's has nobody, so JetStream's "no responders" refuses it at once.
+        silent = await bus.nc.subscribe(subjects.frames("r", 1, 0))
+        publisher = FramePublisher(bus, limit_bytes=1 << 20)
+        await publisher.publish(_batch(0))
+        await silent.next_msg(timeout=10)  # the frame is out, its ack outstanding
+        await publisher.publish(_batch(1))
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await publisher.flush()  # waiting for episode 0's ack would end in a TimeoutError after 30 s
+        with pytest.raises(nats.js.errors.NoStreamResponseError):
+            await publisher.publish(_batch(2))  # and it stays failed: the attempt is over
+    finally:
+        await bus.close()
