@@ -54,7 +54,7 @@ Handler = Callable[[Any, Delivery], Awaitable[Iterable[ev.Event] | None]]
 
 # JetStream is there but cannot answer yet (restart, leader election): wait, do not give up. (No
 # responders at all means a server without JetStream: that is an error to report, not to wait out.)
-_JS_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError,
+JS_UNAVAILABLE = (nats.errors.TimeoutError, nats.errors.ConnectionReconnectingError,
                    nats.js.errors.ServiceUnavailableError)
 
 
@@ -151,7 +151,7 @@ class Bus:
                 try:
                     await self._ensure_stream(cfg)
                     break
-                except _JS_UNAVAILABLE as e:
+                except JS_UNAVAILABLE as e:
                     log.warning("ensure_streams_retry", stream=cfg.name, error=type(e).__name__)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)

@@ -12,7 +12,7 @@ from nats.js import api
 from simreel import events as ev
 from simreel import log as logs
 from simreel import subjects
-from simreel.bus import Bus
+from simreel.bus import JS_UNAVAILABLE, Bus
 from simreel.config import Settings
 from simreel.store.settings import store_from_env
 
@@ -29,10 +29,20 @@ def default_policy(settings: Settings) -> Policy:
 
 
 async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event) -> None:
-    """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in."""
-    sub = await bus.js.subscribe(ARTIFACT_EVENTS, stream=subjects.EVENTS_STREAM, ordered_consumer=True,
-                                 deliver_policy=api.DeliverPolicy.ALL)
-    info = await bus.js.stream_info(subjects.EVENTS_STREAM, subjects_filter=ARTIFACT_EVENTS)
+    """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in.
+
+    Starting is retried while JetStream cannot answer (a leader election after a node loss): a
+    timeout here ended this task, `caught_up` was never set, and retention never began consuming."""
+    sub = None
+    while True:
+        try:
+            sub = sub or await bus.js.subscribe(ARTIFACT_EVENTS, stream=subjects.EVENTS_STREAM,
+                                                ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
+            info = await bus.js.stream_info(subjects.EVENTS_STREAM, subjects_filter=ARTIFACT_EVENTS)
+            break
+        except JS_UNAVAILABLE as e:
+            logs.get(NAME).warning("index_follow_retry", error=type(e).__name__)
+            await asyncio.sleep(0.5)
     if not (info.state.subjects or {}):
         caught_up.set()
     try:

@@ -79,6 +79,36 @@ async def test_service_start_waits_for_jetstream(nats_server):
         await bus.close()
 
 
+async def test_retention_index_waits_for_jetstream(nats_server):
+    """Retention rebuilds its index from the log before it consumes: started while JetStream cannot
+    answer, it waits instead of leaving its index follower dead and itself waiting forever."""
+    from simreel.retention import RetentionIndex
+    from simreel.services.retention.service import follow_index
+
+    bus = Bus(await connect(NatsSettings(url=nats_server.url), name="reliability-retention"))
+    await bus.ensure_streams()
+    stored = ev.ArtifactStored(run_id="r1", kind="video", format="mp4", session="s", key="simreel/s/r1/0000/v.mp4",
+                               url="file:///v.mp4", bytes=123, sha256="0" * 64, content_type="video/mp4")
+    await bus.publish(stored)
+    index, caught_up = RetentionIndex(), asyncio.Event()
+    try:
+        with structlog.testing.capture_logs() as logged:
+            nats_server.proc.send_signal(signal.SIGSTOP)
+            try:
+                follower = asyncio.create_task(follow_index(bus, index, caught_up))
+                await until(lambda: follower.done() or any(e["event"] == "index_follow_retry" for e in logged),
+                            timeout=60, what="a JetStream request to time out")
+                assert not follower.done(), f"gave up while JetStream was away: {follower.exception()!r}"
+            finally:
+                nats_server.proc.send_signal(signal.SIGCONT)
+            await until(lambda: stored.key in index.entries, timeout=60, what="the index to hold the artifact")
+        assert caught_up.is_set() and index.entries[stored.key].bytes == 123
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    finally:
+        await bus.close()
+
+
 DEPLOY_CLUSTER = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "cluster"
 
 
