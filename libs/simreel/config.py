@@ -76,6 +76,7 @@ class Limits:
     max_episodes: int = 100
     max_duration_s: float = 600.0
     max_steps: int = 2_000_000
+    max_worlds: int = 64  # episodes a batch engine runs at once; more episodes run in further batches
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":
@@ -86,6 +87,7 @@ class Limits:
             max_episodes=_int(env, "SIMREEL_MAX_EPISODES", cls.max_episodes),
             max_duration_s=_float(env, "SIMREEL_MAX_DURATION_S", cls.max_duration_s),
             max_steps=_int(env, "SIMREEL_MAX_STEPS", cls.max_steps),
+            max_worlds=_int(env, "SIMREEL_MAX_WORLDS", cls.max_worlds),
         )
 
 

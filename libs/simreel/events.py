@@ -66,6 +66,11 @@ class RenderSpec(msgspec.Struct, frozen=True, kw_only=True):
     free_camera: FreeCamera | None = None
     tile: bool = False
     quality: Literal["full", "fast"] = "full"
+    # A render engine by name (simreel.sim.engines): "gl" = mujoco.Renderer, one episode after the
+    # other; a batch engine ("mjwarp") runs the episodes as parallel worlds, one seed per world.
+    # Names only: a request never names a module to import.
+    engine: Name = "gl"
+    engine_options: dict[str, str | int | float | bool] = {}
 
 
 class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,13 +128,16 @@ class SimStarted(Event, kw_only=True):
     views: Annotated[int, msgspec.Meta(ge=1, le=16)] = 1
     tile: bool = False
     physics_dt: float
-    gl_backend: str
+    gl_backend: str  # the GL backend, or the engine's device (cpu, cuda:0) for other engines
     gl_renderer: str
     session: Name
     outputs: OutputSpec
     # How this run's FrameBatch payloads are compressed (None: not announced, as by older producers).
     # Each batch's own `compression` is what a reader goes by.
     frame_compression: Literal["none", "zstd"] | None = None
+    # The render engine, and how many episodes it runs at once as parallel worlds (1 for "gl").
+    engine: Name = "gl"
+    worlds: Annotated[int, msgspec.Meta(ge=1)] = 1
 
 
 class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):

@@ -146,3 +146,19 @@ def test_free_camera_becomes_a_world_camera_with_the_same_image():
         r.close()
     assert images[0].mean() > 10
     assert np.abs(images[0].astype(int) - images[1]).mean() < 1.0
+
+
+def test_run_batched_runs_episodes_in_batches_of_max_worlds_and_drops_the_padding():
+    from simreel.sim.batch import run_batched
+
+    m = model()
+    frames, ended, started = {}, [], []
+    run_batched("gl", m, width=32, height=24, fps=30, cameras=[None], quality="fast", options={},
+                seeds=[7, 8, 9, 10, 11], make_policy=lambda mm, s: make_policy("sine", mm, seed=s),
+                duration_s=0.1, max_steps=None, max_worlds=2, on_started=started.append,
+                on_frame=lambda e, f: frames.setdefault(e, []).append((f.index, hashlib.blake2b(f.pixels).hexdigest())),
+                on_episode=lambda e, s: ended.append((e, s.seed, s.frames)))
+    assert [i.engine for i in started] == ["gl"]
+    assert ended == [(0, 7, 3), (1, 8, 3), (2, 9, 3), (3, 10, 3), (4, 11, 3)]
+    assert sorted(frames) == [0, 1, 2, 3, 4] and all([k for k, _ in v] == [0, 1, 2] for v in frames.values())
+    assert frames[0] != frames[1]

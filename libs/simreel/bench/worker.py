@@ -100,7 +100,7 @@ def _one_job(scene: str, width: int, height: int, quality: str, *, frames: int, 
     from simreel.bench.png import write_png
     from simreel.sim import loader, policies, rollout
 
-    model, label = loader.resolve_scene(scene, width=width, height=height)
+    model, label = load_scene(scene, width, height)
     cam = rollout.make_camera(model, camera)
     renderer = rollout.make_renderer(model, width, height, quality)  # same setup as EpisodeRunner
     try:
@@ -163,6 +163,18 @@ def _one_job(scene: str, width: int, height: int, quality: str, *, frames: int, 
         renderer.close()
 
 
+def load_scene(scene: str, width: int, height: int):
+    """(model, label) of a builtin name, inline MJCF, or — here only, the benchmark being run by the
+    machine's owner — a path to an .xml file (e.g. one of Gymnasium's assets), with its folder as root."""
+    from simreel.sim import loader
+
+    path = Path(scene)
+    if scene.endswith(".xml") and path.is_file():
+        model = loader.load_path(path.name, roots=[path.resolve().parent], width=width, height=height)
+        return model, path.stem
+    return loader.resolve_scene(scene, width=width, height=height)
+
+
 def _engine_job(engine: str, scene: str, width: int, height: int, quality: str, worlds: int, *, frames: int,
                 warmup: int, fps: float, camera: str | None, options: dict[str, Any],
                 save_dir: Path | None) -> dict[str, Any]:
@@ -171,7 +183,7 @@ def _engine_job(engine: str, scene: str, width: int, height: int, quality: str, 
     from simreel.bench.png import write_png
     from simreel.sim import engines, loader, policies, rollout
 
-    model, label = loader.resolve_scene(scene, width=width, height=height)
+    model, label = load_scene(scene, width, height)
     eng = engines.create(engine, model, width=width, height=height, cameras=[camera], worlds=worlds,
                          quality=quality, options=options)
     try:

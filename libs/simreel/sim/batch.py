@@ -20,7 +20,7 @@ from simreel.sim.errors import PolicyError
 from simreel.sim.policies import Policy
 from simreel.sim.rollout import EpisodeSummary, FrameOut, FrameSchedule
 
-__all__ = ["BatchRunner"]
+__all__ = ["BatchRunner", "run_batched"]
 
 
 class BatchRunner:
@@ -128,3 +128,58 @@ class BatchRunner:
             )
             for w in range(n)
         ]
+
+
+def run_batched(
+    engine_name: str,
+    model,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    cameras: Sequence,
+    quality: str,
+    options: dict,
+    seeds: Sequence[int],
+    make_policy: Callable[[object, int], Policy],
+    duration_s: float | None,
+    max_steps: int | None,
+    max_worlds: int,
+    on_started: Callable[[object], None],
+    on_frame: Callable[[int, FrameOut], None],
+    on_episode: Callable[[int, EpisodeSummary], None],
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """A run's episodes on a batch engine: `max_worlds` episodes at a time as parallel worlds, one
+    seed per world; the last batch is filled up with repeats of its first seed whose frames are
+    dropped, so one engine (one kernel compile, one device allocation) serves the whole run.
+
+    `on_started(engine.info)` once the engine is up; `on_frame(episode, frame)` with the episode's
+    index in the run; `on_episode(episode, summary)` for every episode of a batch after its last frame.
+    """
+    from simreel.sim import engines
+
+    worlds = max(1, min(len(seeds), int(max_worlds)))
+    eng = engines.create(engine_name, model, width=width, height=height, cameras=cameras, worlds=worlds,
+                         quality=quality, options=options)
+    try:
+        on_started(eng.info)
+        runner = BatchRunner(eng, fps=fps)
+        for first in range(0, len(seeds), worlds):
+            batch = list(seeds[first:first + worlds])
+            real = len(batch)
+            batch += [batch[0]] * (worlds - real)
+
+            def frame(w: int, f: FrameOut, first=first, real=real) -> None:
+                if w < real:
+                    on_frame(first + w, f)
+
+            summaries = runner.run(seeds=batch, policies=[make_policy(eng.model, s) for s in batch],
+                                   duration_s=duration_s, max_steps=max_steps, on_frame=frame,
+                                   should_stop=should_stop)
+            if summaries and summaries[0].stopped:
+                return
+            for w in range(real):
+                on_episode(first + w, summaries[w])
+    finally:
+        eng.close()
