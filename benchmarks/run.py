@@ -26,6 +26,8 @@ STEPS = [
     ("sizing", [sys.executable, "-m", "benchmarks.bench_sizing", "--json"]),
     # Needs root and iproute2; exits 3 (reported as skipped) where network namespaces are not allowed.
     ("netns", [sys.executable, "-m", "benchmarks.bench_netns", "--json"]),
+    ("engines", [sys.executable, "-m", "benchmarks.bench_engines", "--json"]),
+    ("batched", [sys.executable, "-m", "benchmarks.bench_batched", "--json"]),
 ]
 SKIPPED = 3
 
