@@ -76,7 +76,8 @@ class RunPublisher:
         self.episodes: list[dict[str, Any]] = []  # one report line per ended episode
         self.total_frames = 0
         self.t0 = time.monotonic()
-        self._packer: FramePacker | None = None
+        # One packer per open episode: a batch engine renders several episodes at once.
+        self._packers: dict[int, FramePacker] = {}
 
     @property
     def sent(self) -> int:
@@ -87,7 +88,8 @@ class RunPublisher:
 
     def started(self, *, scene: str, episodes: int, frames_per_episode: Sequence[int], width: int, height: int,
                 outputs: ev.OutputSpec, cameras: Sequence[str] = (), views: int = 1, tile: bool = False,
-                physics_dt: float = 0.0, gl: Mapping[str, str] | None = None) -> ev.SimStarted:
+                physics_dt: float = 0.0, gl: Mapping[str, str] | None = None, engine: str = "gl",
+                worlds: int = 1) -> ev.SimStarted:
         gl = gl or {}
         self.t0 = time.monotonic()
         return validated(ev.SimStarted(
@@ -95,7 +97,7 @@ class RunPublisher:
             episodes=episodes, frames_per_episode=list(frames_per_episode), fps=self.fps, width=width, height=height,
             cameras=list(cameras), views=views, tile=tile, physics_dt=float(physics_dt),
             gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""), session=self.session,
-            outputs=outputs, frame_compression=self.compression))
+            outputs=outputs, frame_compression=self.compression, engine=engine, worlds=worlds))
 
     async def end_episode(self, episode: int, outcome: EpisodeOutcome,
                           extra: Mapping[str, Any] | None = None) -> ev.EpisodeEnded:
@@ -104,7 +106,7 @@ class RunPublisher:
         for b in self._packer_for(episode).flush(last=True):
             await self.frames.publish(b)
         await self.frames.flush()
-        self._packer = None
+        self._packers.pop(episode, None)
         first = self.total_frames
         self.total_frames += outcome.frames
         o = outcome
@@ -155,7 +157,7 @@ class RunPublisher:
         """Tell an encoder waiting on this attempt that no more frames will come. Best effort: the run
         is failing already, and the encoder also notices the SimFailed."""
         marker = self._packer_for(episode).abort()
-        self._packer = None
+        self._packers.clear()
         with contextlib.suppress(*_GONE):
             await self.frames.flush()  # pending frames first: the marker must come after them
         with contextlib.suppress(*_GONE):
@@ -164,7 +166,9 @@ class RunPublisher:
             await self.frames.flush()
 
     def _packer_for(self, episode: int) -> FramePacker:
-        if self._packer is None or self._packer.episode != episode:
-            self._packer = FramePacker(self.run_id, self.attempt, episode, self.frame_width, self.frame_height,
-                                       self.bus.max_payload, compression=self.compression)
-        return self._packer
+        packer = self._packers.get(episode)
+        if packer is None:
+            packer = self._packers[episode] = FramePacker(
+                self.run_id, self.attempt, episode, self.frame_width, self.frame_height, self.bus.max_payload,
+                compression=self.compression)
+        return packer

@@ -98,7 +98,8 @@ class Simulator:
                         free_camera=msgspec.structs.asdict(r.free_camera) if r.free_camera else None,
                         quality=r.quality, seeds=seeds, duration_s=duration, max_steps=req.max_steps,
                         policy=req.policy, policy_params=dict(req.policy_params),
-                        policy_allow=self.settings.policy_allowlist)
+                        policy_allow=self.settings.policy_allowlist, engine=r.engine,
+                        engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds)
         return await self._run(req, attempt, job, label, n_frames, log)
 
     async def _on_gym_scene(self, req: ev.SimRequested, attempt: int, log) -> list[ev.Event]:
@@ -107,6 +108,9 @@ class Simulator:
         if r.cameras or r.tile:
             return [self._failed(req, attempt, "bad_request", "gymnasium scenes take camera_name/camera_id in "
                                  "env_kwargs, not render.cameras", "render.cameras")]
+        if r.engine != "gl":
+            return [self._failed(req, attempt, "bad_request", "gymnasium scenes are rendered by the env itself: "
+                                 f"render.engine must be 'gl', not {r.engine!r}", "render.engine")]
         try:
             factory, info = await asyncio.to_thread(gymenv.open_gym_scene, req.scene, req.env_kwargs, r.width,
                                                     r.height)
@@ -149,6 +153,7 @@ class Simulator:
         cancel = threading.Event()
         thread = run_in_thread(job, handoff, cancel)
         gl: dict = {}
+        engine: dict = {}
         try:
             while True:
                 match await handoff.get():
@@ -174,13 +179,15 @@ class Simulator:
                             await pub.abort(episode + 1)
                             return [self._failed(req, attempt, "blank_frames",
                                                  f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
-                    case RendererReady(gl):
+                    case RendererReady(gl, engine):
                         await self.bus.publish(pub.started(
                             scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
                             width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
-                            cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl))
+                            cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl,
+                            engine=job.engine, worlds=engine.get("worlds", 1)))
                         log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
-                                 frames_per_episode=n_frames, episodes=req.episodes)
+                                 engine=engine.get("engine"), worlds=engine.get("worlds"),
+                                 warmup_s=engine.get("warmup_s"), frames_per_episode=n_frames, episodes=req.episodes)
                     case WorkerFailed(err):
                         log.error("sim_failed", error=f"{type(err).__name__}: {err}")
                         await pub.abort(len(pub.episodes))
@@ -199,7 +206,8 @@ class Simulator:
                                                         "cameras": job.cameras, "tile": job.tile,
                                                         "quality": job.quality},
                             physics_dt=_physics_dt(job),
-                            extra={"request": _request_summary(req), "frames_per_episode": n_frames})
+                            extra={"request": _request_summary(req), "frames_per_episode": n_frames,
+                                   "engine": engine})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
         return [scene_event, completed] if scene_event else [completed]

@@ -7,7 +7,7 @@ asyncio side is one of the typed messages below.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import mujoco
@@ -36,6 +36,9 @@ class WorkerJob:
     policy_allow: tuple[str, ...]
     env_factory: Any = None  # gymnasium scenes: called in the worker thread, which then owns the env's GL context
     physics_dt: float = 0.0  # gymnasium scenes: the env's dt
+    engine: str = "gl"  # another render engine runs the episodes as parallel worlds (simreel.sim.batch)
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    max_worlds: int = 64
 
 
 # --- what the render thread says -------------------------------------------------------------------
@@ -44,6 +47,8 @@ class WorkerJob:
 @dataclass(frozen=True, slots=True)
 class RendererReady:
     gl: dict[str, str]  # backend, renderer string
+    # The render engine: engine, device, renderer, worlds (episodes at once), warmup_s.
+    engine: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +91,50 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
     def put(message: WorkerMessage, nbytes: int = 0) -> None:
         handoff.put(message, nbytes, check=cancelled)
 
+    def telemetry_of(f) -> dict[str, Any]:
+        return {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
+
+    def batched() -> None:
+        """Episodes as parallel worlds on a batch engine: frames of all worlds interleave on the
+        hand-off, each tagged with its episode; memory is the engine's batch plus the hand-off."""
+        from simreel.sim.batch import run_batched
+
+        views = max(1, len(job.cameras))
+        cameras = list(job.cameras) if job.cameras else [job.free_camera]
+
+        def on_started(info) -> None:
+            worlds = max(1, min(len(job.seeds), job.max_worlds))
+            put(RendererReady({"backend": info.device, "renderer": info.renderer},
+                              {"engine": info.engine, "device": info.device, "renderer": info.renderer,
+                               "software": info.software, "worlds": worlds, "warmup_s": round(info.warmup_s, 3),
+                               **info.details}))
+
+        def on_frame(episode: int, f) -> None:
+            px = f.pixels
+            if job.tile and views > 1:  # the engine stacks views; tile = side by side
+                h = px.shape[0] // views
+                px = px.reshape(views, h, *px.shape[1:]).transpose(1, 0, 2, 3).reshape(h, -1, 3)
+            pixels = px.tobytes()
+            put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
+
+        def make(model, seed: int):
+            return policies.make_policy(job.policy, model, seed=seed, params=job.policy_params,
+                                        allow=job.policy_allow)
+
+        run_batched(job.engine, job.model, width=job.width, height=job.height, fps=job.fps, cameras=cameras,
+                    quality=job.quality, options=job.engine_options, seeds=job.seeds, make_policy=make,
+                    duration_s=job.duration_s, max_steps=job.max_steps, max_worlds=job.max_worlds,
+                    on_started=on_started, on_frame=on_frame,
+                    on_episode=lambda episode, s: put(EpisodeRendered(episode, s)), should_stop=cancel.is_set)
+        cancelled()
+        put(WorkerDone())
+
     def body() -> None:
         runner = None
         try:
+            if job.engine != "gl" and job.env_factory is None:
+                batched()
+                return
             if job.env_factory is not None:
                 runner = GymEpisodeRunner(job.env_factory, width=job.width, height=job.height, fps=job.fps)
             else:
@@ -96,7 +142,9 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                 runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
                                        quality=job.quality, extra_cameras=job.cameras[1:],
                                        compose="tile" if job.tile else "stack")
-            put(RendererReady(dict(runner.gl)))
+            gl = dict(runner.gl)
+            put(RendererReady(gl, {"engine": "gl", "device": gl.get("backend", ""),
+                                   "renderer": gl.get("renderer", ""), "worlds": 1}))
             for episode, seed in enumerate(job.seeds):
                 if job.env_factory is not None:
                     policy = gymenv.make_policy(job.policy, runner.action_space, seed=seed, params=job.policy_params)
@@ -105,9 +153,8 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                                                   allow=job.policy_allow)
 
                 def on_frame(f, episode=episode) -> None:
-                    telemetry = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
                     pixels = f.pixels.tobytes()
-                    put(FrameRendered(episode, f.index, f.t, pixels, telemetry), len(pixels))
+                    put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
                 summary = runner.run_episode(seed=seed, policy=policy, duration_s=job.duration_s,
                                              max_steps=job.max_steps, on_frame=on_frame,
