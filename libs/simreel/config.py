@@ -77,6 +77,8 @@ class Limits:
     max_duration_s: float = 600.0
     max_steps: int = 2_000_000
     max_worlds: int = 64  # episodes a batch engine runs at once; more episodes run in further batches
+    # Numbers of state (qpos, qvel, sensordata, obs) per telemetry row.
+    max_telemetry_values: int = 512
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":
@@ -88,6 +90,7 @@ class Limits:
             max_duration_s=_float(env, "SIMREEL_MAX_DURATION_S", cls.max_duration_s),
             max_steps=_int(env, "SIMREEL_MAX_STEPS", cls.max_steps),
             max_worlds=_int(env, "SIMREEL_MAX_WORLDS", cls.max_worlds),
+            max_telemetry_values=_int(env, "SIMREEL_MAX_TELEMETRY_VALUES", cls.max_telemetry_values),
         )
 
 

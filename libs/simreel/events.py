@@ -85,6 +85,9 @@ class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     gif_fps: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
     gif_width: Annotated[int, msgspec.Meta(ge=16, le=4096)] | None = None
     telemetry: bool = True
+    # State recorded per frame besides t/step/reward/action: MuJoCo scenes "qpos", "qvel", "sensordata";
+    # Gymnasium scenes "obs". None = every one the scene has (within the size limit); [] = none.
+    telemetry_fields: list[Literal["qpos", "qvel", "sensordata", "obs"]] | None = None
 
 
 class SimRequested(Event, kw_only=True):
@@ -138,6 +141,9 @@ class SimStarted(Event, kw_only=True):
     # The render engine, and how many episodes it runs at once as parallel worlds (1 for "gl").
     engine: Name = "gl"
     worlds: Annotated[int, msgspec.Meta(ge=1)] = 1
+    # Labels of the vector channels in each frame's telemetry ("action", "qpos", "qvel", "sensordata",
+    # "obs"): the encoder puts them into telemetry.jsonl's first row ("names"). Empty from older producers.
+    telemetry_names: dict[str, list[str]] = {}
 
 
 class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):

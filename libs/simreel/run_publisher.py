@@ -89,7 +89,7 @@ class RunPublisher:
     def started(self, *, scene: str, episodes: int, frames_per_episode: Sequence[int], width: int, height: int,
                 outputs: ev.OutputSpec, cameras: Sequence[str] = (), views: int = 1, tile: bool = False,
                 physics_dt: float = 0.0, gl: Mapping[str, str] | None = None, engine: str = "gl",
-                worlds: int = 1) -> ev.SimStarted:
+                worlds: int = 1, telemetry_names: Mapping[str, list[str]] | None = None) -> ev.SimStarted:
         gl = gl or {}
         self.t0 = time.monotonic()
         return validated(ev.SimStarted(
@@ -97,7 +97,8 @@ class RunPublisher:
             episodes=episodes, frames_per_episode=list(frames_per_episode), fps=self.fps, width=width, height=height,
             cameras=list(cameras), views=views, tile=tile, physics_dt=float(physics_dt),
             gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""), session=self.session,
-            outputs=outputs, frame_compression=self.compression, engine=engine, worlds=worlds))
+            outputs=outputs, frame_compression=self.compression, engine=engine, worlds=worlds,
+            telemetry_names=dict(telemetry_names or {})))
 
     async def end_episode(self, episode: int, outcome: EpisodeOutcome,
                           extra: Mapping[str, Any] | None = None) -> ev.EpisodeEnded:

@@ -123,6 +123,11 @@ class EncodeJob:
         self.telemetry_path = workdir / "telemetry.jsonl"
         self._telemetry = open(self.telemetry_path, "w", encoding="utf-8") if o.telemetry else None
         self.telemetry_rows = 0
+        if self._telemetry is not None and st.telemetry_names:
+            # One header line before the frame rows: the labels of the vector channels (joint, sensor,
+            # actuator names), so readers can name what they plot. Rows stay exactly as before.
+            header = {"type": "header", "fps": st.fps, "names": st.telemetry_names}
+            self._telemetry.write(json.dumps(header, separators=(",", ":")) + "\n")
 
     def begin_episode(self, episode: int) -> None:
         self.current_episode = episode

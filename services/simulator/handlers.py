@@ -24,7 +24,7 @@ from simreel.config import Settings
 from simreel.handoff import Handoff
 from simreel.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
-from simreel.sim import gymenv, loader
+from simreel.sim import gymenv, loader, state
 
 from . import plan
 from .worker import (EpisodeRendered, FrameRendered, RendererReady, WorkerDone, WorkerFailed, WorkerJob,
@@ -90,6 +90,13 @@ class Simulator:
             return [self._failed(req, attempt, "limit_exceeded",
                                  f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
                                  f"{self.settings.limits.max_width}", "render.width")]
+        names = state.mujoco_names(model)
+        if r.engine != "gl":  # batch engines give pixels and actions per world, not MjData channels
+            names = {"action": names["action"]}
+        try:
+            recorded = self._state_plan(req, {k: v for k, v in names.items() if v}, state.MUJOCO_FIELDS)
+        except state.TelemetryFieldError as e:
+            return [self._failed(req, attempt, _telemetry_code(e), str(e), e.field)]
         dt = float(model.opt.timestep)
         duration = plan.duration_of(req)
         n_frames = plan.frame_count(duration, req.max_steps, dt, r.fps)
@@ -99,8 +106,17 @@ class Simulator:
                         quality=r.quality, seeds=seeds, duration_s=duration, max_steps=req.max_steps,
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist, engine=r.engine,
-                        engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds)
-        return await self._run(req, attempt, job, label, n_frames, log)
+                        engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds,
+                        state_fields=recorded.fields)
+        return await self._run(req, attempt, job, label, n_frames, log, recorded)
+
+    def _state_plan(self, req: ev.SimRequested, available: dict[str, list[str]],
+                    defaults: tuple[str, ...]) -> state.StatePlan:
+        """The state channels this run records per frame (none without telemetry)."""
+        if not req.outputs.telemetry:
+            return state.StatePlan()
+        return state.plan(available, req.outputs.telemetry_fields, defaults,
+                          self.settings.limits.max_telemetry_values)
 
     async def _on_gym_scene(self, req: ev.SimRequested, attempt: int, log) -> list[ev.Event]:
         """gymnasium:<EnvId>: the env's own fps and frame size, frames from env.render(), no scene.xml."""
@@ -120,6 +136,11 @@ class Simulator:
             return [self._failed(req, attempt, code, str(e), "scene")]
         except BackendError as e:
             return [self._failed(req, attempt, "render_failed", str(e))]
+        obs = {"obs": [str(i) for i in range(info.get("obs_size") or 0)]} if info.get("obs_size") else {}
+        try:
+            recorded = self._state_plan(req, obs, state.GYM_FIELDS)
+        except state.TelemetryFieldError as e:
+            return [self._failed(req, attempt, _telemetry_code(e), str(e), e.field)]
         duration = plan.duration_of(req)
         # An upper bound: an env may terminate sooner.
         n_frames = min(round(duration * info["fps"]) if duration is not None else 10**9,
@@ -128,8 +149,8 @@ class Simulator:
                         tile=False, free_camera=None, quality=r.quality, seeds=plan.episode_seeds(req),
                         duration_s=duration, max_steps=req.max_steps, policy=req.policy,
                         policy_params=dict(req.policy_params), policy_allow=(), env_factory=factory,
-                        physics_dt=info["dt"])
-        return await self._run(req, attempt, job, info["label"], n_frames, log)
+                        physics_dt=info["dt"], state_fields=recorded.fields)
+        return await self._run(req, attempt, job, info["label"], n_frames, log, recorded)
 
     async def _history(self, run_id: str) -> dict[str, int]:
         """Stream sequence of the last SimStarted / SimCompleted / SimFailed of the run, by kind."""
@@ -142,7 +163,8 @@ class Simulator:
             found[kind] = raw.seq
         return found
 
-    async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log) -> list[ev.Event]:
+    async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log,
+                   recorded: state.StatePlan = state.StatePlan()) -> list[ev.Event]:
         views = len(job.cameras) if (len(job.cameras) > 1 and not job.tile) else 1
         frame_w = job.width * (len(job.cameras) if job.tile else 1)
         pub = RunPublisher(self.bus, run_id=req.run_id, attempt=attempt, session=req.session, fps=job.fps,
@@ -184,7 +206,8 @@ class Simulator:
                             scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
                             width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
                             cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl,
-                            engine=job.engine, worlds=engine.get("worlds", 1)))
+                            engine=job.engine, worlds=engine.get("worlds", 1),
+                            telemetry_names=recorded.names if req.outputs.telemetry else None))
                         log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
                                  engine=engine.get("engine"), worlds=engine.get("worlds"),
                                  warmup_s=engine.get("warmup_s"), frames_per_episode=n_frames, episodes=req.episodes)
@@ -207,7 +230,8 @@ class Simulator:
                                                         "quality": job.quality},
                             physics_dt=_physics_dt(job),
                             extra={"request": _request_summary(req), "frames_per_episode": n_frames,
-                                   "engine": engine})
+                                   "engine": engine, "telemetry_fields": list(recorded.fields),
+                                   **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
         return [scene_event, completed] if scene_event else [completed]
@@ -221,6 +245,10 @@ class Simulator:
         ref = await self.staging.put(f"{req.run_id}/{attempt}/scene.xml", p)
         return ev.SceneSaved(event_id=f"scene-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt,
                              session=req.session, staged=ref, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def _telemetry_code(e: Exception) -> str:
+    return "limit_exceeded" if isinstance(e, state.TelemetryTooLarge) else "bad_request"
 
 
 def _judge_history(history: dict[str, int], delivery: Delivery) -> str:

@@ -39,6 +39,7 @@ class WorkerJob:
     engine: str = "gl"  # another render engine runs the episodes as parallel worlds (simreel.sim.batch)
     engine_options: dict[str, Any] = field(default_factory=dict)
     max_worlds: int = 64
+    state_fields: tuple[str, ...] = ()  # qpos/qvel/sensordata (MJCF) or obs (gymnasium) per frame
 
 
 # --- what the render thread says -------------------------------------------------------------------
@@ -92,7 +93,10 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
         handoff.put(message, nbytes, check=cancelled)
 
     def telemetry_of(f) -> dict[str, Any]:
-        return {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
+        row = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
+        if getattr(f, "state", None):  # qpos / qvel / sensordata, or obs (job.state_fields)
+            row.update(f.state)
+        return row
 
     def batched() -> None:
         """Episodes as parallel worlds on a batch engine: frames of all worlds interleave on the
@@ -136,12 +140,13 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                 batched()
                 return
             if job.env_factory is not None:
-                runner = GymEpisodeRunner(job.env_factory, width=job.width, height=job.height, fps=job.fps)
+                runner = GymEpisodeRunner(job.env_factory, width=job.width, height=job.height, fps=job.fps,
+                                          observe="obs" in job.state_fields)
             else:
                 first = job.cameras[0] if job.cameras else job.free_camera
                 runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
                                        quality=job.quality, extra_cameras=job.cameras[1:],
-                                       compose="tile" if job.tile else "stack")
+                                       compose="tile" if job.tile else "stack", state_fields=job.state_fields)
             gl = dict(runner.gl)
             put(RendererReady(gl, {"engine": "gl", "device": gl.get("backend", ""),
                                    "renderer": gl.get("renderer", ""), "worlds": 1}))

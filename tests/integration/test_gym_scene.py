@@ -1,6 +1,8 @@
 """`scene="gymnasium:<EnvId>"` through the real stack: the env's own fps, seeds via reset(seed=...)."""
 from __future__ import annotations
 
+import json
+
 import av
 import pytest
 
@@ -26,6 +28,14 @@ async def test_gymnasium_env_as_a_scene(stack):
         with av.open(a.path) as c:
             assert sum(1 for _ in c.decode(video=0)) == e.frames
     assert videos[0].sha256 != videos[1].sha256
+    # Richer telemetry: each frame's flattened observation (Reacher-v5: 10 numbers), named in the header.
+    assert started.telemetry_names["obs"] == [str(i) for i in range(10)]
+    tel = next(a for a in result.artifacts if a.kind == "telemetry")
+    lines = [json.loads(x) for x in open(tel.path).read().splitlines()]
+    assert lines[0]["type"] == "header" and len(lines[0]["names"]["obs"]) == 10
+    rows = lines[1:]
+    assert len(rows) == sum(e.frames for e in ended) and all(len(r["obs"]) == 10 for r in rows)
+    assert rows[0]["obs"] != rows[1]["obs"]
 
 
 async def test_gymnasium_scene_may_not_read_files(stack):

@@ -2,6 +2,7 @@
 read the run back with its telemetry, seek into its video, delete it."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,10 @@ def test_submitted_run_is_followed_live_and_served_with_its_telemetry(ui):
     assert status == 200 and cols["frame"] == list(range(15))
     assert cols["video_t"] == pytest.approx([k / 15 for k in range(15)])
     names = {s["name"] for s in cols["series"]}
-    assert {"reward", "return", "action[0]"} <= names
+    # Labelled from the model: actuators for actions, joints for qpos / qvel (the header line).
+    assert {"reward", "return", "action[push]", "action[twist]", "qpos[slider]", "qpos[hinge]", "qvel[hinge]"} <= names
+    qpos = next(s for s in cols["series"] if s["name"] == "qpos[hinge]")
+    assert qpos["group"] == "qpos" and len(qpos["values"]) == 15 and len(set(qpos["values"])) > 1
 
     status, page = c.json("GET", "/api/runs?session=ui-it&tag=suite=ui")
     assert page["total"] == 1 and page["runs"][0]["status"] == "completed"
@@ -122,3 +126,23 @@ def test_a_run_in_flight_streams_progress_and_a_live_preview(ui):
     assert previews, "no live preview while the run was in flight"
     png = base64.b64decode(previews[-1]["png"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 96  # width, not downscaled
+
+
+def test_telemetry_fields_are_selectable_and_bounded(ui):
+    stack, c = ui
+    only = {**REQUEST, "episodes": 1, "outputs": {"telemetry_fields": ["qvel"]}, "session": "ui-fields"}
+    status, body = c.json("POST", "/api/runs", only)
+    _until(c.sse(f"?run={body['run_id']}"), lambda k, d: k == "event" and d["summary"]["status"] == "completed")
+    _, cols = c.json("GET", f"/api/runs/{body['run_id']}/telemetry?episode=0")
+    groups = {s["group"] for s in cols["series"]}
+    assert "qvel" in groups and "qpos" not in groups
+    line = Path(stack.out_dir, *next(a["key"] for a in c.json("GET", f"/api/runs/{body['run_id']}")[1]["artifacts"]
+                                     if a["kind"] == "telemetry").split("/")).read_text().splitlines()
+    header, first = json.loads(line[0]), json.loads(line[1])
+    assert header["type"] == "header" and header["names"]["qvel"] == ["slider", "hinge"]
+    assert set(first) >= {"episode", "frame", "video_t", "t", "step", "reward", "action", "qvel"}  # rows as before
+
+    wrong = {**REQUEST, "episodes": 1, "outputs": {"telemetry_fields": ["obs"]}, "session": "ui-fields"}
+    status, body = c.json("POST", "/api/runs", wrong)
+    done = _until(c.sse(f"?run={body['run_id']}"), lambda k, d: k == "event" and d["summary"]["status"] == "failed")
+    assert done["summary"]["error_code"] == "bad_request" and "'obs' is not recorded" in done["summary"]["error"]

@@ -175,6 +175,7 @@ def open_gym_scene(spec: str, env_kwargs: Mapping[str, Any] | None, width: int, 
             "sized_by_env": sized_by_env,
             "max_episode_steps": getattr(env.spec, "max_episode_steps", None),
             "action_space": str(env.action_space),
+            "obs_size": observation_size(env.observation_space),
             "env_kwargs": dict(kwargs),
         }
     finally:
@@ -259,6 +260,25 @@ def _action_list(action: Any) -> list[float]:
         return []
 
 
+def observation_list(space: Any, obs: Any) -> list[float]:
+    """An observation as a flat list of numbers (dict and tuple spaces flattened as Gymnasium does)."""
+    try:
+        flat = _gym().spaces.flatten(space, obs)
+    except Exception:  # noqa: BLE001 - an odd space: fall back to whatever numbers the obs holds
+        flat = obs
+    try:
+        return np.asarray(flat, dtype=float).ravel().tolist()
+    except (TypeError, ValueError):
+        return []
+
+
+def observation_size(space: Any) -> int:
+    try:
+        return int(_gym().spaces.flatdim(space))
+    except Exception:  # noqa: BLE001 - spaces without a flat form record no observation
+        return 0
+
+
 class GymEpisodeRunner:
     """Episodes of a Gymnasium env, rendered with `env.render()`, in the thread that creates it.
 
@@ -270,8 +290,10 @@ class GymEpisodeRunner:
 
     def __init__(self, env: str | Callable[[], Any], *, width: int, height: int, fps: float | None = None,
                  camera: Any = None, quality: str = "full", env_kwargs: Mapping[str, Any] | None = None,
-                 **_ignored: Any) -> None:
+                 observe: bool = False, **_ignored: Any) -> None:
+        """`observe`: put the flattened observation into each FrameOut's `state` as "obs"."""
         self._thread = threading.get_ident()
+        self.observe = bool(observe)
         factory = env
         if isinstance(env, str):
             factory, info = open_gym_scene(env, env_kwargs, width, height)
@@ -359,7 +381,8 @@ class GymEpisodeRunner:
             frame = self._check_frame(env.render())
             render_s += time.perf_counter() - t0
             stats.update(frame)
-            on_frame(FrameOut(frames, frames / self.fps, step, frame, since, action_list))
+            state = {"obs": observation_list(env.observation_space, obs)} if self.observe else None
+            on_frame(FrameOut(frames, frames / self.fps, step, frame, since, action_list, state))
             frames += 1
             since = 0.0
 

@@ -111,6 +111,7 @@ class FrameOut:
     pixels: np.ndarray
     reward: float  # reward accumulated since the previous frame (-|ctrl|^2 * dt per step)
     action: list[float]
+    state: dict[str, list[float]] | None = None  # the runner's state_fields at this frame (qpos, qvel, …)
 
 
 @dataclass
@@ -274,10 +275,12 @@ class EpisodeRunner:
         perturb_scale: float = 0.01,
         extra_cameras: Sequence[CameraSpec] = (),
         compose: str = "stack",
+        state_fields: Sequence[str] = (),
     ) -> None:
         """`extra_cameras` render the same instant from more viewpoints into one composite frame:
         `compose="stack"` puts the views one above the other (the encoder splits them into one video
-        per camera), `"tile"` side by side (one video showing all of them)."""
+        per camera), `"tile"` side by side (one video showing all of them). `state_fields` (of MjData:
+        qpos, qvel, sensordata) are copied into each FrameOut's `state`."""
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be > 0, got {width}x{height}")
         if quality not in ("full", "fast"):
@@ -291,6 +294,10 @@ class EpisodeRunner:
         if compose not in ("stack", "tile"):
             raise ValueError(f"compose must be 'stack' or 'tile', got {compose!r}")
         self.compose = compose
+        bad = [f for f in state_fields if f not in ("qpos", "qvel", "sensordata")]
+        if bad:
+            raise ValueError(f"state_fields must be qpos, qvel or sensordata, got {bad[0]!r}")
+        self.state_fields = tuple(state_fields)
         self.perturb_scale = float(perturb_scale)
         self._renderer: mujoco.Renderer | None = make_renderer(model, self.width, self.height, quality)
         self.gl = gl_info()
@@ -398,7 +405,8 @@ class EpisodeRunner:
             render_s += time.perf_counter() - t0
             stats.update(buf)
             max_off = max(max_off, sched.offset(k))
-            on_frame(FrameOut(k, sched.frame_time(k), step, buf, since_frame, self._action.tolist()))
+            state = {f: getattr(d, f).tolist() for f in self.state_fields} if self.state_fields else None
+            on_frame(FrameOut(k, sched.frame_time(k), step, buf, since_frame, self._action.tolist(), state))
             since_frame = 0.0
         if not stopped:
             advance(total_steps)
