@@ -123,11 +123,10 @@ class EncodeJob:
         self.telemetry_path = workdir / "telemetry.jsonl"
         self._telemetry = open(self.telemetry_path, "w", encoding="utf-8") if o.telemetry else None
         self.telemetry_rows = 0
-        if self._telemetry is not None and st.telemetry_names:
-            # One header line before the frame rows: the labels of the vector channels (joint, sensor,
-            # actuator names), so readers can name what they plot. Rows stay exactly as before.
-            header = {"type": "header", "fps": st.fps, "names": st.telemetry_names}
-            self._telemetry.write(json.dumps(header, separators=(",", ":")) + "\n")
+        # The labels of the vector channels (joint, sensor, actuator names) go into the first line, as
+        # a "names" key of the first frame row: every line stays a frame row, so readers that count
+        # or index lines keep working.
+        self._names: dict[str, list[str]] | None = dict(st.telemetry_names) or None
 
     def begin_episode(self, episode: int) -> None:
         self.current_episode = episode
@@ -154,6 +153,8 @@ class EncodeJob:
                     row["concat_frame"] = concat_index
                     row["concat_t"] = concat_index / self.st.fps
                 row.update(f.telemetry or {"t": f.t})
+                if self._names is not None:
+                    row["names"], self._names = self._names, None
                 self._telemetry.write(json.dumps(row, separators=(",", ":")) + "\n")
                 self.telemetry_rows += 1
             self.episode_frames += 1

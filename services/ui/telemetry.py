@@ -2,8 +2,8 @@
 
 A row per frame (`episode`, `frame`, `video_t`, optional `concat_frame`/`concat_t`, then what the producer
 recorded: `t`, `step`, `reward`, `action`, and for richer telemetry `qpos`, `qvel`, `sensordata`, `obs`).
-An optional header line (`{"type": "header", "names": {...}}`) labels the vector channels; files
-without it get `name[i]` labels. Sending columns instead of rows is ~3× fewer bytes and lets the chart
+The first row may carry `"names": {channel: [labels]}` (joint / sensor / actuator names) for the vector
+channels; files without it get index labels. Sending columns instead of rows is ~3× fewer bytes and lets the chart
 library use the arrays as they are.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Row fields that are the time axis or bookkeeping, not channels to plot.
-AXES = {"episode", "frame", "video_t", "concat_frame", "concat_t", "type"}
+AXES = {"episode", "frame", "video_t", "concat_frame", "concat_t", "names"}
 # Chart groups, in the order a page shows them; anything else numeric goes to "other".
 GROUPS = ("reward", "action", "qpos", "qvel", "sensordata", "obs")
 
@@ -105,10 +105,9 @@ def parse(data: bytes) -> Telemetry:
             continue
         if not isinstance(row, dict):
             continue
-        if row.get("type") == "header":
-            names = row.get("names") or {}
+        names = row.get("names")
+        if isinstance(names, dict):
             tel.names.update({k: [str(x) for x in v] for k, v in names.items() if isinstance(v, list)})
-            continue
         ep = row.get("episode")
         if not isinstance(ep, int):
             continue

@@ -138,9 +138,10 @@ def test_telemetry_fields_are_selectable_and_bounded(ui):
     assert "qvel" in groups and "qpos" not in groups
     line = Path(stack.out_dir, *next(a["key"] for a in c.json("GET", f"/api/runs/{body['run_id']}")[1]["artifacts"]
                                      if a["kind"] == "telemetry").split("/")).read_text().splitlines()
-    header, first = json.loads(line[0]), json.loads(line[1])
-    assert header["type"] == "header" and header["names"]["qvel"] == ["slider", "hinge"]
-    assert set(first) >= {"episode", "frame", "video_t", "t", "step", "reward", "action", "qvel"}  # rows as before
+    first, second = json.loads(line[0]), json.loads(line[1])
+    assert first["names"] == {"action": ["push", "twist"], "qvel": ["slider", "hinge"]} and "names" not in second
+    assert len(line) == 15 and first["frame"] == 0  # every line is a frame row, as before
+    assert set(first) >= {"episode", "frame", "video_t", "t", "step", "reward", "action", "qvel"}
 
     wrong = {**REQUEST, "episodes": 1, "outputs": {"telemetry_fields": ["obs"]}, "session": "ui-fields"}
     status, body = c.json("POST", "/api/runs", wrong)

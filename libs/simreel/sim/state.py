@@ -3,7 +3,7 @@
 MuJoCo scenes record `qpos`, `qvel` and `sensordata` (when the model has sensors); Gymnasium scenes the
 flattened observation (`obs`). A request picks with `outputs.telemetry_fields` (null = these defaults,
 [] = none). A frame's state is at most `limit` numbers: asking for more is an error naming the field
-and the sizes; the defaults simply leave out what does not fit, and the header line says so.
+and the sizes; the defaults simply leave out what does not fit, and the run's report says so.
 """
 from __future__ import annotations
 
