@@ -141,8 +141,11 @@ class Tap:
         self.nc = await connect(self.settings, name="reliability-tap")
         await Bus(self.nc).ensure_streams()  # services may not have created them yet
         js = self.nc.jetstream()
-        sub = await js.subscribe("simreel.evt.>", stream=subjects.EVENTS_STREAM, ordered_consumer=True,
-                                 deliver_policy=api.DeliverPolicy.ALL)
+        # Retried like Bus.follow: on a busy machine a fresh cluster can take longer than the 5 s API
+        # timeout to create the consumer, and that is not what any test here is about.
+        sub = await until(lambda: js.subscribe("simreel.evt.>", stream=subjects.EVENTS_STREAM, ordered_consumer=True,
+                                               deliver_policy=api.DeliverPolicy.ALL),
+                          timeout=60, what="a consumer on the event log")
 
         async def pump() -> None:
             while True:

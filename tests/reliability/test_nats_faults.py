@@ -175,7 +175,7 @@ class Cluster:
 async def _stream_leader(settings: NatsSettings, stream: str) -> str:
     nc = await connect(settings, name="reliability-probe")
     try:
-        info = await nc.jetstream().stream_info(stream)
+        info = await until(lambda: nc.jetstream().stream_info(stream), timeout=60, what=f"{stream}'s info")
         assert info.cluster is not None and len(info.cluster.replicas or []) == 2, info.cluster
         return info.cluster.leader
     finally:
