@@ -68,7 +68,7 @@ class Ui:
         self.config = config
         self.previews = previews
         self.scenes = scenes or default_scenes
-        self._telemetry: OrderedDict[str, telemetry.Telemetry] = OrderedDict()
+        self._telemetry: OrderedDict[str, bytes] = OrderedDict()  # encoded columns, by artifact and episode
         self._streams: set[web.StreamResponse] = set()
         self._scenes_cache: dict[str, list[str]] | None = None
 
@@ -212,21 +212,30 @@ class Ui:
         except ValueError:
             return _error("episode must be an integer or 'all'")
         a = self._artifact(s, "telemetry")
-        tel = self._telemetry.get(a.sha256)
-        if tel is None:
+        cache_key = f"{a.key}:{a.sha256}:{raw_ep}"
+        body = self._telemetry.get(cache_key)
+        if body is None:
             data = await self._read(a.key)
-            tel = await asyncio.to_thread(telemetry.parse, data)
-            self._telemetry[a.sha256] = tel
-            while len(self._telemetry) > 8:
+
+            def columns() -> bytes | None:
+                try:
+                    cols = telemetry.parse(data, episode).columns(episode)
+                except KeyError:
+                    return None
+                cols["fps"] = s.fps
+                return msgspec.json.encode(cols)
+
+            body = await asyncio.to_thread(columns)
+            if body is None:
+                return _error(f"run {s.run_id} has no telemetry for episode {episode}", 404)
+            self._telemetry[cache_key] = body
+            while len(self._telemetry) > 32:
                 self._telemetry.popitem(last=False)
         else:
-            self._telemetry.move_to_end(a.sha256)
-        try:
-            cols = tel.columns(episode)
-        except KeyError:
-            return _error(f"run {s.run_id} has no telemetry for episode {episode}", 404)
-        cols["fps"] = s.fps
-        return _json(cols)
+            self._telemetry.move_to_end(cache_key)
+        resp = web.Response(body=body, content_type="application/json")
+        resp.enable_compression()  # columns of numbers shrink ~3× with gzip
+        return resp
 
     async def run_text(self, request: web.Request) -> web.Response:
         s = self._run(request)

@@ -256,3 +256,19 @@ async def test_live_recorders_are_listed_apart_from_runs_and_steered_by_events(u
     ui.live.apply(ev.RecorderAnnounced(run_id="rec-1", session="train", trigger="every 2 episodes", state="closed"))
     assert (await (await ui.get("/api/recorders")).json())["recorders"] == []
     assert (await ui.post("/api/recorders/rec-1/control", json={"action": "off"}, headers=ui.csrf_headers)).status == 409
+
+
+def test_telemetry_parse_reads_one_episode_of_compact_rows_and_keeps_names():
+    from simreel.services.ui import telemetry
+
+    rows = [{"episode": ep, "frame": k, "video_t": k / 30, "reward": 1.0, "qpos": [k, -k]}
+            for ep in (0, 1, 2) for k in range(3)]
+    rows[0]["names"] = {"qpos": ["slider", "hinge"]}
+    compact = "\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()
+    spaced = "\n".join(json.dumps(r) for r in rows).encode()
+    for data in (compact, spaced):
+        t = telemetry.parse(data, 2)
+        assert list(t.episodes) == ([2] if data is compact else [0, 1, 2])
+        cols = t.columns(2)
+        assert [s["name"] for s in cols["series"] if s["group"] == "qpos"] == ["qpos[slider]", "qpos[hinge]"]
+        assert cols["frame"] == [0, 1, 2]

@@ -76,7 +76,11 @@
     $("#identical").textContent = v.identical_to.length ? `byte-identical (sha256 ${v.sha256.slice(0, 12)}…) to run ${v.identical_to.join(", ")}` : `sha256 ${v.sha256.slice(0, 12)}…`;
     if (!detail.has.includes("telemetry")) { player.clear(); return; }
     const { ok, body } = await api(`/api/runs/${runId}/telemetry?episode=${key}`);
-    if (ok && key === current) { player.load(body); simreel.chartsReady = performance.now(); document.body.dataset.charts = key; }
+    if (ok && key === current) {
+      player.load(body);
+      document.body.dataset.charts = key;
+      requestAnimationFrame(() => performance.mark("charts-painted"));  // first frame with the charts on screen
+    }
   }
 
   async function refresh() {

@@ -44,6 +44,7 @@
     document.querySelector("#next").disabled = state.offset + PAGE >= body.total;
     simreel.lastLoadMs = performance.now() - t0;
     document.body.dataset.loaded = "1";
+    if (!performance.getEntriesByName("runs-painted").length) requestAnimationFrame(() => performance.mark("runs-painted"));
   }
 
   let pending = null;
