@@ -37,23 +37,25 @@ import gc
 import logging
 import os
 import re
-import shutil
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Mapping, SupportsFloat
+from typing import Any, Callable, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 import structlog
 from gymnasium import logger as gym_logger
 
-from . import events as ev
-from . import log as logs
-from . import subjects
-from .capture import CaptureState, describe_trigger
-from .config import NatsSettings
-from .outputs import video_file_name
-from .recorder import RecordedRun, RecorderError, RecorderThread
+from .. import events as ev
+from .. import log as logs
+from .. import subjects
+from ..capture import CaptureState, describe_trigger
+from ..config import NatsSettings
+from .files import jsonable as _jsonable
+from .files import link as _link
+from .files import local_name as _local_name
+from .files import run_prefix as _run_prefix
+from ..recorder import RecordedRun, RecorderError, RecorderThread
 
 __all__ = ["RecordVideo", "RecordingError", "capped_cubic_video_schedule"]
 
@@ -76,46 +78,9 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
     return episode_id % 1000 == 0
 
 
-def _jsonable(x: Any) -> Any:
-    """Actions and rewards as msgpack/JSON-able values (numpy arrays and scalars become lists/numbers)."""
-    if isinstance(x, np.generic):  # before the builtins: np.float64 is a float msgpack cannot encode
-        return x.item()
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    return repr(x)
-
-
-def _local_name(name: str, fmt: str) -> str:
-    """gymnasium's file name, with the suffix of simreel's one naming rule (`.mp4`, `-frames.zip`, …)."""
-    return name + video_file_name(0, fmt).removeprefix("episode-0000")
-
-
-def _run_prefix(name_prefix: str) -> str:
-    p = re.sub(r"[^A-Za-z0-9_-]+", "-", name_prefix).strip("-_")[:28]
-    return p or "video"
-
-
 def _quiet_logger():
     """Warnings and errors only: `disable_logger=True` promises a silent training loop."""
     return structlog.wrap_logger(None, wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-
-
-def _link(src: str, dest: Path) -> None:
-    """Hard-link the stored file into video_folder (no copy, no extra disk); copy across filesystems.
-    Replaces an existing file atomically, as gymnasium overwrites same-named videos."""
-    dest.parent.mkdir(parents=True, exist_ok=True)  # a name_prefix may contain "/", as in gymnasium
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
 
 
 class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -485,7 +450,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._gl = {}
             if getattr(self.env.unwrapped, "mujoco_renderer", None) is not None:
                 try:
-                    from .sim.gl import gl_info
+                    from ..sim.gl import gl_info
 
                     info = gl_info()
                     self._gl = {"backend": info.get("backend", ""), "renderer": info.get("renderer", "")}

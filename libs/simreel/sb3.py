@@ -1,0 +1,164 @@
+"""`simreel.sb3.VecVideoRecorder`: a drop-in for Stable-Baselines3's `VecVideoRecorder` that streams the
+tiled `render()` image to the simreel bus instead of buffering every frame and writing with moviepy.
+
+Same constructor (`video_folder`, `record_video_trigger`, `video_length`, `name_prefix`), same file
+names (`{name_prefix}-step-{a}-to-step-{b}.mp4`), same frames (`video_length + 1` per clip, the
+first taken at the triggering step). `pip install simreel[sb3]`.
+
+Example::
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from simreel.sb3 import VecVideoRecorder
+
+    venv = make_vec_env("HalfCheetah-v5", n_envs=4, env_kwargs={"render_mode": "rgb_array"})
+    venv = VecVideoRecorder(venv, "videos", record_video_trigger=lambda s: s % 10_000 == 0, video_length=200)
+    PPO("MlpPolicy", venv).learn(50_000)
+    venv.close()                     # returns once the last clip is stored
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+try:
+    from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn, VecEnvWrapper
+except ImportError as e:  # pragma: no cover - the message is the point
+    raise ImportError("simreel.sb3 needs Stable-Baselines3: pip install 'simreel[sb3]'") from e
+
+from gymnasium import logger as gym_logger
+
+from . import events as ev
+from . import log as logs
+from .config import NatsSettings
+from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger
+from .gym.clips import ClipStream, VideoCallback
+from .recorder import RecorderThread
+
+__all__ = ["VecVideoRecorder"]
+
+
+class VecVideoRecorder(VecEnvWrapper):
+    """SB3's VecVideoRecorder, streamed. Added, keyword-only: `nats_url`, `session`, `outputs`,
+    `timeout`, `max_queue_bytes`, `strict`, `on_video` (as `simreel.gym.RecordVideo`)."""
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        video_folder: str,
+        record_video_trigger: Callable[[int], bool],
+        video_length: int = 200,
+        name_prefix: str = "rl-video",
+        *,
+        nats_url: str | None = None,
+        session: str = "default",
+        outputs: ev.OutputSpec | None = None,
+        timeout: float = 300.0,
+        max_queue_bytes: int = 32 * 1024 * 1024,
+        strict: bool = True,
+        on_video: VideoCallback | None = None,
+        disable_logger: bool = True,
+    ) -> None:
+        VecEnvWrapper.__init__(self, venv)
+        self.env = venv
+        inner = venv
+        while isinstance(inner, VecEnvWrapper):
+            inner = inner.venv
+        metadata = inner.get_attr("metadata")[0] if hasattr(inner, "get_attr") else inner.metadata
+        self.env.metadata = metadata
+        assert self.env.render_mode == "rgb_array", f"The render_mode must be 'rgb_array', not {self.env.render_mode}"
+        self.frames_per_sec = self.env.metadata.get("render_fps", 30)
+        self.record_video_trigger = record_video_trigger
+        self.video_folder = os.path.abspath(video_folder)
+        os.makedirs(self.video_folder, exist_ok=True)
+        self.name_prefix = name_prefix
+        self.step_id = 0
+        self.video_length = video_length
+        self.video_name = ""
+        self.video_path = ""
+        self.videos: list[dict[str, Any]] = []
+        self.timeout, self.strict = float(timeout), strict
+        self._closed = False
+        log = _quiet_logger() if disable_logger else logs.get(__name__)
+        url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
+        tag = uuid.uuid4().hex[:8]
+        recorder = RecorderThread(nats=NatsSettings.from_env(url=url) if url else None,
+                                  embedded_dir=None if url else Path(self.video_folder) / EMBEDDED_DIR,
+                                  session=session, outputs=outputs or ev.OutputSpec(), logger=log,
+                                  max_queue_bytes=max_queue_bytes, name=f"simreel-recorder-{tag}")
+        recorder.start()  # joins the process's stack in the background now
+        env_id = getattr(getattr(inner, "envs", [None])[0], "spec", None) if hasattr(inner, "envs") else None
+        self._clips = ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=name_prefix,
+                                 fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
+                                 on_video=on_video, logger=log,
+                                 report={"sb3": {"num_envs": venv.num_envs, "video_length": video_length,
+                                                 "name_prefix": name_prefix}})
+
+    @property
+    def recording(self) -> bool:
+        return self._clips.recording
+
+    def reset(self) -> VecEnvObs:
+        obs = self.venv.reset()
+        if self._video_enabled():
+            self._start_video_recorder()
+        return obs
+
+    def step_wait(self) -> VecEnvStepReturn:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        self.step_id += 1
+        if self.recording:
+            self._capture_frame({"reward": rewards, "done": dones})
+            if self._clips.frames > self.video_length:
+                self._stop_recording()
+        elif self._video_enabled():
+            self._start_video_recorder()
+        return obs, rewards, dones, infos
+
+    def close(self) -> None:
+        """Close the env, end the clip and return once every clip is stored (up to `timeout`)."""
+        if self._closed:
+            return
+        self._closed = True
+        VecEnvWrapper.close(self)
+        if self.recording:
+            self._stop_recording()
+        runs = [r for r in self._clips.recorder.close(self.timeout) if r.ended_at is not None]
+        self.videos = [self._clips.info(r) for r in runs]
+        bad = [r for r in runs if r.status != "completed"]
+        if bad:
+            message = f"{len(bad)} of {len(runs)} video(s) were not stored: " + "; ".join(
+                f"{r.meta.get('name')}: {r.status}: {r.error}" for r in bad)
+            if self.strict:
+                raise RecordingError(message, bad)
+            gym_logger.warn(message)
+
+    # --- SB3's own steps ---------------------------------------------------------------------------
+
+    def _video_enabled(self) -> bool:
+        return self.record_video_trigger(self.step_id)
+
+    def _start_video_recorder(self) -> None:
+        name = f"{self.name_prefix}-step-{self.step_id}-to-step-{self.step_id + self.video_length}"
+        self.video_name = f"{name}.mp4"
+        self.video_path = os.path.join(self.video_folder, self.video_name)
+        self._clips.start(name, step=self.step_id)
+        self._capture_frame(None)
+
+    def _capture_frame(self, stepped: dict[str, Any] | None) -> None:
+        frame = self.env.render()
+        if not isinstance(frame, np.ndarray):
+            self._stop_recording()
+            gym_logger.warn("Recording stopped: expected type of frame returned by render to be a numpy array, "
+                            f"got instead {type(frame)}.")
+            return
+        row = {"step_id": self.step_id, "reward": None, "done": None} if stepped is None else {
+            "step_id": self.step_id, "reward": stepped["reward"], "done": stepped["done"]}
+        self._clips.add(frame, row)
+
+    def _stop_recording(self) -> None:
+        self._clips.stop()
