@@ -1,22 +1,28 @@
-"""gymnasium's RecordVideo vs simreel.gym.RecordVideo vs rendering without recording.
+"""gymnasium's RecordVideo vs simreel.gym.RecordVideo vs rendering without recording, as a user runs them.
 
-One HalfCheetah-v5 episode at 640×480, same seeds, same actions, same number of steps, each variant in
-a fresh interpreter (so VmHWM, the peak RSS, belongs to that variant alone):
+Each variant runs in a fresh interpreter (so VmHWM, the peak RSS, belongs to that variant alone) with
+the same seeds, actions and steps:
 
 - `none`: env.step() + env.render() every step, frames dropped (the cost of rendering alone);
 - `gymnasium`: gymnasium.wrappers.RecordVideo (frames kept in a list, moviepy encodes at reset/close);
-- `simreel`: simreel.gym.RecordVideo against a running stack (nats-server + encoder + uploader, started
-  here once, as a deployment would have it), frames streamed while the episode runs.
+- `simreel`: simreel.gym.RecordVideo with nothing configured: the process's embedded stack (nats-server
+  + encoder/uploader co-hosted in one child) is started by the wrapper, in the background, exactly as
+  a new user gets it. Nothing is warmed up for it: its start-up is part of what is measured.
 
-Per variant: the episode loop's wall time, the time from the last step to the video being in
-video_folder (gymnasium: its blocking encode in close(); simreel: until ArtifactStored), the total,
-its ratio to `none`, the env process's peak RSS growth, and CPU seconds in the env process (with its
-children: moviepy's ffmpeg) and, for simreel, in the stack's processes (encoder, uploader, nats).
-A warm-up recording (GL context, connection, moviepy import) runs before the measured episode and
-is not timed.
+Scenarios:
 
-    pip install moviepy                       # benchmark-only: gymnasium's writer
-    python benchmarks/bench_gym.py --steps 300 [--repeat 2] [--width 640 --height 480] [--json bench_gym.json]
+- `cheetah`: HalfCheetah-v5 at --width×--height, --episodes episodes of --steps steps, every episode
+  recorded. Reported: the loop (first reset to last step), `close()`, the total, its ratio to `none`,
+  the env process's peak RSS growth, the slowest step, and CPU seconds of the env process (with
+  moviepy's ffmpeg child) and of the stack's children.
+- `cartpole`: CleanRL's usage: CartPole-v1, 600 random steps, every other episode recorded (env 0 of
+  CleanRL's vector env is such a wrapped env). Reported: the same, plus the first recorded step.
+
+Where GL is first used (the first reset's render) is the same in every variant and inside the loop.
+
+    python benchmarks/bench_gym.py cheetah --episodes 2 --steps 120 --repeat 2
+    python benchmarks/bench_gym.py cheetah --episodes 2 --steps 1000
+    python benchmarks/bench_gym.py cartpole --steps 600 --repeat 3
 """
 from __future__ import annotations
 
@@ -26,9 +32,8 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import textwrap
-import time
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -39,113 +44,96 @@ _CHILD = textwrap.dedent("""
     import json, os, resource, sys, time
     import gymnasium as gym
 
-    mode, steps, width, height, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    scenario, mode, episodes, steps, width, height, folder = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
+        int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
 
     def hwm_mb():
         for line in open("/proc/self/status"):
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
 
-    def cpu_s():  # this process and its children (moviepy encodes in an ffmpeg child)
+    def cpu_s():  # this process and its waited-for children (moviepy encodes in an ffmpeg child)
         r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime
 
-    env = gym.make("HalfCheetah-v5", render_mode="rgb_array", width=width, height=height, max_episode_steps=steps)
+    def children_cpu_s():  # live children (simreel's stack) by /proc
+        total, me = 0, os.getpid()
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(f[1]) == me:
+                total += int(f[11]) + int(f[12])
+        return total / os.sysconf("SC_CLK_TCK")
+
+    if scenario == "cheetah":
+        env = gym.make("HalfCheetah-v5", render_mode="rgb_array", width=width, height=height, max_episode_steps=steps)
+        trigger = lambda e: True
+    else:
+        env = gym.make("CartPole-v1", render_mode="rgb_array")
+        trigger = lambda e: e % 2 == 0
+    hwm0 = hwm_mb()
     if mode == "gymnasium":
-        env = gym.wrappers.RecordVideo(env, folder, episode_trigger=lambda e: True, disable_logger=True)
+        env = gym.wrappers.RecordVideo(env, folder, episode_trigger=trigger, disable_logger=True)
     elif mode == "simreel":
         from simreel.gym import RecordVideo
-        env = RecordVideo(env, folder, episode_trigger=lambda e: True)
+        env = RecordVideo(env, folder, episode_trigger=trigger)
     render = mode == "none"
-
     env.action_space.seed(0)
-    env.reset(seed=1000)                      # warm-up: GL context, moviepy / NATS, encoder
-    for _ in range(5):
-        env.step(env.action_space.sample())
-        if render:
-            env.render()
-    if mode != "none":
-        env.stop_recording()
-    if mode == "simreel":
-        env.wait(120)
 
-    hwm0, cpu0 = hwm_mb(), cpu_s()
+    cpu0 = cpu_s()
     t0 = time.monotonic()
     env.reset(seed=0)
     if render:
         env.render()
-    done, frames = False, 1
-    while not done:
+    first_step = slowest = 0.0
+    n, ep = 0, 0
+    while (scenario == "cheetah" and ep < episodes) or (scenario == "cartpole" and n < steps):
+        ts = time.monotonic()
         *_, terminated, truncated, _ = env.step(env.action_space.sample())
         if render:
             env.render()
-        frames += 1
-        done = terminated or truncated
+        dt = time.monotonic() - ts
+        first_step = first_step or dt
+        slowest = max(slowest, dt)
+        n += 1
+        if terminated or truncated:
+            ep += 1
+            if scenario == "cartpole" or ep < episodes:
+                env.reset()
+                if render:
+                    env.render()
     t_end = time.monotonic()
     env.close()
     t_closed = time.monotonic()
-    out = {"mode": mode, "frames": frames, "loop_s": t_end - t0, "close_s": t_closed - t_end,
-           "hwm_growth_mb": hwm_mb() - hwm0, "env_cpu_s": cpu_s() - cpu0}
-    if mode == "gymnasium":
-        path = os.path.join(folder, "rl-video-episode-1.mp4")
-        out.update(stored_s=t_closed - t_end, bytes=os.path.getsize(path))
-    elif mode == "simreel":
-        [run] = [r for r in env._recorder.runs if r.meta["name"].endswith("episode-1")]
-        out.update(stored_s=run.stored_at - t_end, bytes=os.path.getsize(env.videos[-1]["path"]),
-                   frames_stored=run.frames)
-    else:
-        out.update(stored_s=0.0, bytes=0)
-    out["total_s"] = out["loop_s"] + out["stored_s"]
+    videos = sorted(p for p in os.listdir(folder) if p.endswith(".mp4")) if mode != "none" else []
+    out = {"scenario": scenario, "mode": mode, "steps": n, "episodes": ep, "loop_s": t_end - t0,
+           "close_s": t_closed - t_end, "total_s": t_closed - t0, "first_step_ms": first_step * 1000,
+           "slowest_step_ms": slowest * 1000, "hwm_growth_mb": hwm_mb() - hwm0, "env_cpu_s": cpu_s() - cpu0,
+           "videos": len(videos), "stack_cpu_s": children_cpu_s() if mode == "simreel" else 0.0}
+    if mode == "simreel":
+        assert all(v["status"] == "completed" for v in env.videos), env.videos
     print(json.dumps(out))
 """)
 
 
-def _cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def run_variant(mode: str, steps: int, width: int, height: int, folder: Path, env: dict) -> dict:
-    p = subprocess.run([sys.executable, "-c", _CHILD, mode, str(steps), str(width), str(height), str(folder)],
-                       env=env, capture_output=True, text=True, timeout=3600)
+def run_variant(scenario: str, mode: str, a: argparse.Namespace, folder: Path) -> dict:
+    env = {**os.environ, "SIMREEL_LOG_LEVEL": "warning"}
+    env.pop("SIMREEL_NATS_URL", None)
+    cmd = [sys.executable, "-c", _CHILD, scenario, mode, str(a.episodes), str(a.steps), str(a.width), str(a.height),
+           str(folder)]
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{p.stderr[-4000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
-def wait_for_services(url: str, names=("encoder", "uploader"), timeout: float = 60.0) -> None:
-    """Service start-up (imports, GL probe) must not run during the first measured variant."""
-    import asyncio
-
-    from simreel.bus import Bus
-    from simreel.config import NatsSettings
-
-    async def ready() -> None:
-        bus = await Bus.connect(NatsSettings(url=url))
-        try:
-            deadline = time.monotonic() + timeout
-            for name in names:
-                while True:
-                    try:
-                        await bus.js.consumer_info("EVENTS", name)
-                        break
-                    except Exception:  # noqa: BLE001 - not created yet
-                        if time.monotonic() > deadline:
-                            raise TimeoutError(f"service {name} did not start within {timeout:.0f}s") from None
-                        await asyncio.sleep(0.2)
-        finally:
-            await bus.close()
-
-    asyncio.run(ready())
-    time.sleep(1.0)
+    return json.loads([line for line in p.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("scenario", nargs="?", choices=("cheetah", "cartpole"), default="cheetah")
+    ap.add_argument("--episodes", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=120, help="steps per episode (cheetah) or in all (cartpole)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--variants", default=",".join(VARIANTS))
@@ -154,41 +142,34 @@ def main() -> None:
                          "(a shared machine's load only ever makes a run slower)")
     ap.add_argument("--json", default=None, help="also write the results here")
     a = ap.parse_args()
-
-    from simreel.embedded import Stack
+    if a.scenario == "cartpole" and a.steps == 120:
+        a.steps = 600
 
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    results = []
-    with tempfile.TemporaryDirectory(prefix="bench-gym-") as tmp, \
-            Stack(out_dir=Path(tmp) / "store", services=("encoder", "uploader")) as stack:
-        env = {**os.environ, "SIMREEL_NATS_URL": stack.url, "SIMREEL_LOG_LEVEL": "warning"}
-        wait_for_services(stack.url)
-        runs: dict[str, list[dict]] = {m: [] for m in variants}
+    runs: dict[str, list[dict]] = {m: [] for m in variants}
+    with tempfile.TemporaryDirectory(prefix="bench-gym-") as tmp:
         for round_ in range(a.repeat):
             for mode in variants:
-                pids = [p.pid for procs in stack.procs.values() for p in procs] + [stack.nats.proc.pid]
-                ticks0 = sum(_cpu_ticks(pid) for pid in pids)
-                r = run_variant(mode, a.steps, a.width, a.height, Path(tmp) / f"{mode}-{round_}", env)
-                r["stack_cpu_s"] = (sum(_cpu_ticks(pid) for pid in pids) - ticks0) / os.sysconf("SC_CLK_TCK")
+                r = run_variant(a.scenario, mode, a, Path(tmp) / f"{mode}-{round_}")
                 runs[mode].append(r)
                 print(f"{mode}: {json.dumps(r)}", file=sys.stderr, flush=True)
-        results = [min(runs[m], key=lambda r: r["total_s"]) for m in variants]
+    results = [min(runs[m], key=lambda r: r["total_s"]) for m in variants]
 
     base = next((r["total_s"] for r in results if r["mode"] == "none"), None)
-    print(f"\nHalfCheetah-v5 {a.width}x{a.height}, {a.steps} steps ({results[0]['frames']} frames), "
-          f"{platform.machine()} {os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}\n")
-    print(f"best of {a.repeat} interleaved round(s)\n")
-    print("| variant | episode loop s | last step → video stored s | total s | × no-recording "
-          "| env peak RSS growth MB | env CPU s | stack CPU s |")
-    print("|---|---|---|---|---|---|---|---|")
+    what = (f"HalfCheetah-v5 {a.width}x{a.height}, {a.episodes} episodes x {a.steps} steps" if a.scenario == "cheetah"
+            else f"CartPole-v1 (CleanRL usage), {a.steps} steps, every other episode recorded")
+    print(f"\n{what}; {platform.machine()} {os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}; "
+          f"best of {a.repeat} interleaved round(s)\n")
+    print("| variant | loop s | close() s | total s | × rendering alone | first step ms | slowest step ms "
+          "| env peak RSS growth MB | env CPU s | stack CPU s | videos |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        ratio = f"{r['total_s'] / base:.2f}" if base else "-"
-        stack_cpu = f"{r['stack_cpu_s']:.1f}" if r["mode"] == "simreel" else "-"
-        print(f"| {r['mode']} | {r['loop_s']:.1f} | {r['stored_s']:.2f} | {r['total_s']:.1f} | {ratio} "
-              f"| {r['hwm_growth_mb']:.1f} | {r['env_cpu_s']:.1f} | {stack_cpu} |")
+        ratio = f"{r['total_s'] / base:.3f}" if base else "-"
+        print(f"| {r['mode']} | {r['loop_s']:.2f} | {r['close_s']:.2f} | {r['total_s']:.2f} | {ratio} "
+              f"| {r['first_step_ms']:.1f} | {r['slowest_step_ms']:.1f} | {r['hwm_growth_mb']:.1f} "
+              f"| {r['env_cpu_s']:.1f} | {r['stack_cpu_s']:.1f} | {r['videos']} |")
     if a.json:
-        Path(a.json).write_text(json.dumps({"steps": a.steps, "width": a.width, "height": a.height,
-                                            "repeat": a.repeat, "best": results, "runs": runs}, indent=2))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "best": results, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

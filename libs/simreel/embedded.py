@@ -139,6 +139,12 @@ def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = 
     names = name.split("+")
     nice = max(int(env.get(f"SIMREEL_{n.upper()}_NICE") or DEFAULT_NICE.get(n, 0)) for n in names)
 
+    env = dict(env)
+    if len(names) > 1 and nice:
+        # Co-hosted services lower their own priority once connected: their start-up must not be
+        # starved by the busy loop beside them (a short run would wait for the encoder at close()).
+        env["SIMREEL_NICE_AFTER_START"], nice = str(nice), 0
+
     def prepare() -> None:
         _die_with_parent()
         if nice:
@@ -146,7 +152,7 @@ def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = 
                 os.nice(nice)
 
     cmd = service_command(name) if len(names) == 1 else cohosted_command(names)
-    return subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL,
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                             stdout=out or subprocess.DEVNULL, stderr=out, preexec_fn=prepare)
 
 

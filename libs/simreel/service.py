@@ -9,6 +9,7 @@ start-up instead of several — what an embedded stack beside a training loop wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import os
 import signal
@@ -57,11 +58,25 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
         bus.shutdown_grace_s = grace
         log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging,
                  cohosted=list(names))
+        _started()
         try:
             await run(bus, settings, stop)
         finally:
             await bus.close()
             log.info("service_stopped")
+
+    connected = 0
+    nice_later = int(os.environ.get("SIMREEL_NICE_AFTER_START") or 0)
+
+    def _started() -> None:
+        # Start-up (imports, connecting) at normal priority, so a busy training loop beside us cannot
+        # starve it; the work itself then yields the cores to that loop. Linux: threads created from
+        # here on (encoder pipelines, executors) inherit the value.
+        nonlocal connected
+        connected += 1
+        if connected == len(runs) and nice_later:
+            with contextlib.suppress(OSError):
+                os.nice(nice_later)
 
     tasks = [asyncio.create_task(_one(n, r), name=f"service-{n}") for n, r in runs.items()]
     try:

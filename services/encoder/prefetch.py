@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
@@ -49,6 +50,10 @@ def _inflate(it: Fetched) -> Fetched:
                                      f"{b.first_index}..{b.first_index + b.count - 1}): {e}")
 
 
+# Longest wait for a partial batch of frames (see Prefetch._run).
+FETCH_SLICE_S = 0.25
+
+
 class Prefetch:
     """Keeps the next fetch in flight while the current frames are encoded in a thread.
 
@@ -81,15 +86,23 @@ class Prefetch:
         await self.start(after_seq + 1)
 
     async def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
             try:
-                msgs = await self._sub.fetch(self._batch, timeout=self._timeout)
+                # A pull for `batch` messages lingers until it has them all or its time is up, so
+                # frames that trickle in (a training loop's short episode, its last message) would
+                # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
+                # reader still hears of idleness (TimeoutError) only once per `timeout`.
+                msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
             except nats.errors.TimeoutError:
-                self._push(None, 0)
+                if time.monotonic() - idle_since >= self._timeout:
+                    idle_since = time.monotonic()
+                    self._push(None, 0)
                 continue
             except Exception as e:  # noqa: BLE001 - handed to the reader, which decides
                 self._push(e, 0)
                 return
+            idle_since = time.monotonic()
             for m in msgs:
                 while self._bytes >= self._max:
                     self._changed.clear()

@@ -308,6 +308,9 @@ class RecorderThread:
             # A producer may pause for long between frames (a training update in mid-episode): the
             # embedded encoder waits instead of failing the video after a minute.
             env.setdefault("SIMREEL_FRAME_IDLE_TIMEOUT_S", "3600")
+            # Short clips (a CartPole episode) cost the encoder more in per-video round trips than in
+            # encoding: several at once keep the stack up with a fast loop.
+            env.setdefault("SIMREEL_CONCURRENCY", "4")
             # Blocks this thread only (frames wait in the bounded hand-off meanwhile), never the producer.
             self.stack = process_stack.acquire(self.embedded_dir, services=embedded_services(env), env=env)
             settings = NatsSettings(url=self.stack.url)
