@@ -329,7 +329,7 @@ class Ui:
     async def submit(self, request: web.Request) -> web.Response:
         """A new run from the form: the contract's own validation, errors with the field path."""
         try:
-            raw, assets = await _read_submission(request, self.config.max_upload_bytes)
+            raw, assets, uploaded = await _read_submission(request, self.config.max_upload_bytes)
         except _TooLarge:
             return _error(f"upload larger than {self.config.max_upload_bytes} bytes", 413, field="scene_file")
         except ValueError as e:
@@ -343,6 +343,12 @@ class Ui:
         except msgspec.ValidationError as e:
             return _error(str(e), field=field_of(str(e)))
         req = msgspec.structs.replace(req, event_id=f"req-{req.run_id}")
+        if req.scene.lstrip().startswith("<"):
+            # Uploaded MJCF goes through the simulator's own sandboxed loader here too, so a broken file
+            # or a forbidden reference is shown next to the upload instead of as a failed run later.
+            problem = await asyncio.to_thread(_check_mjcf, req)
+            if problem:
+                return _error(problem, field="scene_file" if uploaded else "scene")
         if req.run_id in self.live.index.runs:
             return _error(f"run {req.run_id} exists already", 409, field="run_id")
         await self.publish(req)
@@ -407,9 +413,11 @@ async def _read_part(part, budget: list[int]) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_submission(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """JSON body, or multipart: `request` (JSON), `scene_file` (MJCF), `assets` (files it references)."""
+async def _read_submission(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes], bool]:
+    """JSON body, or multipart: `request` (JSON), `scene_file` (MJCF), `assets` (files it references).
+    Returns the request, the uploaded assets, and whether the scene came as an uploaded file."""
     assets: dict[str, bytes] = {}
+    uploaded = False
     if request.content_length is not None and request.content_length > max_bytes:
         raise _TooLarge()
     budget = [max_bytes]
@@ -446,11 +454,23 @@ async def _read_submission(request: web.Request, max_bytes: int) -> tuple[dict[s
             if not scene_text.lstrip().startswith("<"):
                 raise _FieldError("the scene file does not look like MJCF XML", "scene_file")
             raw["scene"] = scene_text
+            uploaded = True
     else:
         raise _FieldError("send application/json or multipart/form-data")
     if not isinstance(raw, dict):
         raise _FieldError("the request must be a JSON object")
-    return raw, assets
+    return raw, assets, uploaded
+
+
+def _check_mjcf(req: ev.SimRequested) -> str | None:
+    from simreel.sim.errors import SceneError, SceneForbidden
+    from simreel.sim.loader import resolve_scene
+
+    try:
+        resolve_scene(req.scene, req.assets, (), req.render.width, req.render.height)
+    except SceneError as e:
+        return f"{'scene_forbidden' if isinstance(e, SceneForbidden) else 'scene_invalid'}: {e}"
+    return None
 
 
 def _request_summary(r: ev.SimRequested | None) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ read the run back with its telemetry, seek into its video, delete it."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,9 @@ def test_submitted_run_is_followed_live_and_served_with_its_telemetry(ui):
     assert video["frames"] == 15 and video["codec"] == "libx264" and video["av1"] is False
     st, headers, data = c.request("GET", video["href"], headers={"Range": "bytes=0-99"})
     assert st == 206 and len(data) == 100 and headers["Content-Range"].startswith("bytes 0-99/")
-    assert data[4:8] == b"ftyp"  # an MP4, served from the store
+    assert data[4:8] == b"ftyp"  # an MP4, served from the store ...
+    ftyp = int.from_bytes(data[:4], "big")
+    assert data[ftyp + 4:ftyp + 8] == b"moov"  # ... with faststart: the index first, so playback starts at once
 
     status, cols = c.json("GET", f"/api/runs/{run_id}/telemetry?episode=1")
     assert status == 200 and cols["frame"] == list(range(15))
@@ -147,3 +150,33 @@ def test_telemetry_fields_are_selectable_and_bounded(ui):
     status, body = c.json("POST", "/api/runs", wrong)
     done = _until(c.sse(f"?run={body['run_id']}"), lambda k, d: k == "event" and d["summary"]["status"] == "failed")
     assert done["summary"]["error_code"] == "bad_request" and "'obs' is not recorded" in done["summary"]["error"]
+
+
+def test_on_s3_videos_are_presigned_redirects_and_telemetry_is_read_through_the_store(tmp_path):
+    """With SIMREEL_STORE=s3 (a real `weed server -s3`), the ui hands the browser presigned URLs for
+    videos and reads telemetry and the report through the S3 store itself."""
+    import urllib.request
+
+    from tests.support.s3server import S3Server
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    with S3Server() as s3, ui_stack(tmp_path, **s3.env("ui-artifacts")) as (stack, url):
+        c = UiClient(url)
+        status, body = c.json("POST", "/api/runs", {**REQUEST, "episodes": 1, "session": "ui-s3"})
+        _until(c.sse(f"?run={body['run_id']}"), lambda k, d: k == "event" and d["summary"]["status"] == "completed")
+        _, d = c.json("GET", f"/api/runs/{body['run_id']}")
+        href = d["videos"]["0"][0]["href"]
+        opener = urllib.request.build_opener(NoRedirect)
+        with pytest.raises(urllib.error.HTTPError) as redirect:
+            opener.open(url + href, timeout=30)
+        assert redirect.value.code == 302
+        location = redirect.value.headers["Location"]
+        assert "X-Amz-Signature=" in location and location.startswith(s3.url)
+        with urllib.request.urlopen(urllib.request.Request(location, headers={"Range": "bytes=0-63"}), timeout=30) as r:
+            assert r.status == 206 and r.read()[4:8] == b"ftyp"
+        status, cols = c.json("GET", f"/api/runs/{body['run_id']}/telemetry?episode=0")
+        assert status == 200 and cols["frame"] == list(range(15))
+        assert c.request("GET", f"/api/runs/{body['run_id']}/text/report")[0] == 200

@@ -176,17 +176,34 @@ async def test_mjcf_upload_with_assets_and_oversized_upload(ui):
 
     form = aiohttp.FormData()
     form.add_field("request", json.dumps({"episodes": 1, "scene": "placeholder"}))
-    form.add_field("scene_file", b"<mujoco><asset><mesh file='m.stl'/></asset></mujoco>", filename="robot.xml")
-    form.add_field("assets", b"solid m", filename="m.stl")
+    mjcf = b"<mujoco><asset><texture name='t' file='t.png' type='2d'/></asset><worldbody><geom size='1'/></worldbody></mujoco>"
+    form.add_field("scene_file", mjcf, filename="robot.xml")
+    form.add_field("assets", _png(), filename="t.png")
     r = await ui.post("/api/runs", data=form, headers=ui.csrf_headers)
     assert r.status == 202, await r.text()
     req = ui.published[-1]
-    assert req.scene.startswith("<mujoco>") and req.assets == {"m.stl": b"solid m"}
+    assert req.scene.startswith("<mujoco>") and set(req.assets) == {"t.png"}
+    # The same sandboxed loader as the simulator's: a reference outside the upload is refused at once.
+    evil = aiohttp.FormData()
+    evil.add_field("request", json.dumps({"scene": "placeholder"}))
+    evil.add_field("scene_file", mjcf.replace(b"t.png", b"/etc/passwd"), filename="robot.xml")
+    r = await ui.post("/api/runs", data=evil, headers=ui.csrf_headers)
+    body = await r.json()
+    assert r.status == 400 and body["field"] == "scene_file" and body["error"].startswith("scene_forbidden")
+    assert len(ui.published) == 1
     big = aiohttp.FormData()
     big.add_field("request", json.dumps({"scene": "cartpole"}))
     big.add_field("assets", b"x" * (65 * 1024), filename="big.bin")
     r = await ui.post("/api/runs", data=big, headers=ui.csrf_headers)
     assert r.status == 413 and len(ui.published) == 1
+
+
+def _png() -> bytes:
+    from simreel.services.ui.preview import png
+
+    import numpy as np
+
+    return png(np.zeros((4, 4, 3), np.uint8))
 
 
 async def test_report_and_scene_text(ui):
