@@ -32,8 +32,17 @@ from simreel.config import NatsSettings  # noqa: E402
 from simreel.embedded import Stack  # noqa: E402
 
 
+_ALONE_CPU: dict[str, float] = {}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def render_alone(scene: str, width: int, height: int, fps: int, duration: float, quality: str) -> float:
-    """Frames per second of the physics+render loop with nothing recorded."""
+    """Frames per second of the physics+render loop with nothing recorded (its CPU ms per frame, all
+    threads of this process, in _ALONE_CPU)."""
     from simreel.sim import loader, policies
     from simreel.sim.rollout import EpisodeRunner
 
@@ -44,9 +53,10 @@ def render_alone(scene: str, width: int, height: int, fps: int, duration: float,
         runner = EpisodeRunner(model, width=width, height=height, fps=fps, quality=quality)
         try:
             pol = policies.make_policy("random", model, seed=0)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             s = runner.run_episode(seed=0, policy=pol, duration_s=duration, max_steps=None, on_frame=lambda f: None)
             result["fps"] = s.frames / (time.perf_counter() - t0)
+            _ALONE_CPU["cpu_ms_per_frame"] = 1000 * (time.process_time() - c0) / s.frames
         finally:
             runner.close()
 
@@ -104,20 +114,22 @@ def recorded(scene: str, width: int, height: int, fps: int, duration: float, qua
             async def go():
                 c = await Client.connect(NatsSettings(url=stack.url))
                 seen = {}
+                sim_pid = stack.procs["simulator"][0].pid
                 try:
                     rid = await c.submit(req)
                     async for e in c.events(rid):
                         if isinstance(e, ev.SimStarted):
-                            seen["t"] = e.ts
+                            seen["t"], seen["cpu0"] = e.ts, _cpu_s(sim_pid)
                         if isinstance(e, ev.EpisodeEnded):
-                            seen["ended"] = e.ts
+                            seen["ended"], seen["cpu1"] = e.ts, _cpu_s(sim_pid)
                             break
                     stack.start_service("encoder")
                     res = await c.wait(rid, timeout=1800)
                     assert res.ok, res.error
                 finally:
                     await c.close()
-                return {"sim_s": seen["ended"] - seen["t"], "frames_bytes": _published_bytes(res)}
+                return {"sim_s": seen["ended"] - seen["t"], "frames_bytes": _published_bytes(res),
+                        "sim_cpu_s": seen["cpu1"] - seen["cpu0"]}
             out = asyncio.run(go())
         else:
             out = asyncio.run(_run(stack.url, req))
@@ -125,7 +137,8 @@ def recorded(scene: str, width: int, height: int, fps: int, duration: float, qua
         out["simulator_hwm_mib"] = _hwm_kib(sim_pid) / 1024
     frames = round(duration * fps)
     return {"fps": frames / out["sim_s"], "sim_s": out["sim_s"], "simulator_hwm_mib": out["simulator_hwm_mib"],
-            "frames_bytes": out.get("frames_bytes")}
+            "frames_bytes": out.get("frames_bytes"),
+            "cpu_ms_per_frame": 1000 * out["sim_cpu_s"] / frames if "sim_cpu_s" in out else None}
 
 
 def rss_for(scene: str, duration: float, width: int, height: int, fps: int) -> float:
@@ -153,7 +166,7 @@ def main(argv=None) -> int:
     rows = []
     for i in range(a.repeat):
         alone = render_alone(a.scene, a.width, a.height, a.fps, a.duration, a.quality)
-        row: dict = {"alone_fps": alone}
+        row: dict = {"alone_fps": alone, "alone_cpu_ms_per_frame": _ALONE_CPU.get("cpu_ms_per_frame")}
         if not a.skip_live:
             live = recorded(a.scene, a.width, a.height, a.fps, a.duration, a.quality, encoder_live=True)
             row.update(recorded_fps_encoder_live=live["fps"], ratio_encoder_live=live["fps"] / alone)
@@ -162,6 +175,7 @@ def main(argv=None) -> int:
                              compression=c)
             row[f"recorded_fps_encoder_after_{c}"] = later["fps"]
             row[f"ratio_encoder_after_{c}"] = later["fps"] / alone
+            row[f"simulator_cpu_ms_per_frame_{c}"] = later["cpu_ms_per_frame"]
             row[f"frames_bytes_per_frame_{c}"] = (later["frames_bytes"] / round(a.duration * a.fps)
                                                   if later["frames_bytes"] else None)
         rows.append(row)

@@ -6,7 +6,8 @@
    published by simreel's FramePublisher as fast as the server acks them, raw and zstd; MB/s and
    frames/s, with the server's own CPU seconds per GB.
 
-Frames are real renders of the builtin cartpole at 640×480 (`fast`), cycled.
+Frames are real renders at 640×480, cycled: Gymnasium's half_cheetah.xml at full quality (a textured
+floor and a tracking camera: harder for x264 than the builtin scenes), or `--scene`.
 
     python -m benchmarks.bench_sizing [--presets ultrafast,veryfast,medium] [--frames 300] [--json out.json]
 """
@@ -70,13 +71,14 @@ async def _ingest(url: str, frames: list[bytes], n: int, compression: str) -> di
 
 
 def ingest(frames: list[bytes], n: int) -> list[dict]:
+    """About 600 messages each way: raw frames are one per message, zstd ones about a dozen."""
     rows = []
     with tempfile.TemporaryDirectory() as d:
         server = NatsServer(store_dir=Path(d) / "js").start()
         try:
-            for compression in ("none", "zstd"):
+            for compression, count in (("none", n), ("zstd", 12 * n)):
                 c0 = _cpu_s(server.proc.pid)
-                r = asyncio.run(_ingest(server.url, frames, n, compression))
+                r = asyncio.run(_ingest(server.url, frames, count, compression))
                 r["server_cpu_s_per_gb"] = (_cpu_s(server.proc.pid) - c0) / (r["bytes"] / 1e9)
                 rows.append(r)
         finally:
@@ -88,19 +90,21 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", default="ultrafast,superfast,veryfast,faster,medium")
     p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--scene", default="half_cheetah.xml")
+    p.add_argument("--quality", default="full")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    frames = render("cartpole", W, H, 60, "fast")
+    frames = render(a.scene, W, H, 60, a.quality)
     enc = [encoder_rate(frames, a.frames, preset) for preset in a.presets.split(",")]
     for r in enc:
         print(f"encoder {r['preset']:10s} {r['frames_per_cpu_s']:6.1f} frames per CPU-second "
               f"({r['fps_wall']:.1f} fps wall)", file=sys.stderr)
-    js = ingest(frames, max(a.frames, 600))
+    js = ingest(frames, 600)
     for r in js:
         print(f"JetStream ingest {r['compression']:4s} {r['mb_s']:7.1f} MB/s = {r['frames_s']:7.1f} frames/s "
               f"({r['messages']} messages; server {r['server_cpu_s_per_gb']:.2f} CPU-s per GB)", file=sys.stderr)
     out = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-           "size": f"{W}x{H}", "encoder": enc, "jetstream_ingest": js}
+           "size": f"{W}x{H}", "scene": a.scene, "quality": a.quality, "encoder": enc, "jetstream_ingest": js}
     print(json.dumps(out, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
