@@ -101,9 +101,35 @@ class Encoder:
         return []
 
     async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls"):
+        # A run's episodes normally follow each other in the stream, read in one pass. A batch
+        # engine (SimStarted.worlds > 1) renders them at once, so their frames interleave: then each
+        # episode's own subject is read in turn (the others wait in FRAMES), and every writer - the
+        # concatenated video too - still sees one episode after the other, in constant memory.
+        if st.worlds > 1:
+            passes = [(subjects.frames(st.run_id, st.attempt, e), e) for e in range(st.episodes)]
+        else:
+            passes = [(subjects.run_frames(st.run_id, st.attempt), None)]
+        for subject, episode in passes:
+            result = await self._encode_pass(st, job, log, calls, subject, episode)
+            if result is not True:
+                return result
+        finished, telemetry = await calls(job.finish)
+        await self._announce(st, finished, log)
+        if telemetry is not None:
+            size, sha = await asyncio.to_thread(telemetry_digest, telemetry)
+            ref = await self.staging.put(f"{st.run_id}/{st.attempt}/telemetry.jsonl", telemetry)
+            await self.bus.publish(ev.TelemetryStaged(
+                event_id=f"telemetry-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
+                session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha))
+        return True
+
+    async def _encode_pass(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls", subject: str,
+                           episode: int | None):
+        """Read `subject` until the job is complete (`episode` None) or that episode is encoded; True
+        to go on, else what _encode returns."""
         async def subscribe(start_seq: int | None):
             return await self.bus.js.pull_subscribe(
-                subjects.run_frames(st.run_id, st.attempt),
+                subject,
                 stream=subjects.FRAMES_STREAM,
                 config=api.ConsumerConfig(
                     deliver_policy=api.DeliverPolicy.ALL if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
@@ -130,7 +156,7 @@ class Encoder:
             return True
 
         try:
-            while not job.complete:
+            while not (job.complete if episode is None else episode in job.done_episodes):
                 try:
                     msgs = await prefetch.get()
                 except nats.errors.TimeoutError:
@@ -185,14 +211,6 @@ class Encoder:
                     if batch.last:
                         finished = await calls(job.end_episode, batch.episode)
                         await self._announce(st, finished, log)
-            finished, telemetry = await calls(job.finish)
-            await self._announce(st, finished, log)
-            if telemetry is not None:
-                size, sha = await asyncio.to_thread(telemetry_digest, telemetry)
-                ref = await self.staging.put(f"{st.run_id}/{st.attempt}/telemetry.jsonl", telemetry)
-                await self.bus.publish(ev.TelemetryStaged(
-                    event_id=f"telemetry-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
-                    session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha))
             return True
         finally:
             await prefetch.close()

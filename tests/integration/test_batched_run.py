@@ -24,23 +24,30 @@ def _frames(path: str) -> tuple[int, int, int]:
 
 
 async def test_four_episodes_as_parallel_worlds_become_four_videos(stack, mjwarp_warm):
+    """45 frames an episode are more than one FrameBatch holds (32), so the four episodes' messages
+    interleave in the stream; the concatenated video still gets them one after the other."""
     w, h = MJWARP_SIZE
-    req = ev.SimRequested(scene=MJWARP_SCENE, episodes=4, seed=20, duration_s=1.0, policy="random",
+    n = 45
+    req = ev.SimRequested(scene=MJWARP_SCENE, episodes=4, seed=20, duration_s=3.0, policy="random",
                           render=ev.RenderSpec(width=w, height=h, fps=15, quality="fast", engine="mjwarp",
-                                               engine_options={"device": "cpu"}))
+                                               engine_options={"device": "cpu"}),
+                          outputs=ev.OutputSpec(layout="both"))
     result, seen = await run_request(stack.url, req, timeout=600)
     assert result.status == "completed", (result.error, stack.logs()[-3000:])
 
     started = next(e for e in seen if isinstance(e, ev.SimStarted))
     assert (started.engine, started.worlds, started.gl_backend) == ("mjwarp", 4, "cpu")
     ended = sorted((e for e in seen if isinstance(e, ev.EpisodeEnded)), key=lambda e: e.episode)
-    assert [(e.episode, e.seed, e.frames) for e in ended] == [(i, 20 + i, 15) for i in range(4)]
+    assert [(e.episode, e.seed, e.frames) for e in ended] == [(i, 20 + i, n) for i in range(4)]
 
-    videos = sorted((a for a in result.artifacts if a.kind == "video"), key=lambda a: a.episode)
+    videos = sorted((a for a in result.artifacts if a.kind == "video" and a.episode is not None),
+                    key=lambda a: a.episode)
     assert [a.episode for a in videos] == [0, 1, 2, 3]
     for a in videos:
-        assert _frames(a.path) == (15, w, h)
+        assert _frames(a.path) == (n, w, h)
     assert len({a.sha256 for a in videos}) == 4  # one seed per world: four different episodes
+    (concat,) = [a for a in result.artifacts if a.kind == "video" and a.episode is None]
+    assert _frames(concat.path) == (4 * n, w, h)
 
     by_kind = {a.kind: a for a in result.artifacts}
     report = json.loads(Path(by_kind["report"].path).read_text())
@@ -50,8 +57,9 @@ async def test_four_episodes_as_parallel_worlds_become_four_videos(stack, mjwarp
     rows = [json.loads(r) for r in Path(by_kind["telemetry"].path).read_text().splitlines()]
     for episode in range(4):
         mine = [r for r in rows if r["episode"] == episode]
-        assert [r["frame"] for r in mine] == list(range(15))
+        assert [r["frame"] for r in mine] == list(range(n))
         assert all(r["t"] == pytest.approx(r["frame"] / 15, abs=1e-12) for r in mine)  # exact k/fps per world
+        assert [r["concat_frame"] for r in mine] == list(range(episode * n, (episode + 1) * n))
 
 
 async def test_a_request_cannot_name_a_module_as_engine(stack):
