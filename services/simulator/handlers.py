@@ -90,9 +90,7 @@ class Simulator:
             return [self._failed(req, attempt, "limit_exceeded",
                                  f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
                                  f"{self.settings.limits.max_width}", "render.width")]
-        names = state.mujoco_names(model)
-        if r.engine != "gl":  # batch engines give pixels and actions per world, not MjData channels
-            names = {"action": names["action"]}
+        names = state.mujoco_names(model)  # batch engines give each world's qpos/qvel/sensordata too
         try:
             recorded = self._state_plan(req, {k: v for k, v in names.items() if v}, state.MUJOCO_FIELDS)
         except state.TelemetryFieldError as e:

@@ -129,7 +129,8 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                     quality=job.quality, options=job.engine_options, seeds=job.seeds, make_policy=make,
                     duration_s=job.duration_s, max_steps=job.max_steps, max_worlds=job.max_worlds,
                     on_started=on_started, on_frame=on_frame,
-                    on_episode=lambda episode, s: put(EpisodeRendered(episode, s)), should_stop=cancel.is_set)
+                    on_episode=lambda episode, s: put(EpisodeRendered(episode, s)), should_stop=cancel.is_set,
+                    state_fields=[f for f in job.state_fields if f != "obs"])
         cancelled()
         put(WorkerDone())
 

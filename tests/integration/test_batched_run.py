@@ -60,6 +60,9 @@ async def test_four_episodes_as_parallel_worlds_become_four_videos(stack, mjwarp
         assert [r["frame"] for r in mine] == list(range(n))
         assert all(r["t"] == pytest.approx(r["frame"] / 15, abs=1e-12) for r in mine)  # exact k/fps per world
         assert [r["concat_frame"] for r in mine] == list(range(episode * n, (episode + 1) * n))
+        assert all(len(r["qpos"]) == 2 and len(r["qvel"]) == 2 for r in mine)  # each world's own state
+    firsts = [next(r for r in rows if r["episode"] == e)["qpos"] for e in range(4)]
+    assert len({tuple(q) for q in firsts}) == 4  # seeded start states differ per world
 
 
 async def test_a_request_cannot_name_a_module_as_engine(stack):

@@ -32,7 +32,14 @@ class BatchRunner:
                                on_frame=lambda world, f: sink[world].append(f.pixels.tobytes()))
     """
 
-    def __init__(self, engine: RenderEngine, *, fps: float, perturb_scale: float = 0.01) -> None:
+    def __init__(self, engine: RenderEngine, *, fps: float, perturb_scale: float = 0.01,
+                 state_fields: Sequence[str] = ()) -> None:
+        """`state_fields` (qpos, qvel, sensordata) are copied into each FrameOut's `state`, as
+        EpisodeRunner does."""
+        bad = [f for f in state_fields if f not in ("qpos", "qvel", "sensordata")]
+        if bad:
+            raise ValueError(f"state_fields must be qpos, qvel or sensordata, got {bad[0]!r}")
+        self.state_fields = tuple(state_fields)
         self.engine = engine
         self.model = engine.model
         self.schedule = FrameSchedule.of(self.model.opt.timestep, fps)
@@ -112,9 +119,11 @@ class BatchRunner:
             render_s += time.perf_counter() - t0
             t_k = sched.frame_time(k)
             max_off = max(max_off, sched.offset(k))
+            states = eng.states() if self.state_fields else None
             for w in range(n):
                 stats[w].update(buf[w])
-                on_frame(w, FrameOut(k, t_k, step, buf[w], float(since[w]), self._ctrl[w].tolist()))
+                state = {f: np.asarray(getattr(states[w], f)).tolist() for f in self.state_fields} if states else None
+                on_frame(w, FrameOut(k, t_k, step, buf[w], float(since[w]), self._ctrl[w].tolist(), state))
             since[:] = 0.0
         if not stopped:
             advance(total_steps)
@@ -149,6 +158,7 @@ def run_batched(
     on_frame: Callable[[int, FrameOut], None],
     on_episode: Callable[[int, EpisodeSummary], None],
     should_stop: Callable[[], bool] = lambda: False,
+    state_fields: Sequence[str] = (),
 ) -> None:
     """A run's episodes on a batch engine: `max_worlds` episodes at a time as parallel worlds, one
     seed per world; the last batch is filled up with repeats of its first seed whose frames are
@@ -164,7 +174,7 @@ def run_batched(
                          quality=quality, options=options)
     try:
         on_started(eng.info)
-        runner = BatchRunner(eng, fps=fps)
+        runner = BatchRunner(eng, fps=fps, state_fields=state_fields)
         for first in range(0, len(seeds), worlds):
             batch = list(seeds[first:first + worlds])
             real = len(batch)
