@@ -55,13 +55,37 @@ def _import():
     return wp, mjw
 
 
+class _Snapshot:
+    """The batch's state fields, copied to the host on first use after each step: policies that
+    read nothing (zero, random, sine) cost no device→host copy but the clock."""
+
+    def __init__(self, d) -> None:
+        self._d, self._host = d, {}
+
+    def get(self, name: str) -> np.ndarray:
+        a = self._host.get(name)
+        if a is None:
+            a = self._host[name] = getattr(self._d, name).numpy()
+        return a
+
+
 class WorldView:
     """One world's state for a policy: the MjData fields it may read, as host arrays."""
 
-    __slots__ = ("time", "qpos", "qvel", "ctrl", "act", "sensordata")
+    __slots__ = ("_snap", "_i")
 
-    def __init__(self, time_: float, qpos, qvel, ctrl, act, sensordata) -> None:
-        self.time, self.qpos, self.qvel, self.ctrl, self.act, self.sensordata = time_, qpos, qvel, ctrl, act, sensordata
+    def __init__(self, snap: _Snapshot, i: int) -> None:
+        self._snap, self._i = snap, i
+
+    @property
+    def time(self) -> float:
+        return float(self._snap.get("time")[self._i])
+
+    def __getattr__(self, name: str):
+        if name in ("qpos", "qvel", "ctrl", "act", "sensordata", "qacc", "xpos", "xquat"):
+            return self._snap.get(name)[self._i]
+        raise AttributeError(f"{name!r}: a MuJoCo Warp world offers time, qpos, qvel, ctrl, act, sensordata, "
+                             "qacc, xpos, xquat")
 
 
 class MjWarpEngine:
@@ -165,10 +189,8 @@ class MjWarpEngine:
             self._mjw.forward(self._m, self._d)
 
     def states(self) -> Sequence[WorldView]:
-        d = self._d
-        t, qpos, qvel, ctrl = d.time.numpy(), d.qpos.numpy(), d.qvel.numpy(), d.ctrl.numpy()
-        act, sens = d.act.numpy(), d.sensordata.numpy()
-        return [WorldView(float(t[i]), qpos[i], qvel[i], ctrl[i], act[i], sens[i]) for i in range(self.worlds)]
+        snap = _Snapshot(self._d)
+        return [WorldView(snap, i) for i in range(self.worlds)]
 
     def step(self, ctrl: np.ndarray) -> None:
         wp = self._wp
