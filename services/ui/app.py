@@ -25,14 +25,13 @@ from simreel.store.base import ArtifactStore, StoreError, check_key
 from . import security, telemetry
 from .live import Live
 from .preview import Previews
+from .submission import TooLarge, check_mjcf, default_scenes, field_of, read_submission
 
 log = logs.get("ui")
 
 STATIC = Path(__file__).parent / "static"
 Publish = Callable[[ev.Event], Awaitable[Any]]
 
-# A field path in msgspec's messages: "Expected `int` <= 4096 - at `$.render.width`".
-_FIELD = re.compile(r"at `\$\.([^`]+)`")
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,6 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 def _error(message: str, status: int = 400, **extra: Any) -> web.Response:
     return _json({"error": message, **extra}, status=status)
-
-
-def field_of(message: str) -> str | None:
-    """The request field a validation message is about (`render.width`), for the form to mark."""
-    m = _FIELD.search(message)
-    return m.group(1) if m else None
 
 
 class Ui:
@@ -329,8 +322,8 @@ class Ui:
     async def submit(self, request: web.Request) -> web.Response:
         """A new run from the form: the contract's own validation, errors with the field path."""
         try:
-            raw, assets, uploaded = await _read_submission(request, self.config.max_upload_bytes)
-        except _TooLarge:
+            raw, assets, uploaded = await read_submission(request, self.config.max_upload_bytes)
+        except TooLarge:
             return _error(f"upload larger than {self.config.max_upload_bytes} bytes", 413, field="scene_file")
         except ValueError as e:
             return _error(str(e), field=getattr(e, "field", None))
@@ -346,7 +339,7 @@ class Ui:
         if req.scene.lstrip().startswith("<"):
             # Uploaded MJCF goes through the simulator's own sandboxed loader here too, so a broken file
             # or a forbidden reference is shown next to the upload instead of as a failed run later.
-            problem = await asyncio.to_thread(_check_mjcf, req)
+            problem = await asyncio.to_thread(check_mjcf, req)
             if problem:
                 return _error(problem, field="scene_file" if uploaded else "scene")
         if req.run_id in self.live.index.runs:
@@ -392,87 +385,6 @@ class Ui:
         return _json({"recorder_id": rid, "event_id": e.event_id}, status=202)
 
 
-class _FieldError(ValueError):
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_part(part, budget: list[int]) -> bytes:
-    """A multipart part, counted against the upload budget (aiohttp does not cap streamed parts)."""
-    chunks = []
-    while chunk := await part.read_chunk(1 << 16):
-        budget[0] -= len(chunk)
-        if budget[0] < 0:
-            raise _TooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _read_submission(request: web.Request, max_bytes: int) -> tuple[dict[str, Any], dict[str, bytes], bool]:
-    """JSON body, or multipart: `request` (JSON), `scene_file` (MJCF), `assets` (files it references).
-    Returns the request, the uploaded assets, and whether the scene came as an uploaded file."""
-    assets: dict[str, bytes] = {}
-    uploaded = False
-    if request.content_length is not None and request.content_length > max_bytes:
-        raise _TooLarge()
-    budget = [max_bytes]
-    if request.content_type == "application/json":
-        try:
-            raw = await request.json()
-        except web.HTTPRequestEntityTooLarge:
-            raise _TooLarge() from None
-        except ValueError:
-            raise _FieldError("body is not JSON") from None
-    elif request.content_type == "multipart/form-data":
-        raw, scene_text = None, None
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "request":
-                try:
-                    raw = json.loads(await _read_part(part, budget))
-                except ValueError:
-                    raise _FieldError("request part is not JSON") from None
-            elif part.name == "scene_file" and part.filename:
-                data = await _read_part(part, budget)
-                try:
-                    scene_text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _FieldError("the scene file is not UTF-8 MJCF", "scene_file") from None
-            elif part.name == "assets" and part.filename:
-                name = Path(part.filename).name
-                if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name):
-                    raise _FieldError(f"asset name {name!r}: use letters, digits, . _ -", "assets")
-                assets[name] = await _read_part(part, budget)
-        if raw is None:
-            raise _FieldError("missing the request part")
-        if scene_text is not None:
-            if not scene_text.lstrip().startswith("<"):
-                raise _FieldError("the scene file does not look like MJCF XML", "scene_file")
-            raw["scene"] = scene_text
-            uploaded = True
-    else:
-        raise _FieldError("send application/json or multipart/form-data")
-    if not isinstance(raw, dict):
-        raise _FieldError("the request must be a JSON object")
-    return raw, assets, uploaded
-
-
-def _check_mjcf(req: ev.SimRequested) -> str | None:
-    from simreel.sim.errors import SceneError, SceneForbidden
-    from simreel.sim.loader import resolve_scene
-
-    try:
-        resolve_scene(req.scene, req.assets, (), req.render.width, req.render.height)
-    except SceneError as e:
-        return f"{'scene_forbidden' if isinstance(e, SceneForbidden) else 'scene_invalid'}: {e}"
-    return None
-
-
 def _request_summary(r: ev.SimRequested | None) -> dict[str, Any] | None:
     if r is None:
         return None
@@ -483,21 +395,3 @@ def _request_summary(r: ev.SimRequested | None) -> dict[str, Any] | None:
     if len(r.scene) > 200:
         out["scene"] = "inline MJCF"
     return out
-
-
-def default_scenes() -> dict[str, list[str]]:
-    """Builtin scenes, and the Gymnasium env ids this installation can make (when Gymnasium is here)."""
-    from simreel.sim import scenes
-
-    gym_ids: list[str] = []
-    try:
-        import gymnasium
-
-        for env_id, spec in gymnasium.envs.registry.items():
-            ep = spec.entry_point if isinstance(spec.entry_point, str) else ""
-            if "mujoco" in ep or "classic_control" in ep:
-                gym_ids.append(f"gymnasium:{env_id}")
-    except Exception:  # noqa: BLE001 - Gymnasium is optional
-        pass
-    return {"builtin": sorted(scenes.BUILTIN), "gymnasium": sorted(gym_ids),
-            "policies": ["zero", "random", "sine"]}

@@ -8,7 +8,6 @@ the "frames simulated" progress); one every `interval_s` is shrunk and sent as a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import struct
 import time
 import zlib

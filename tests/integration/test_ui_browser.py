@@ -165,7 +165,7 @@ def test_run_again_prefills_the_form_and_the_same_seed_gives_the_same_video(env,
     page.click("#submit")
     page.wait_for_url("**/runs/*")
     expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
-    expect(page.locator("#identical")).to_contain_text(f"byte-identical (sha256")
+    expect(page.locator("#identical")).to_contain_text("byte-identical (sha256")
     expect(page.locator("#identical")).to_contain_text(env["run"])
 
 

@@ -3,7 +3,6 @@ read the run back with its telemetry, seek into its video, delete it."""
 from __future__ import annotations
 
 import json
-import urllib.error
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +154,7 @@ def test_telemetry_fields_are_selectable_and_bounded(ui):
 def test_on_s3_videos_are_presigned_redirects_and_telemetry_is_read_through_the_store(tmp_path):
     """With SIMREEL_STORE=s3 (a real `weed server -s3`), the ui hands the browser presigned URLs for
     videos and reads telemetry and the report through the S3 store itself."""
+    import urllib.error
     import urllib.request
 
     from tests.support.s3server import S3Server
