@@ -47,14 +47,17 @@ class Live:
     def apply(self, e: ev.Event) -> None:
         self.events_applied += 1
         rec = fold_recorder(self.recorders, e)
+        replaying = not self.caught_up.is_set()  # pages get one "replayed" when the past is in
         if rec is not None:
+            if replaying:
+                return
             summary = rec.summary()
             for s in self.subscribers:
                 if s.run_id is None:
                     s.offer("recorder", summary)
             return
         state = self.index.apply(e)
-        if state is None or not self.subscribers:
+        if replaying or state is None or not self.subscribers:
             return
         summary = state.summary()
         for s in self.subscribers:
@@ -62,6 +65,11 @@ class Live:
                 s.offer("run", summary)
             elif s.run_id == state.run_id:
                 s.offer("event", {"type": type(e).__name__, "summary": summary, "event": _public(e)})
+
+    def replayed(self) -> None:
+        """The log's past is in: open pages fetch their state once, instead of one push per old event."""
+        for s in self.subscribers:
+            s.offer("replayed", {})
 
     def progress(self, run_id: str, episode: int, frame: int, frames: int | None) -> None:
         for s in self.subscribers:

@@ -42,8 +42,12 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> UiConfig:
 
 async def follow_log(bus: Bus, live: Live) -> None:
     """Replay every event, then keep applying new ones as they are stored (no polling)."""
+    announced = False
     async for e in bus.follow("simreel.evt.>", caught_up=live.caught_up):
         live.apply(e)
+        if not announced and live.caught_up.is_set():
+            announced = True
+            live.replayed()
 
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event, config: UiConfig | None = None) -> None:

@@ -289,3 +289,20 @@ def test_telemetry_parse_reads_one_episode_of_compact_rows_and_keeps_names():
         cols = t.columns(2)
         assert [s["name"] for s in cols["series"] if s["group"] == "qpos"] == ["qpos[slider]", "qpos[hinge]"]
         assert cols["frame"] == [0, 1, 2]
+
+
+def test_live_pushes_changes_only_after_the_replay_then_each_event():
+    live = Live()
+    page, run_page = live.subscribe(), live.subscribe("r1")
+    live.apply(ev.SimRequested(run_id="r1", scene="cartpole"))  # part of the replayed past
+    assert page.queue.empty() and run_page.queue.empty() and "r1" in live.index.runs
+    live.caught_up.set()
+    live.replayed()
+    assert page.queue.get_nowait()[0] == "replayed" and run_page.queue.get_nowait()[0] == "replayed"
+    live.apply(ev.SimFailed(run_id="r1", code="scene_invalid", message="bad"))
+    kind, summary = page.queue.get_nowait()
+    assert kind == "run" and summary["status"] == "failed"
+    kind, data = run_page.queue.get_nowait()
+    assert kind == "event" and data["type"] == "SimFailed" and data["event"]["message"] == "bad"
+    live.apply(ev.SimRequested(run_id="r2", scene="boxes"))
+    assert page.queue.get_nowait()[1]["run_id"] == "r2" and run_page.queue.empty()  # not r1's page

@@ -70,6 +70,7 @@
   document.querySelector("#prev").onclick = () => { state.offset = Math.max(0, state.offset - PAGE); load(); };
   document.querySelector("#next").onclick = () => { state.offset += PAGE; load(); };
   const es = simreel.stream("", { hello: () => { document.querySelector("#live").textContent = "live"; }, run: onRun,
+    replayed: () => { load(); api("/api/recorders").then(({ body }) => body.recorders.forEach((r) => simreel.recorders.update(r))); },
     recorder: (r) => simreel.recorders && simreel.recorders.update(r) });
   es.onerror = () => { document.querySelector("#live").textContent = "reconnecting…"; };
   load();
