@@ -15,8 +15,7 @@ from tests.support.ui import CHROMIUM, FLAGS, UiClient, ui_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-playwright = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extras")
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402 - in the test extras
 
 FPS = 30
 RUN = {"scene": "cartpole", "episodes": 2, "duration_s": 2.0, "policy": "random", "seed": 11,
@@ -175,7 +174,8 @@ def test_record_next_episode_on_a_live_recorder_yields_that_episodes_video(env, 
     import queue
     import threading
 
-    gym = pytest.importorskip("gymnasium")
+    import gymnasium as gym  # the gym extra, installed by make install
+
     from simreel.gym import RecordVideo
 
     videos: queue.Queue = queue.Queue()
