@@ -68,7 +68,8 @@ def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
 
 
 async def connect(settings: NatsSettings, *, name: str = "simreel", connect_timeout: float = 5.0,
-                  first_connect_s: float | None = None) -> nats.NATS:
+                  first_connect_s: float | None = None,
+                  on_reconnected: Callable[[], None] | None = None) -> nats.NATS:
     """Connect with reconnects forever once connected: a NATS restart must pause the services, not
     kill them. The first connection has a deadline (SIMREEL_NATS_CONNECT_TIMEOUT_S, default 30 s), so
     a wrong URL is a clear error instead of a hang."""
@@ -103,6 +104,8 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
 
     async def _recon() -> None:
         log.info("nats_reconnected")
+        if on_reconnected is not None:
+            on_reconnected()
 
     opts.update(error_cb=_err, disconnected_cb=_disc, reconnected_cb=_recon)
     if first_connect_s is None:
@@ -127,12 +130,35 @@ class Bus:
         # (service.serve sets it from SIMREEL_SHUTDOWN_GRACE_S; keep it below the orchestrator's kill timeout).
         self.shutdown_grace_s = 20.0
         self._handing_back: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
+        self._reconnect_waiters: set[asyncio.Future] = set()
 
     @classmethod
     async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
-        bus = cls(await connect(settings, name=name), replicas=replicas)
+        listeners: list[Callable[[], None]] = []
+        nc = await connect(settings, name=name, on_reconnected=lambda: [f() for f in listeners])
+        bus = cls(nc, replicas=replicas)
+        listeners.append(bus.notify_reconnected)
         await bus.ensure_streams()
         return bus
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the client has reconnected since it first connected."""
+        return int(self.nc.stats.get("reconnects", 0))
+
+    def notify_reconnected(self) -> None:
+        for waiter in self._reconnect_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._reconnect_waiters.clear()
+
+    def next_reconnect(self) -> asyncio.Future:
+        """Resolves when the connection next comes back after a drop (only for buses made by
+        `Bus.connect`, which wires the client's reconnect callback to `notify_reconnected`)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._reconnect_waiters.add(waiter)
+        waiter.add_done_callback(self._reconnect_waiters.discard)  # cancelled waiters do not pile up
+        return waiter
 
     @property
     def max_payload(self) -> int:
@@ -491,12 +517,17 @@ class FramePublisher:
     once, not when that ack's turn comes: across a JetStream leader change the publishes in flight
     are refused within milliseconds, but one whose reply was lost with the old leader would hold the
     attempt for the full 30 s ack timeout while its frames after the gap keep being stored.
+
+    For the same reason a publish still unacknowledged when the connection dropped fails the
+    attempt as soon as the client is back: its reply (or the publish itself) went down with the old
+    socket, and waiting 30 s for an ack that cannot come let encoders give up on the run first.
     """
 
     def __init__(self, bus: Bus, limit_bytes: int) -> None:
         self.bus = bus
         self.limit = limit_bytes
-        self.inflight: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
+        # (ack future, payload bytes, client reconnect count when it was sent)
+        self.inflight: collections.deque[tuple[asyncio.Future, int, int]] = collections.deque()
         self.bytes = 0
         self.sent = 0
         self.error: BaseException | None = None
@@ -506,10 +537,11 @@ class FramePublisher:
         self._raise_if_failed()
         data = ev.encode_frames(batch)
         msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
+        sent_at = self.bus.reconnects
         fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
                                               headers={"Nats-Msg-Id": msg_id})
         fut.add_done_callback(self._settled)
-        self.inflight.append((fut, len(data)))
+        self.inflight.append((fut, len(data), sent_at))
         self.bytes += len(data)
         self.sent += len(data)
         while self.bytes > self.limit:
@@ -527,16 +559,25 @@ class FramePublisher:
         if self.error is not None:
             raise self.error
 
+    def _check_connection(self, fut: asyncio.Future, sent_at: int) -> None:
+        if not fut.done() and self.bus.reconnects > sent_at:
+            raise ConnectionResetError("the NATS connection dropped while frames were unacknowledged; "
+                                       "this attempt ends and the next one republishes its frames")
+
     async def _pop(self) -> None:
-        fut, size = self.inflight.popleft()
+        fut, size, sent_at = self.inflight.popleft()
         self.bytes -= size
+        self._check_connection(fut, sent_at)
         if not fut.done():
             failed = asyncio.ensure_future(self._failed.wait())
+            reconnected = self.bus.next_reconnect()
             try:
-                await asyncio.wait({fut, failed}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({fut, failed, reconnected}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 failed.cancel()
+                reconnected.cancel()
         self._raise_if_failed()
+        self._check_connection(fut, sent_at)
         if not fut.done():
             raise nats.errors.TimeoutError
         fut.result()

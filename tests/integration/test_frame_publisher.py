@@ -34,3 +34,24 @@ async def test_a_refused_frame_fails_the_publisher_without_waiting_for_earlier_a
             await publisher.publish(_batch(2))  # and it stays failed: the attempt is over
     finally:
         await bus.close()
+
+
+async def test_a_frame_unacknowledged_across_a_reconnect_fails_the_publisher(nats_server):
+    """The ack of a frame sent before the connection dropped cannot arrive: the publisher says so when
+    the client is back, instead of holding the attempt for the 30 s ack timeout (which let an encoder
+    give up on the run before the simulator's next attempt started)."""
+    bus = await Bus.connect(NatsSettings(url=nats_server.url), name="frame-publisher-reconnect")
+    try:
+        await bus.js.delete_stream(subjects.FRAMES_STREAM)  # so the frame below waits on a silent listener
+        silent = await bus.nc.subscribe(subjects.frames("r", 1, 0))
+        publisher = FramePublisher(bus, limit_bytes=1 << 20)
+        await publisher.publish(_batch(0))
+        await silent.next_msg(timeout=10)
+        reconnected = bus.next_reconnect()
+        nats_server.stop()
+        nats_server.start()
+        await reconnected
+        with pytest.raises(ConnectionResetError, match="republishes"):
+            await publisher.flush()  # without the reconnect check: TimeoutError after 30 s
+    finally:
+        await bus.close()
