@@ -165,7 +165,7 @@ class Encoder:
                         log.info("attempt_superseded")
                         await calls(job.abort)
                         return None
-                    if idle > 5 and await read_again(f"no frames for {idle:.0f}s"):
+                    if idle > 5 and used_seq and await read_again(f"no frames for {idle:.0f}s"):
                         continue
                     if idle > self.settings.frame_idle_timeout_s:
                         return self._failed(st, "timeout", f"no frames for {idle:.0f}s "
