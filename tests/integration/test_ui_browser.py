@@ -114,6 +114,24 @@ def test_run_page_plays_video_and_keeps_charts_on_its_exact_time_axis(env, page)
     page.screenshot(path=str(env["shots"] / "ui-run.png"), full_page=False)
 
 
+def test_a_run_in_flight_shows_progress_and_a_live_preview(env, page):
+    import threading
+
+    run_id = "browser-in-flight"
+    page.goto(f"{env['url']}/runs/{run_id}")  # watching before the run exists
+    expect(page.locator("#live")).to_have_text("live")
+    # 30 s of simulated time (900 frames): a few seconds in flight on this machine, long enough to watch.
+    threading.Thread(target=env["client"].json, args=("POST", "/api/runs", {**RUN, "run_id": run_id, "episodes": 1,
+                                                                             "duration_s": 30.0}), daemon=True).start()
+    expect(page.locator("#progress")).to_be_visible(timeout=60_000)
+    expect(page.locator("#preview")).to_be_visible(timeout=60_000)  # a frame from FRAMES, as a PNG
+    expect(page.locator("#txt-sim")).to_contain_text("/ 900 frames")
+    assert page.evaluate("document.querySelector('#preview').naturalWidth") == 160
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#progress")).to_be_hidden()
+    expect(page.locator("body")).to_have_attribute("data-charts", "0")
+
+
 def test_delete_removes_the_runs_artifacts(env, page):
     c = env["client"]
     status, body = c.json("POST", "/api/runs", {**RUN, "episodes": 1, "duration_s": 0.5, "session": "browser-del"})

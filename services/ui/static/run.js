@@ -104,7 +104,7 @@
   const es = simreel.stream(`?run=${encodeURIComponent(runId)}`, {
     hello: () => { $("#live").textContent = "live"; },
     replayed: () => refresh(),
-    event: (m) => { if (detail) { detail.summary = m.summary; renderProgress(); } refreshSoon(); },
+    event: (m) => { if (detail) { detail.summary = m.summary; renderProgress(); refreshSoon(); } else refresh(); },
     progress: (p) => { progress = p; if (detail) renderProgress(); },
     preview: (p) => { const img = $("#preview"); img.src = `data:image/png;base64,${p.png}`; img.hidden = false; img.dataset.frame = p.frame; },
   });
