@@ -94,7 +94,10 @@ class Prefetch:
                 # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
                 # reader still hears of idleness (TimeoutError) only once per `timeout`.
                 msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                # nats-py raises the plain asyncio.TimeoutError (not its own subclass) when the
+                # slice runs out between its no-wait probe and the lingering pull: still just "no
+                # message yet", not a failure of the run.
                 if time.monotonic() - idle_since >= self._timeout:
                     idle_since = time.monotonic()
                     self._push(None, 0)
