@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import inspect
 import os
 import ssl
 import time
@@ -50,7 +51,31 @@ class Delivery:
                 await self.msg.in_progress()
 
 
-Handler = Callable[[Any, Delivery], Awaitable[Iterable[ev.Event] | None]]
+# A handler returns the events that follow from the one it handles, or yields them as they happen
+# (a long run announces each video as soon as it exists). It never publishes them itself: the bus
+# publishes what comes out, in order, then acks.
+Handler = Callable[[Any, Delivery], Awaitable[Iterable[ev.Event]] | AsyncIterator[ev.Event]]
+
+
+async def handler_events(handler: Handler, event: Any, delivery: "Delivery") -> AsyncIterator[ev.Event]:
+    """What a handler produces, as one stream whether it returns a list or is an async generator.
+    The bus and the in-memory test harness both read handlers through this."""
+    produced = handler(event, delivery)
+    if inspect.isasyncgen(produced):
+        async with contextlib.aclosing(produced):
+            async for e in produced:
+                yield e
+    else:
+        for e in (await produced) or ():
+            yield e
+
+
+@dataclass(frozen=True, slots=True)
+class Logged:
+    """The last event stored on a subject: its stream sequence, and the event (None if it does not decode)."""
+
+    seq: int
+    event: ev.Event | None
 
 # JetStream is there but cannot answer yet (restart, leader election): wait, do not give up. (No
 # responders at all means a server without JetStream: that is an error to report, not to wait out.)
@@ -217,6 +242,59 @@ class Bus:
         for e in events:
             await self.publish(e)
 
+    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future:
+        """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it."""
+        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
+
+    # --- looking things up -------------------------------------------------------------------------
+
+    async def last_event(self, subject: str, *, deadline_s: float = 30.0) -> Logged | None:
+        """The last event stored on an EVENTS subject (e.g. the run's last SimStarted), or None.
+
+        Retried while JetStream cannot answer (a restart, a stream leader election after a node loss),
+        up to `deadline_s`; then the error escapes, so a handler is retried instead of guessing."""
+        delay, give_up = 0.25, time.monotonic() + deadline_s
+        while True:
+            try:
+                raw = await self.js.get_last_msg(subjects.EVENTS_STREAM, subject)
+                break
+            except nats.js.errors.NotFoundError:
+                return None
+            except (*JS_UNAVAILABLE, nats.js.errors.NoStreamResponseError) as e:
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("last_event_retry", subject=subject, error=type(e).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            return Logged(raw.seq, ev.decode(raw.data))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return Logged(raw.seq, None)
+
+    # --- frames ------------------------------------------------------------------------------------
+
+    async def subscribe_frames(self, run_id: str, attempt: int, *, episode: int | None = None,
+                               start_seq: int | None = None):
+        """An ephemeral pull consumer over one attempt's frames (or one episode's), in stream order
+        (the encoder's read), from the first frame or from stream sequence `start_seq`. It does not
+        ack: frames stay in FRAMES until the run is encoded, so a reader can start over."""
+        subject = subjects.run_frames(run_id, attempt) if episode is None else subjects.frames(run_id, attempt, episode)
+        return await self.js.pull_subscribe(
+            subject, stream=subjects.FRAMES_STREAM,
+            config=api.ConsumerConfig(
+                deliver_policy=api.DeliverPolicy.ALL if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=start_seq, ack_policy=api.AckPolicy.NONE, inactive_threshold=300.0,
+                mem_storage=True))
+
+    async def purge_frames(self, run_id: str, attempt: int | None = None) -> None:
+        """Drop frames nobody will read again (their video is staged, or their attempt is dead)."""
+        await self.js.purge_stream(subjects.FRAMES_STREAM, subject=subjects.run_frames(run_id, attempt))
+
+    async def frame_subjects(self) -> list[str]:
+        """Every subject that has frames in FRAMES now."""
+        info = await self.js.stream_info(subjects.FRAMES_STREAM, subjects_filter=subjects.ALL_FRAMES)
+        return list(info.state.subjects or {})
+
     # --- work claiming -----------------------------------------------------------------------------
 
     async def consume(
@@ -346,10 +424,9 @@ class Bus:
                                        delivery=delivery.attempt)
         beat = asyncio.create_task(self._heartbeat(msg, ack_wait_s))
         try:
-            produced = await handler(event, delivery)
+            async for produced in handler_events(handler, event, delivery):
+                await self.publish(produced)
             beat.cancel()
-            if produced:
-                await self.publish_all(produced)
             await msg.ack()
         except asyncio.CancelledError:
             self._handing_back.add(asyncio.current_task())
@@ -538,8 +615,8 @@ class FramePublisher:
         data = ev.encode_frames(batch)
         msg_id = f"{batch.run_id}.{batch.attempt}.{batch.episode}.{batch.seq}"
         sent_at = self.bus.reconnects
-        fut = await self.bus.js.publish_async(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
-                                              headers={"Nats-Msg-Id": msg_id})
+        fut = await self.bus.publish_frame_data(subjects.frames(batch.run_id, batch.attempt, batch.episode), data,
+                                                msg_id)
         fut.add_done_callback(self._settled)
         self.inflight.append((fut, len(data), sent_at))
         self.bytes += len(data)

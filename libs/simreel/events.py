@@ -303,6 +303,9 @@ class ArtifactStored(Event, kw_only=True):
     sha256: str
     content_type: str
     source_event_id: str = ""
+    # The staged file this artifact was stored from (none for the report): the uploader deletes
+    # it once this event is in the log.
+    staged: str | None = None
 
 
 class StoreFailed(Event, kw_only=True):

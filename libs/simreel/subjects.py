@@ -5,6 +5,8 @@ selects one run's whole story from the EVENTS stream.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nats.js import api
 
 from . import events as ev
@@ -13,8 +15,12 @@ EVENTS_STREAM = "EVENTS"
 FRAMES_STREAM = "FRAMES"
 STAGING_BUCKET = "simreel-staging"
 
+ALL_EVENTS = "simreel.evt.>"
+ALL_FRAMES = "simreel.frames.>"
+ARTIFACT_EVENTS = "simreel.evt.artifact.>"  # stored and deleted: what the retention index folds
 SIM_REQUESTED = "simreel.evt.sim.requested"
 DEAD_LETTER_PREFIX = "simreel.evt.dead"
+FRAMES_PREFIX = "simreel.frames"
 
 _PER_RUN = {
     ev.SimStarted: "simreel.evt.sim.started",
@@ -48,8 +54,23 @@ def prefix_of(event_type: type[ev.Event]) -> str:
     return _PER_RUN[event_type]
 
 
+def of_run(event_type: type[ev.Event], run_id: str) -> str:
+    """Where the events of one type for one run are: `of_run(ev.SimStarted, "r1")`."""
+    return f"{_PER_RUN[event_type]}.{run_id}"
+
+
+def all_of(event_type: type[ev.Event]) -> str:
+    """Every run's events of one type: `all_of(ev.VideoAvailable)`."""
+    return f"{_PER_RUN[event_type]}.*"
+
+
 def run_events(run_id: str) -> str:
     return f"simreel.evt.*.*.{run_id}"
+
+
+def run_artifacts(run_id: str) -> str:
+    """A run's ArtifactStored and ArtifactDeleted."""
+    return f"simreel.evt.artifact.*.{run_id}"
 
 
 def recorder_control(recorder_id: str) -> str:
@@ -61,17 +82,33 @@ RECORDERS_ANNOUNCED = "simreel.evt.recorder.announced.*"
 
 
 def frames(run_id: str, attempt: int, episode: int) -> str:
-    return f"simreel.frames.{run_id}.{attempt}.{episode}"
+    return f"{FRAMES_PREFIX}.{run_id}.{attempt}.{episode}"
 
 
-def run_frames(run_id: str, attempt: int | None = None) -> str:
-    return f"simreel.frames.{run_id}.{attempt}.*" if attempt else f"simreel.frames.{run_id}.>"
+def run_frames(run_id: str, attempt: int | str | None = None) -> str:
+    """Every frame of a run, or of one attempt of it."""
+    return f"{FRAMES_PREFIX}.{run_id}.{attempt}.>" if attempt else f"{FRAMES_PREFIX}.{run_id}.>"
+
+
+@dataclass(frozen=True, slots=True)
+class FramesSubject:
+    run_id: str
+    attempt: str  # as written in the subject: a producer's typo must not crash the reader
+    episode: str
+
+
+def parse_frames(subject: str) -> FramesSubject | None:
+    """`simreel.frames.<run>.<attempt>.<episode>` → its parts; None for anything else."""
+    parts = subject.split(".")
+    if len(parts) != 5 or ".".join(parts[:2]) != FRAMES_PREFIX:
+        return None
+    return FramesSubject(parts[2], parts[3], parts[4])
 
 
 def events_stream(max_age_s: float = 30 * 86400, replicas: int = 1) -> api.StreamConfig:
     return api.StreamConfig(
         name=EVENTS_STREAM,
-        subjects=["simreel.evt.>"],
+        subjects=[ALL_EVENTS],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=max_age_s,
@@ -83,7 +120,7 @@ def events_stream(max_age_s: float = 30 * 86400, replicas: int = 1) -> api.Strea
 def frames_stream(max_bytes: int = 8 * 1024**3, replicas: int = 1) -> api.StreamConfig:
     return api.StreamConfig(
         name=FRAMES_STREAM,
-        subjects=["simreel.frames.>"],
+        subjects=[ALL_FRAMES],
         storage=api.StorageType.FILE,
         retention=api.RetentionPolicy.LIMITS,
         max_age=3600.0,
@@ -99,12 +136,14 @@ def frames_stream(max_bytes: int = 8 * 1024**3, replicas: int = 1) -> api.Stream
 # Work-claiming durable consumers: one shared name per service, so replicas load-balance.
 WORK_CONSUMERS: dict[str, list[str]] = {
     "simulator": [SIM_REQUESTED],
-    "encoder": ["simreel.evt.sim.started.*"],
+    "encoder": [all_of(ev.SimStarted)],
     "uploader": [
-        "simreel.evt.video.available.*",
-        "simreel.evt.scene.saved.*",
-        "simreel.evt.telemetry.staged.*",
-        "simreel.evt.sim.completed.*",
+        all_of(ev.VideoAvailable),
+        all_of(ev.SceneSaved),
+        all_of(ev.TelemetryStaged),
+        all_of(ev.SimCompleted),
+        # Once a staged file's ArtifactStored is in the log, the staged copy is deleted.
+        all_of(ev.ArtifactStored),
     ],
-    "retention": ["simreel.evt.artifact.stored.*", "simreel.evt.delete.requested.*"],
+    "retention": [all_of(ev.ArtifactStored), all_of(ev.DeleteRequested)],
 }

@@ -1,6 +1,6 @@
 """SimStarted → (frames from FRAMES) → VideoAvailable per file, TelemetryStaged; or EncodeFailed.
 
-Each VideoAvailable is published as soon as its episode's last frame is encoded, not at the end of
+Each VideoAvailable is yielded (and so published by the bus) as soon as its episode's last frame is encoded, not at the end of
 the run, so the first video is stored while later episodes are still simulating. Event ids are
 deterministic, so a redelivered job (encoder killed mid-run) re-announces the same facts and
 JetStream drops the duplicates.
@@ -12,11 +12,10 @@ import contextlib
 import shutil
 import threading
 import time
+from dataclasses import dataclass
+from typing import AsyncIterator
 
-import msgspec
 import nats.errors
-import nats.js.errors
-from nats.js import api
 
 from simreel import events as ev
 from simreel import log as logs
@@ -54,10 +53,14 @@ def _stream_seq(m) -> int | None:
 
 def _belongs(batch: ev.FrameBatch, st: ev.SimStarted, subject: str) -> bool:
     """The batch is of this run and attempt, and of the episode its subject names."""
-    parts = subject.split(".")
-    return (batch.run_id == st.run_id and batch.attempt == st.attempt
-            and len(parts) == 5 and parts[2] == st.run_id and parts[3] == str(st.attempt)
-            and parts[4] == str(batch.episode))
+    where = subjects.parse_frames(subject)
+    return (batch.run_id == st.run_id and batch.attempt == st.attempt and where is not None
+            and where == subjects.FramesSubject(st.run_id, str(st.attempt), str(batch.episode)))
+
+
+@dataclass(slots=True)
+class _Pass:
+    complete: bool = False  # the pass read what it was for (else: failed, aborted or superseded)
 
 
 class Encoder:
@@ -66,76 +69,68 @@ class Encoder:
         self.settings = settings
         self.staging = staging
 
-    async def on_sim_started(self, st: ev.SimStarted, delivery: Delivery) -> list[ev.Event]:
+    async def on_sim_started(self, st: ev.SimStarted, delivery: Delivery) -> AsyncIterator[ev.Event]:
+        """Yields a VideoAvailable per file as soon as it is staged, then TelemetryStaged; or
+        EncodeFailed. Nothing more when the attempt was aborted or superseded (the simulator says why)."""
         log = logs.get("encoder", run_id=st.run_id, attempt=st.attempt)
         # Which replica holds which run (operators, and the reliability tests that kill it).
         log.info("encode_started", episodes=st.episodes, frames_per_episode=st.frames_per_episode,
                  delivery=delivery.attempt)
-        workdir = self.staging.tempdir()
         problem = _unsupported(st.outputs)
         if problem:
-            shutil.rmtree(workdir, ignore_errors=True)
-            return [self._failed(st, "encode_failed", problem)]
+            yield self._failed(st, "encode_failed", problem)
+            return
+        workdir = self.staging.tempdir()
         job = EncodeJob(st, workdir, threads=self.settings.encoder_threads)
         calls = _JobCalls()
         t0 = time.monotonic()
+        failed = False
         try:
-            result = await self._encode(st, job, log, calls)
+            async for e in self._encode(st, job, log, calls):
+                failed = failed or isinstance(e, ev.EncodeFailed)
+                yield e
         except BaseException:
             await calls(job.abort)
-            shutil.rmtree(workdir, ignore_errors=True)
             raise
-        shutil.rmtree(workdir, ignore_errors=True)
-        if result is None:  # the attempt was aborted or superseded; the simulator reports why
-            # Its frames will never be read again: drop them now rather than after FRAMES' 1 h max_age
-            # (they count against the stream's byte cap, which refuses new frames when full).
-            with contextlib.suppress(Exception):
-                await self.bus.js.purge_stream(subjects.FRAMES_STREAM,
-                                               subject=subjects.run_frames(st.run_id, st.attempt))
-            return []
-        if isinstance(result, ev.EncodeFailed):
-            return [result]
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if failed:
+            return
+        # Encoded, aborted or superseded: the attempt's frames will never be read again. Drop them now
+        # rather than after FRAMES' 1 h max_age (they count against the stream's byte cap, which refuses
+        # new frames when full).
         with contextlib.suppress(Exception):
-            await self.bus.js.purge_stream(subjects.FRAMES_STREAM, subject=subjects.run_frames(st.run_id, st.attempt))
-        log.info("run_encoded", wall_s=round(time.monotonic() - t0, 2))
-        return []
+            await self.bus.purge_frames(st.run_id, st.attempt)
+        log.info("run_encoded" if job.complete else "run_let_go", wall_s=round(time.monotonic() - t0, 2))
 
-    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls"):
+    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls") -> AsyncIterator[ev.Event]:
         # A run's episodes normally follow each other in the stream, read in one pass. A batch
         # engine (SimStarted.worlds > 1) renders them at once, so their frames interleave: then each
         # episode's own subject is read in turn (the others wait in FRAMES), and every writer - the
         # concatenated video too - still sees one episode after the other, in constant memory.
-        if st.worlds > 1:
-            passes = [(subjects.frames(st.run_id, st.attempt, e), e) for e in range(st.episodes)]
-        else:
-            passes = [(subjects.run_frames(st.run_id, st.attempt), None)]
-        for subject, episode in passes:
-            result = await self._encode_pass(st, job, log, calls, subject, episode)
-            if result is not True:
-                return result
+        passes: list[int | None] = list(range(st.episodes)) if st.worlds > 1 else [None]
+        for episode in passes:
+            read = _Pass()
+            async for e in self._encode_pass(st, job, log, calls, episode, read):
+                yield e
+            if not read.complete:
+                return  # failed, aborted or superseded
         finished, telemetry = await calls(job.finish)
-        await self._announce(st, finished, log)
+        for video in await self._staged(st, finished, log):
+            yield video
         if telemetry is not None:
             size, sha = await asyncio.to_thread(telemetry_digest, telemetry)
             ref = await self.staging.put(f"{st.run_id}/{st.attempt}/telemetry.jsonl", telemetry)
-            await self.bus.publish(ev.TelemetryStaged(
+            yield ev.TelemetryStaged(
                 event_id=f"telemetry-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
-                session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha))
-        return True
+                session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha)
 
-    async def _encode_pass(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls", subject: str,
-                           episode: int | None):
-        """Read `subject` until the job is complete (`episode` None) or that episode is encoded; True
-        to go on, else what _encode returns."""
+    async def _encode_pass(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls", episode: int | None,
+                           read: "_Pass") -> AsyncIterator[ev.Event]:
+        """Read the run's frames (`episode` None) until the job is complete, or that episode's own
+        subject until it is encoded; `read.complete` says whether it got there."""
         async def subscribe(start_seq: int | None):
-            return await self.bus.js.pull_subscribe(
-                subject,
-                stream=subjects.FRAMES_STREAM,
-                config=api.ConsumerConfig(
-                    deliver_policy=api.DeliverPolicy.ALL if start_seq is None else api.DeliverPolicy.BY_START_SEQUENCE,
-                    opt_start_seq=start_seq, ack_policy=api.AckPolicy.NONE, inactive_threshold=300.0,
-                    mem_storage=True),
-            )
+            return await self.bus.subscribe_frames(st.run_id, st.attempt, episode=episode, start_seq=start_seq)
 
         assemblers: dict[int, FrameAssembler] = {}
         damaged = False  # a batch of this attempt was set aside: a gap after it is no publisher's fault
@@ -164,12 +159,13 @@ class Encoder:
                     if idle > 5 and await self._superseded(st):
                         log.info("attempt_superseded")
                         await calls(job.abort)
-                        return None
+                        return
                     if idle > 5 and used_seq and await read_again(f"no frames for {idle:.0f}s"):
                         continue
                     if idle > self.settings.frame_idle_timeout_s:
-                        return self._failed(st, "timeout", f"no frames for {idle:.0f}s "
-                                            f"({len(job.done_episodes)}/{st.episodes} episodes encoded)")
+                        yield self._failed(st, "timeout", f"no frames for {idle:.0f}s "
+                                           f"({len(job.done_episodes)}/{st.episodes} episodes encoded)")
+                        return
                     continue
                 last_progress = time.monotonic()
                 for item in msgs:
@@ -177,24 +173,25 @@ class Encoder:
                     if batch is None:
                         # Undecodable, or compressed frames that do not decompress: set it aside and go on
                         # (it must not break the job; if real frames are missing, the gap fails the run).
-                        await self._reject_frames(m, item.problem, log)
+                        yield self._rejected_frames(m, item.problem, log)
                         damaged = True
                         continue
                     if not _belongs(batch, st, m.subject):
-                        await self._reject_frames(
+                        yield self._rejected_frames(
                             m, f"frame batch of run {batch.run_id!r} attempt {batch.attempt} episode {batch.episode} "
                             f"on {m.subject}, which carries run {st.run_id!r} attempt {st.attempt}: ignored", log)
                         continue
                     if batch.aborted:
                         log.info("attempt_aborted", episode=batch.episode)
                         await calls(job.abort)
-                        return None
+                        return
                     if batch.episode in job.done_episodes:
                         continue
                     if batch.episode != job.current_episode:
                         if job.current_episode is not None and job.current_episode not in job.done_episodes:
-                            return self._failed(st, "encode_failed",
-                                                f"episode {batch.episode} started before episode {job.current_episode} ended")
+                            yield self._failed(st, "encode_failed",
+                                               f"episode {batch.episode} started before episode {job.current_episode} ended")
+                            return
                         job.begin_episode(batch.episode)
                         assemblers[batch.episode] = FrameAssembler()
                     try:
@@ -203,72 +200,79 @@ class Encoder:
                         if await read_again(str(e)):
                             break  # what was read ahead is dropped; the job goes on from used_seq + 1
                         if damaged:
-                            return self._failed(st, "encode_failed", str(e))
-                        return await self._after_gap(st, job, str(e), log, calls)
+                            yield self._failed(st, "encode_failed", str(e))
+                        else:
+                            for failed in await self._after_gap(st, job, str(e), log, calls):
+                                yield failed
+                        return
                     used_seq = _stream_seq(m) or used_seq
                     if frames:
                         await calls(job.write, batch.episode, frames)
                     if batch.last:
                         finished = await calls(job.end_episode, batch.episode)
-                        await self._announce(st, finished, log)
-            return True
+                        for video in await self._staged(st, finished, log):
+                            yield video
+            read.complete = True
         finally:
             await prefetch.close()
 
-    async def _after_gap(self, st: ev.SimStarted, job: EncodeJob, problem: str, log, calls: "_JobCalls"):
+    async def _after_gap(self, st: ev.SimStarted, job: EncodeJob, problem: str, log,
+                         calls: "_JobCalls") -> list[ev.EncodeFailed]:
         """Frames are missing in the middle of this attempt and none was damaged: their publishes
         failed. That is what a JetStream leader change does to the publishes in flight, while later
         ones reach the new leader; the simulator's attempt then fails on those acks and a newer attempt
         follows. Failing the run here raced that retry (and won: the run was marked failed although its
         next attempt succeeded). Wait for the newer attempt, or the simulator's SimFailed, up to the
-        frame idle timeout; then fail naming the gap."""
+        frame idle timeout; then fail naming the gap. Nothing when the attempt was superseded."""
         log.warning("frames_missing", problem=problem)
         deadline = time.monotonic() + self.settings.frame_idle_timeout_s
         while not await self._superseded(st):
             if time.monotonic() > deadline:
-                return self._failed(st, "encode_failed", f"{problem}; no newer attempt of the run came within "
-                                    f"{self.settings.frame_idle_timeout_s:.0f}s")
+                return [self._failed(st, "encode_failed", f"{problem}; no newer attempt of the run came within "
+                                     f"{self.settings.frame_idle_timeout_s:.0f}s")]
             await asyncio.sleep(1.0)
         log.info("attempt_superseded")
         await calls(job.abort)
-        return None
+        return []
 
-    async def _reject_frames(self, m, reason: str, log) -> None:
-        """Dead-letter a message found among a run's frames that is not one of them. Its run_id is
-        'unknown': the message does not reliably name a run, and a dead letter on the run's own subject
-        would mark that (healthy) run failed. The id follows the FRAMES sequence, so a re-read after a
-        redelivery does not report it twice."""
+    def _rejected_frames(self, m, reason: str, log) -> ev.DeadLettered:
+        """A message found among a run's frames that is not one of them. Its run_id is 'unknown': the
+        message does not reliably name a run, and a dead letter on the run's own subject would mark
+        that (healthy) run failed. The id follows the FRAMES sequence, so a re-read after a redelivery
+        does not report it twice."""
         try:
             seq = str(m.metadata.sequence.stream)
         except Exception:  # noqa: BLE001 - no JetStream metadata: still report it
             seq = ev.new_id()
         log.warning("frame_message_rejected", subject=m.subject, reason=reason[:300])
-        with contextlib.suppress(Exception):
-            await self.bus.publish(ev.DeadLettered(
-                event_id=f"dl-encoder-frames-{seq}", run_id="unknown", service="encoder", subject=m.subject,
-                reason=reason[:2000], payload_preview=m.data[:200].decode("utf-8", "replace")))
+        return ev.DeadLettered(
+            event_id=f"dl-encoder-frames-{seq}", run_id="unknown", service="encoder", subject=m.subject,
+            reason=reason[:2000], payload_preview=m.data[:200].decode("utf-8", "replace"))
 
     async def _superseded(self, st: ev.SimStarted) -> bool:
         """A newer attempt started, or the simulator already gave up: this job has nothing to wait for."""
-        for subject in (f"simreel.evt.sim.started.{st.run_id}", f"simreel.evt.sim.failed.{st.run_id}"):
+        for event_type in (ev.SimStarted, ev.SimFailed):
             try:
-                raw = await self.bus.js.get_last_msg(subjects.EVENTS_STREAM, subject)
-            except (nats.js.errors.NotFoundError, nats.errors.TimeoutError, nats.js.errors.APIError):
+                last = await self.bus.last_event(subjects.of_run(event_type, st.run_id), deadline_s=5.0)
+            except (nats.errors.Error, asyncio.TimeoutError):
+                continue  # cannot tell now; asked again at the next idle fetch
+            if last is None:
                 continue
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                last = ev.decode(raw.data)
-                if isinstance(last, ev.SimFailed) or (isinstance(last, ev.SimStarted) and last.attempt > st.attempt):
-                    return True
+            if isinstance(last.event, ev.SimFailed) or (isinstance(last.event, ev.SimStarted)
+                                                        and last.event.attempt > st.attempt):
+                return True
         return False
 
-    async def _announce(self, st: ev.SimStarted, finished: list[Finished], log) -> None:
+    async def _staged(self, st: ev.SimStarted, finished: list[Finished], log) -> list[ev.VideoAvailable]:
+        """Stage each finished file; its VideoAvailable."""
+        out = []
         for f in finished:
             name = file_name(f.episode, f.format, f.camera)
             ep = "all" if f.episode is None else str(f.episode)
             cam = f"-{f.camera}" if f.camera else ""
             ref = await self.staging.put(f"{st.run_id}/{st.attempt}/{ep}/{name}", f.info.path)
             info = f.info
-            await self.bus.publish(ev.VideoAvailable(
+            out.append(ev.VideoAvailable(
                 event_id=f"video-{st.run_id}-{st.attempt}-{ep}-{f.format}{cam}", run_id=st.run_id,
                 attempt=st.attempt, session=st.session, episode=f.episode, camera=f.camera, format=f.format, staged=ref, frames=info.frames,
                 fps=float(info.fps), duration_s=info.duration_s, width=info.width, height=info.height,
@@ -276,6 +280,7 @@ class Encoder:
                 spans=f.spans, warnings=f.warnings))
             log.info("video_encoded", episode=ep, type=f.format, staged=ref, frames=info.frames, fps=info.fps,
                      encode_ms=round(info.encode_ms, 1), bytes=info.bytes)
+        return out
 
     def _failed(self, st: ev.SimStarted, code: str, message: str) -> ev.EncodeFailed:
         logs.get("encoder", run_id=st.run_id).error("encode_failed", reason=message)

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 
 import nats.errors
-import nats.js.errors
 
 from simreel import events as ev
 from simreel import log as logs
@@ -21,38 +20,27 @@ from simreel.bus import Bus
 log = logs.get("encoder.janitor")
 
 
-def _run_attempt(subject: str) -> tuple[str, str] | None:
-    parts = subject.split(".")
-    if len(parts) != 5 or parts[:2] != ["simreel", "frames"]:
-        return None
-    return parts[2], parts[3]
-
-
 async def _started(bus: Bus, run_id: str, attempt: str) -> bool:
     """Any SimStarted of this run with this attempt (or a later one) in the event log?"""
-    try:
-        raw = await bus.js.get_last_msg(subjects.EVENTS_STREAM, f"simreel.evt.sim.started.{run_id}")
-    except nats.js.errors.NotFoundError:
-        return False
-    try:
-        last = ev.decode(raw.data)
-        return isinstance(last, ev.SimStarted) and last.attempt >= int(attempt)
-    except Exception:  # noqa: BLE001 - an unreadable entry proves nothing
-        return False
+    if not ev_run_id_ok(run_id):
+        return False  # not a subject token a SimStarted could have
+    last = await bus.last_event(subjects.of_run(ev.SimStarted, run_id))
+    if last is None or not isinstance(last.event, ev.SimStarted):
+        return False  # none, or an unreadable entry, which proves nothing
+    return attempt.isdigit() and last.event.attempt >= int(attempt)
 
 
 async def sweep(bus: Bus, suspects: set[tuple[str, str]]) -> set[tuple[str, str]]:
     """One pass; returns the attempts to look at again next time."""
-    info = await bus.js.stream_info(subjects.FRAMES_STREAM, subjects_filter="simreel.frames.>")
-    attempts = {ra for s in (info.state.subjects or {}) if (ra := _run_attempt(s))}
+    attempts = {(f.run_id, f.attempt) for s in await bus.frame_subjects() if (f := subjects.parse_frames(s))}
     unknown = set()
     for run_id, attempt in sorted(attempts):
         if not await _started(bus, run_id, attempt):
             unknown.add((run_id, attempt))
     for run_id, attempt in sorted(unknown & suspects):
-        subject = f"simreel.frames.{run_id}.{attempt}.>"
-        with contextlib.suppress(nats.js.errors.APIError, nats.errors.TimeoutError):
-            await bus.js.purge_stream(subjects.FRAMES_STREAM, subject=subject)
+        subject = subjects.run_frames(run_id, attempt)
+        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+            await bus.purge_frames(run_id, attempt)
         await bus.publish(ev.DeadLettered(
             event_id=f"dl-frames-{run_id}-{attempt}", run_id=run_id if ev_run_id_ok(run_id) else "unknown",
             service="encoder", subject=subject,

@@ -5,14 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import msgspec
-import nats.errors
-from nats.js import api
-
 from simreel import events as ev
 from simreel import log as logs
 from simreel import subjects
-from simreel.bus import JS_UNAVAILABLE, Bus
+from simreel.bus import Bus
 from simreel.config import Settings
 from simreel.store.settings import store_from_env
 
@@ -20,7 +16,6 @@ from .handlers import Retention
 from simreel.retention import Policy, RetentionIndex, policies_from_env
 
 NAME = "retention"
-ARTIFACT_EVENTS = "simreel.evt.artifact.>"
 
 
 def default_policy(settings: Settings) -> Policy:
@@ -30,35 +25,9 @@ def default_policy(settings: Settings) -> Policy:
 
 async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event) -> None:
     """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in.
-
-    Starting is retried while JetStream cannot answer (a leader election after a node loss): a
-    timeout here ended this task, `caught_up` was never set, and retention never began consuming."""
-    sub = None
-    while True:
-        try:
-            sub = sub or await bus.js.subscribe(ARTIFACT_EVENTS, stream=subjects.EVENTS_STREAM,
-                                                ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL)
-            info = await bus.js.stream_info(subjects.EVENTS_STREAM, subjects_filter=ARTIFACT_EVENTS)
-            break
-        except JS_UNAVAILABLE as e:
-            logs.get(NAME).warning("index_follow_retry", error=type(e).__name__)
-            await asyncio.sleep(0.5)
-    if not (info.state.subjects or {}):
-        caught_up.set()
-    try:
-        while True:
-            try:
-                m = await sub.next_msg(timeout=1.0)
-            except nats.errors.TimeoutError:
-                caught_up.set()
-                continue
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                index.apply(ev.decode(m.data))
-            if m.metadata.num_pending == 0:
-                caught_up.set()
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    Bus.follow waits out a JetStream that cannot answer yet (a leader election after a node loss)."""
+    async for e in bus.follow(subjects.ARTIFACT_EVENTS, caught_up=caught_up):
+        index.apply(e)
 
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
@@ -66,7 +35,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     store = store_from_env()
     index = RetentionIndex()
     default = default_policy(settings)
-    ret = Retention(bus, store, index, default, policies_from_env(default))
+    ret = Retention(store, index, default, policies_from_env(default))
     caught_up = asyncio.Event()
     follower = asyncio.create_task(follow_index(bus, index, caught_up))
     await caught_up.wait()
@@ -78,7 +47,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_s)
             if not stop.is_set():
                 try:
-                    await ret.sweep()
+                    await bus.publish_all(await ret.sweep())
                 except Exception as e:  # noqa: BLE001 - next sweep tries again
                     log.warning("sweep_failed", error=f"{type(e).__name__}: {e}")
 

@@ -10,11 +10,11 @@ import asyncio
 import hashlib
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import AsyncIterator
 
 import msgspec
-import nats.errors
-import nats.js.errors
 
 from simreel import events as ev
 from simreel import log as logs
@@ -31,6 +31,21 @@ from .worker import (EpisodeRendered, FrameRendered, RendererReady, WorkerDone, 
                      WorkerMessage, run_in_thread)
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The request ends before any rendering: these events say why (or nothing, if already handled)."""
+
+    events: list[ev.Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    job: WorkerJob
+    label: str  # the scene's name in events and the report
+    n_frames: int  # frames per episode (an upper bound for Gymnasium scenes, which may end sooner)
+    recorded: state.StatePlan  # the state channels recorded per frame
+
+
 class Simulator:
     def __init__(self, bus: Bus, settings: Settings, staging) -> None:
         self.bus = bus
@@ -41,15 +56,27 @@ class Simulator:
         return ev.SimFailed(event_id=f"failed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, code=code,
                             message=message, field=field)
 
-    async def on_sim_requested(self, req: ev.SimRequested, delivery: Delivery) -> list[ev.Event]:
+    async def on_sim_requested(self, req: ev.SimRequested, delivery: Delivery) -> AsyncIterator[ev.Event]:
+        """Yields SimStarted, each EpisodeEnded as its episode ends, then SceneSaved and SimCompleted;
+        or one SimFailed (or a DeadLettered for a duplicate request)."""
+        log = logs.get("simulator", run_id=req.run_id, attempt=delivery.attempt)
+        match await self._prepare(req, delivery, log):
+            case Refused(events):
+                for e in events:
+                    yield e
+            case Prepared() as prepared:
+                async for e in self._run(req, delivery.attempt, prepared, log):
+                    yield e
+
+    async def _prepare(self, req: ev.SimRequested, delivery: Delivery, log) -> "Refused | Prepared":
+        """Everything decided before the render thread starts: history, limits, scene, cameras."""
         attempt = delivery.attempt
-        log = logs.get("simulator", run_id=req.run_id, attempt=attempt)
         history = await self._history(req.run_id)
         if history:
             verdict = _judge_history(history, delivery)
             if verdict == "done":  # this message's own earlier attempt finished; only its ack was lost
                 log.info("request_already_handled", history=history)
-                return []
+                return Refused([])
             if verdict == "duplicate":
                 kinds = ", ".join(f"Sim{k.capitalize()} (seq {seq})" for k, seq in sorted(history.items()))
                 reason = (f"duplicate SimRequested for run {req.run_id!r} (stream seq {delivery.stream_seq}): the run "
@@ -57,17 +84,17 @@ class Simulator:
                           "run_id")
                 log.warning("duplicate_request_refused", reason=reason)
                 # run_id 'unknown': a dead letter under the run's own id would mark the original run failed.
-                return [ev.DeadLettered(event_id=f"dl-simulator-{delivery.stream_seq}", run_id="unknown",
+                return Refused([ev.DeadLettered(event_id=f"dl-simulator-{delivery.stream_seq}", run_id="unknown",
                                         service="simulator", subject=delivery.subject, reason=reason,
                                         deliveries=delivery.attempt, payload_preview=ev.encode(req)[:200].decode(
-                                            "utf-8", "replace"))]
+                                            "utf-8", "replace"))])
         try:
             plan.check_limits(req, self.settings.limits)
         except plan.LimitExceeded as e:
             log.warning("request_refused", reason=str(e))
-            return [self._failed(req, attempt, "limit_exceeded", str(e), e.field)]
+            return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
         if req.scene.startswith(gymenv.GYM_PREFIX):
-            return await self._on_gym_scene(req, attempt, log)
+            return await self._prepare_gym(req, attempt, log)
         r = req.render
         try:
             model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
@@ -75,26 +102,26 @@ class Simulator:
         except SceneError as e:
             code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
             log.warning("scene_refused", reason=str(e))
-            return [self._failed(req, attempt, code, str(e), "scene")]
+            return Refused([self._failed(req, attempt, code, str(e), "scene")])
         cameras = loader.camera_names(model)
         if r.cameras:
             missing = [c for c in r.cameras if c not in cameras]
             if missing:
-                return [self._failed(req, attempt, "bad_request",
+                return Refused([self._failed(req, attempt, "bad_request",
                                      f"camera {missing[0]!r} is not in the scene (cameras: {', '.join(cameras) or 'none'})",
-                                     "render.cameras")]
+                                     "render.cameras")])
             if len(set(r.cameras)) != len(r.cameras):
-                return [self._failed(req, attempt, "bad_request", "a camera is named twice", "render.cameras")]
+                return Refused([self._failed(req, attempt, "bad_request", "a camera is named twice", "render.cameras")])
         tile = r.tile and len(r.cameras) > 1
         if tile and r.width * len(r.cameras) > self.settings.limits.max_width:
-            return [self._failed(req, attempt, "limit_exceeded",
+            return Refused([self._failed(req, attempt, "limit_exceeded",
                                  f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
-                                 f"{self.settings.limits.max_width}", "render.width")]
+                                 f"{self.settings.limits.max_width}", "render.width")])
         names = state.mujoco_names(model)  # batch engines give each world's qpos/qvel/sensordata too
         try:
             recorded = self._state_plan(req, {k: v for k, v in names.items() if v}, state.MUJOCO_FIELDS)
         except state.TelemetryFieldError as e:
-            return [self._failed(req, attempt, _telemetry_code(e), str(e), e.field)]
+            return Refused([self._failed(req, attempt, _telemetry_code(e), str(e), e.field)])
         dt = float(model.opt.timestep)
         duration = plan.duration_of(req)
         n_frames = plan.frame_count(duration, req.max_steps, dt, r.fps)
@@ -106,7 +133,7 @@ class Simulator:
                         policy_allow=self.settings.policy_allowlist, engine=r.engine,
                         engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds,
                         state_fields=recorded.fields)
-        return await self._run(req, attempt, job, label, n_frames, log, recorded)
+        return Prepared(job, label, n_frames, recorded)
 
     def _state_plan(self, req: ev.SimRequested, available: dict[str, list[str]],
                     defaults: tuple[str, ...]) -> state.StatePlan:
@@ -116,29 +143,29 @@ class Simulator:
         return state.plan(available, req.outputs.telemetry_fields, defaults,
                           self.settings.limits.max_telemetry_values)
 
-    async def _on_gym_scene(self, req: ev.SimRequested, attempt: int, log) -> list[ev.Event]:
+    async def _prepare_gym(self, req: ev.SimRequested, attempt: int, log) -> "Refused | Prepared":
         """gymnasium:<EnvId>: the env's own fps and frame size, frames from env.render(), no scene.xml."""
         r = req.render
         if r.cameras or r.tile:
-            return [self._failed(req, attempt, "bad_request", "gymnasium scenes take camera_name/camera_id in "
-                                 "env_kwargs, not render.cameras", "render.cameras")]
+            return Refused([self._failed(req, attempt, "bad_request", "gymnasium scenes take camera_name/camera_id in "
+                                 "env_kwargs, not render.cameras", "render.cameras")])
         if r.engine != "gl":
-            return [self._failed(req, attempt, "bad_request", "gymnasium scenes are rendered by the env itself: "
-                                 f"render.engine must be 'gl', not {r.engine!r}", "render.engine")]
+            return Refused([self._failed(req, attempt, "bad_request", "gymnasium scenes are rendered by the env itself: "
+                                 f"render.engine must be 'gl', not {r.engine!r}", "render.engine")])
         try:
             factory, info = await asyncio.to_thread(gymenv.open_gym_scene, req.scene, req.env_kwargs, r.width,
                                                     r.height)
         except SceneError as e:
             log.warning("scene_refused", reason=str(e))
             code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
-            return [self._failed(req, attempt, code, str(e), "scene")]
+            return Refused([self._failed(req, attempt, code, str(e), "scene")])
         except BackendError as e:
-            return [self._failed(req, attempt, "render_failed", str(e))]
+            return Refused([self._failed(req, attempt, "render_failed", str(e))])
         obs = {"obs": [str(i) for i in range(info.get("obs_size") or 0)]} if info.get("obs_size") else {}
         try:
             recorded = self._state_plan(req, obs, state.GYM_FIELDS)
         except state.TelemetryFieldError as e:
-            return [self._failed(req, attempt, _telemetry_code(e), str(e), e.field)]
+            return Refused([self._failed(req, attempt, _telemetry_code(e), str(e), e.field)])
         duration = plan.duration_of(req)
         # An upper bound: an env may terminate sooner.
         n_frames = min(round(duration * info["fps"]) if duration is not None else 10**9,
@@ -148,21 +175,19 @@ class Simulator:
                         duration_s=duration, max_steps=req.max_steps, policy=req.policy,
                         policy_params=dict(req.policy_params), policy_allow=(), env_factory=factory,
                         physics_dt=info["dt"], state_fields=recorded.fields)
-        return await self._run(req, attempt, job, info["label"], n_frames, log, recorded)
+        return Prepared(job, info["label"], n_frames, recorded)
 
     async def _history(self, run_id: str) -> dict[str, int]:
         """Stream sequence of the last SimStarted / SimCompleted / SimFailed of the run, by kind."""
         found: dict[str, int] = {}
-        for kind in ("started", "completed", "failed"):
-            try:
-                raw = await self.bus.js.get_last_msg(subjects.EVENTS_STREAM, f"simreel.evt.sim.{kind}.{run_id}")
-            except nats.js.errors.NotFoundError:
-                continue
-            found[kind] = raw.seq
+        for kind, event_type in (("started", ev.SimStarted), ("completed", ev.SimCompleted), ("failed", ev.SimFailed)):
+            last = await self.bus.last_event(subjects.of_run(event_type, run_id))
+            if last is not None:
+                found[kind] = last.seq
         return found
 
-    async def _run(self, req, attempt, job: WorkerJob, label: str, n_frames: int, log,
-                   recorded: state.StatePlan = state.StatePlan()) -> list[ev.Event]:
+    async def _run(self, req: ev.SimRequested, attempt: int, prepared: "Prepared", log) -> AsyncIterator[ev.Event]:
+        job, label, n_frames, recorded = prepared.job, prepared.label, prepared.n_frames, prepared.recorded
         views = len(job.cameras) if (len(job.cameras) > 1 and not job.tile) else 1
         frame_w = job.width * (len(job.cameras) if job.tile else 1)
         pub = RunPublisher(self.bus, run_id=req.run_id, attempt=attempt, session=req.session, fps=job.fps,
@@ -186,7 +211,7 @@ class Simulator:
                             terminated=getattr(s, "terminated", False), truncated=getattr(s, "truncated", True),
                             sim_time_s=s.sim_time, wall_s=(s.render_ms_total + s.physics_ms_total) / 1000,
                             blank=s.blank, frozen=s.frozen, warnings=warnings)
-                        await self.bus.publish(await pub.end_episode(
+                        yield (await pub.end_episode(
                             episode, outcome, {"render_ms": round(s.render_ms_total, 1),
                                                "physics_ms": round(s.physics_ms_total, 1)}))
                         log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
@@ -197,10 +222,11 @@ class Simulator:
                         if req.fail_on_blank and (s.blank or s.frozen):
                             cancel.set()
                             await pub.abort(episode + 1)
-                            return [self._failed(req, attempt, "blank_frames",
-                                                 f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")]
+                            yield self._failed(req, attempt, "blank_frames",
+                                               f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")
+                            return
                     case RendererReady(gl, engine):
-                        await self.bus.publish(pub.started(
+                        yield (pub.started(
                             scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
                             width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
                             cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl,
@@ -214,8 +240,9 @@ class Simulator:
                         await pub.abort(len(pub.episodes))
                         code = "policy_forbidden" if isinstance(err, PolicyError) else (
                             "scene_invalid" if isinstance(err, SceneError) else "render_failed")
-                        return [self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
-                                             "policy" if code == "policy_forbidden" else None)]
+                        yield self._failed(req, attempt, code, f"{type(err).__name__}: {err}",
+                                           "policy" if code == "policy_forbidden" else None)
+                        return
                     case WorkerDone():
                         break
         finally:
@@ -232,7 +259,9 @@ class Simulator:
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
-        return [scene_event, completed] if scene_event else [completed]
+        if scene_event is not None:
+            yield scene_event
+        yield completed
 
     async def _save_scene(self, req: ev.SimRequested, attempt: int, job: WorkerJob) -> ev.SceneSaved:
         xml = await asyncio.to_thread(loader.compiled_xml, job.model)

@@ -3,7 +3,7 @@
 VideoAvailable, SceneSaved and TelemetryStaged point at staged files; SimCompleted carries the run
 report. Keys are deterministic, so a redelivered message overwrites the same object with the same
 bytes and announces the same fact (deduplicated by event id) — stored exactly once as seen from outside.
-The staged file is deleted only after ArtifactStored is in the log.
+The staged file is deleted only after ArtifactStored is in the log: the uploader reacts to that event.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from simreel import events as ev
 from simreel import log as logs
-from simreel.bus import Bus, Delivery
+from simreel.bus import Delivery
 from simreel.outputs import video_file_name
+from simreel.staging import Staging
 from simreel.store.base import ArtifactStore, make_key
 
 CONTENT_TYPES = {
@@ -37,8 +38,7 @@ def _loggable(url: str) -> str:
 
 
 class Uploader:
-    def __init__(self, bus: Bus, store: ArtifactStore, staging, *, key_prefix: str = "simreel") -> None:
-        self.bus = bus
+    def __init__(self, store: ArtifactStore, staging: Staging, *, key_prefix: str = "simreel") -> None:
         self.store = store
         self.staging = staging
         self.prefix = key_prefix
@@ -69,11 +69,9 @@ class Uploader:
             event_id=f"stored-{key}", run_id=run_id, kind=kind, format=fmt, episode=episode, camera=camera, session=session,
             bucket=stored.bucket, key=stored.key, url=stored.url, path=stored.path, expires_at=stored.expires_at,
             bytes=stored.bytes, sha256=stored.sha256 or sha256, content_type=stored.content_type,
-            source_event_id=source.event_id)
-        await self.bus.publish(done)
-        await self.staging.delete(staged)
+            source_event_id=source.event_id, staged=staged)
         log.info("artifact_stored", kind=kind, type=fmt, key=key, url=_loggable(stored.url), bytes=stored.bytes)
-        return []
+        return [done]
 
     async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
         return await self._store_staged(v, staged=v.staged, session=v.session, episode=v.episode,
@@ -87,6 +85,13 @@ class Uploader:
     async def on_telemetry_staged(self, t: ev.TelemetryStaged, delivery: Delivery) -> list[ev.Event]:
         return await self._store_staged(t, staged=t.staged, session=t.session, episode=None, name="telemetry.jsonl",
                                         kind="telemetry", fmt="jsonl", sha256=t.sha256)
+
+    async def on_artifact_stored(self, a: ev.ArtifactStored, delivery: Delivery) -> list[ev.Event]:
+        """The object is stored and the log says so: its staged copy is no longer needed. (Deleting it
+        before the fact is in the log would lose the file if the announcement failed.)"""
+        if a.staged:
+            await self.staging.delete(a.staged)
+        return []
 
     async def on_sim_completed(self, c: ev.SimCompleted, delivery: Delivery) -> list[ev.Event]:
         key = make_key(self.prefix, c.session, c.run_id, None, "report.json")

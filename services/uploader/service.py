@@ -16,13 +16,14 @@ NAME = "uploader"
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     store = store_from_env()
-    up = Uploader(bus, store, AnyStaging(settings, bus), key_prefix=settings.key_prefix)
+    up = Uploader(store, AnyStaging(settings, bus), key_prefix=settings.key_prefix)
     try:
         await bus.consume(NAME, {
             ev.VideoAvailable: up.on_video_available,
             ev.SceneSaved: up.on_scene_saved,
             ev.TelemetryStaged: up.on_telemetry_staged,
             ev.SimCompleted: up.on_sim_completed,
+            ev.ArtifactStored: up.on_artifact_stored,
         }, stop=stop, concurrency=settings.concurrency or 4, ack_wait_s=settings.ack_wait_s,
             max_deliver=settings.max_deliver)
     finally:

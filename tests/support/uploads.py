@@ -7,21 +7,10 @@ import os
 from pathlib import Path
 
 from simreel import events as ev
-from simreel.bus import Delivery
 from simreel.services.uploader.handlers import Uploader
 from simreel.staging import DirStaging
 from simreel.store.base import ArtifactStore
-
-
-class PublishedEvents:
-    """Stands in for the bus on the handler's publishing side only (delivery rules are tested on a real
-    nats-server): it keeps what the handler published."""
-
-    def __init__(self) -> None:
-        self.events: list[ev.Event] = []
-
-    async def publish(self, event: ev.Event) -> None:
-        self.events.append(event)
+from tests.support.handlers import Given, MemoryBus
 
 
 async def staged_video(tmp_path: Path, size: int = 70_001) -> tuple[DirStaging, ev.VideoAvailable]:
@@ -38,8 +27,12 @@ async def staged_video(tmp_path: Path, size: int = 70_001) -> tuple[DirStaging, 
 
 
 async def deliver(store: ArtifactStore, staging: DirStaging, video: ev.VideoAvailable, attempt: int) -> list[ev.Event]:
-    """One delivery of `video` to the uploader: the events it returned or published."""
-    bus = PublishedEvents()
-    returned = await Uploader(bus, store, staging).on_video_available(video, Delivery(
-        subject=f"simreel.evt.video.available.{video.run_id}", attempt=attempt, stream_seq=7))
-    return list(returned or []) + bus.events
+    """One delivery of `video` to the uploader, followed by the uploader's reaction to what it announced
+    (the staged file is deleted once its ArtifactStored is in the log): the events that came out."""
+    uploader = Uploader(store, staging)
+    given = Given(MemoryBus())
+    out = await given.handle(uploader.on_video_available, video, attempt=attempt, stream_seq=7)
+    for e in out:
+        if isinstance(e, ev.ArtifactStored):
+            assert await given.handle(uploader.on_artifact_stored, e) == []
+    return out

@@ -1,0 +1,234 @@
+"""Every service's handlers as specifications: given these events, these events come out.
+
+No NATS here (tests/support/handlers.MemoryBus stands in for what handlers use of the bus); the
+scenes, encoders, stores and staging are the real ones, at tiny sizes. Delivery rules (ack after
+publish, retries, dead letters) are tested against a real nats-server in tests/integration.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simreel import events as ev
+from simreel.config import Limits, Settings
+from simreel.retention import Policy, RetentionIndex
+from simreel.run_publisher import EpisodeOutcome, RunPublisher
+from simreel.services.encoder.handlers import Encoder
+from simreel.services.retention.handlers import Retention
+from simreel.services.simulator.handlers import Simulator
+from simreel.services.uploader.handlers import Uploader
+from simreel.staging import DirStaging
+from simreel.store import LocalStore
+from tests.support.handlers import Given, MemoryBus
+
+W, H, FPS = 32, 24, 10
+
+
+def kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+@pytest.fixture
+def bus():
+    return MemoryBus()
+
+
+@pytest.fixture
+def given(bus):
+    return Given(bus)
+
+
+@pytest.fixture
+def staging(tmp_path):
+    return DirStaging(tmp_path / "staging")
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(staging="dir", staging_dir=tmp_path / "staging", frame_idle_timeout_s=5.0,
+                    limits=Limits(max_width=64))
+
+
+# --- simulator -------------------------------------------------------------------------------------
+
+
+def request(**kw) -> ev.SimRequested:
+    base = dict(run_id="sim-1", scene="cartpole", episodes=2, duration_s=0.3, policy="random",
+                render=ev.RenderSpec(width=W, height=H, fps=FPS))
+    return ev.SimRequested(**{**base, **kw})
+
+
+async def test_simulator_announces_start_each_episode_scene_and_completion(bus, given, settings, staging):
+    out = await given.handle(Simulator(bus, settings, staging).on_sim_requested, request())
+    assert kinds(out) == ["SimStarted", "EpisodeEnded", "EpisodeEnded", "SceneSaved", "SimCompleted"]
+    started, e0, e1, scene, done = out
+    assert (started.width, started.height, started.fps, started.frames_per_episode) == (W, H, FPS, [3, 3])
+    assert [e0.episode, e1.episode] == [0, 1] and e0.frames == e1.frames == 3
+    assert done.frames == 6 and done.expected_artifacts == 2 + 1 + 1 + 1  # 2 videos, scene, report, telemetry
+    assert [e["episode"] for e in done.report["episodes"]] == [0, 1]
+    async with staging.local(scene.staged) as p:
+        assert hashlib.sha256(Path(p).read_bytes()).hexdigest() == scene.sha256
+    # the frames went to FRAMES, each episode closed by a `last` batch
+    batches = [ev.decode_frames(m.data) for m in bus.frames]
+    assert [b.episode for b in batches if b.last] == [0, 1]
+    assert sum(b.count for b in batches) == 6
+
+
+async def test_simulator_refuses_a_request_over_a_limit_naming_the_field(bus, given, settings, staging):
+    (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested,
+                                   request(render=ev.RenderSpec(width=128, height=H)))
+    assert isinstance(failed, ev.SimFailed) and failed.code == "limit_exceeded" and failed.field == "render.width"
+    assert bus.frames == []
+
+
+async def test_simulator_refuses_a_second_request_for_a_finished_run(bus, given, settings, staging):
+    sim = Simulator(bus, settings, staging)
+    req = request(episodes=1, duration_s=0.1)
+    await given.handle(sim.on_sim_requested, req)
+    again = ev.SimRequested(**{**{f: getattr(req, f) for f in req.__struct_fields__}, "event_id": "another"})
+    (dead,) = await given.handle(sim.on_sim_requested, again)
+    assert isinstance(dead, ev.DeadLettered) and "duplicate SimRequested" in dead.reason
+    assert dead.run_id == "unknown"  # not under the run's own id: that would mark the finished run failed
+
+
+async def test_simulator_redelivery_of_a_finished_attempt_only_acks(bus, given, settings, staging):
+    """The run finished but the ack was lost: the redelivered request produces nothing."""
+    sim = Simulator(bus, settings, staging)
+    req = request(episodes=1, duration_s=0.1)
+    first = await given.handle(sim.on_sim_requested, req)
+    seq = next(s for s, _, e in bus.log if e.event_id == req.event_id)
+    assert kinds(first)[-1] == "SimCompleted"
+    assert await given.handle(sim.on_sim_requested, req, attempt=2, stream_seq=seq) == []
+
+
+# --- encoder ---------------------------------------------------------------------------------------
+
+
+async def publish_run(bus, *, episodes=2, frames=4, abort_at: int | None = None,
+                      outputs=ev.OutputSpec(layout="both")) -> ev.SimStarted:
+    """A run's SimStarted and frames, as any producer publishes them (the simulator's RunPublisher)."""
+    pub = RunPublisher(bus, run_id="enc-1", attempt=1, session="s", fps=FPS, frame_width=W, frame_height=H)
+    started = pub.started(scene="synthetic", episodes=episodes, frames_per_episode=[frames] * episodes, width=W,
+                          height=H, outputs=outputs)
+    for episode in range(episodes):
+        if episode == abort_at:
+            await pub.frame(episode, 0, 0.0, bytes(W * H * 3), {"k": 0})
+            await pub.abort(episode)
+            return started
+        for k in range(frames):
+            await pub.frame(episode, k, k / FPS, np.full((H, W, 3), 30 * k + episode, np.uint8).tobytes(), {"k": k})
+        await pub.end_episode(episode, EpisodeOutcome(seed=episode, steps=frames, frames=frames))
+    return started
+
+
+async def test_encoder_stages_each_video_then_telemetry_and_drops_the_frames(bus, given, settings, staging):
+    started = await publish_run(bus)
+    out = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+    assert kinds(out) == ["VideoAvailable", "VideoAvailable", "VideoAvailable", "TelemetryStaged"]
+    assert [v.episode for v in out[:3]] == [0, 1, None]
+    assert [v.frames for v in out[:3]] == [4, 4, 8]
+    for v in out[:3]:
+        async with staging.local(v.staged) as p:
+            assert hashlib.sha256(Path(p).read_bytes()).hexdigest() == v.sha256
+    assert out[3].rows == 8
+    assert bus.frames == []  # purged once the videos are staged
+
+
+async def test_encoder_lets_an_aborted_attempt_go_after_the_episodes_it_finished(bus, given, settings, staging):
+    started = await publish_run(bus, abort_at=1)
+    out = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+    assert kinds(out) == ["VideoAvailable"] and out[0].episode == 0  # no concatenated video, no telemetry
+    assert bus.frames == []
+
+
+async def test_encoder_refuses_options_it_cannot_honour_before_reading_frames(bus, given, settings, staging):
+    started = await publish_run(bus, outputs=ev.OutputSpec(crf=60))
+    (failed,) = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+    assert isinstance(failed, ev.EncodeFailed) and "crf 60" in failed.message
+
+
+# --- uploader --------------------------------------------------------------------------------------
+
+
+async def staged_file(staging, name: str, data: bytes) -> str:
+    work = staging.tempdir() / Path(name).name
+    work.write_bytes(data)
+    return await staging.put(name, work)
+
+
+async def test_uploader_stores_then_deletes_the_staged_copy_once_the_fact_is_logged(given, staging, tmp_path):
+    data = b"not really an mp4" * 100
+    ref = await staged_file(staging, "up-1/1/0/episode-0000.mp4", data)
+    video = ev.VideoAvailable(run_id="up-1", attempt=1, session="s", episode=0, format="mp4", staged=ref, frames=3,
+                              fps=10.0, duration_s=0.3, width=W, height=H, codec="h264", bytes=len(data),
+                              sha256=hashlib.sha256(data).hexdigest(), encode_ms=1.0)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging)
+    (stored,) = await given.handle(uploader.on_video_available, video)
+    assert isinstance(stored, ev.ArtifactStored) and stored.kind == "video" and stored.staged == ref
+    assert Path(stored.path).read_bytes() == data and stored.bytes == len(data)
+    async with staging.local(ref):
+        pass  # still staged: nothing is deleted before ArtifactStored is in the log
+    assert await given.handle(uploader.on_artifact_stored, stored) == []
+    with pytest.raises(FileNotFoundError):
+        async with staging.local(ref):
+            pass
+
+
+async def test_uploader_stores_the_report_of_a_completed_run(given, staging, tmp_path):
+    done = ev.SimCompleted(run_id="up-2", attempt=1, episodes=1, frames=3, wall_s=1.0, session="s",
+                           expected_artifacts=4, report={"scene": "cartpole"})
+    (stored,) = await given.handle(Uploader(LocalStore(tmp_path / "out"), staging).on_sim_completed, done)
+    assert stored.kind == "report" and stored.staged is None
+    assert '"scene": "cartpole"' in Path(stored.path).read_text()
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+
+async def stored_artifacts(store: LocalStore, tmp_path: Path, n: int, session: str = "s") -> list[ev.ArtifactStored]:
+    out = []
+    for i in range(n):
+        src = tmp_path / f"v{i}.mp4"
+        src.write_bytes(b"x" * (10 + i))
+        key = f"simreel/{session}/run-{i}/0000/episode-0000.mp4"
+        s = await store.put(key, src, content_type="video/mp4", metadata={})
+        out.append(ev.ArtifactStored(run_id=f"run-{i}", kind="video", format="mp4", episode=0, session=session,
+                                     key=key, url=s.url, path=s.path, bytes=s.bytes, sha256=s.sha256,
+                                     content_type="video/mp4", ts=1000.0 + i))
+    return out
+
+
+async def test_retention_keeps_the_latest_and_announces_each_delete(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy(keep_latest=2))
+    arts = await stored_artifacts(store, tmp_path, 3)
+    out = []
+    for a in arts:
+        out += await given.handle(retention.on_artifact_stored, a)
+        index.apply_all(out)  # what the service's follower does with the log
+    assert kinds(out) == ["ArtifactDeleted"] and out[0].key == arts[0].key and out[0].reason == "count"
+    assert not Path(arts[0].path).exists() and Path(arts[2].path).exists()
+
+
+async def test_retention_deletes_a_whole_run_on_request(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy())
+    arts = await stored_artifacts(store, tmp_path, 2)
+    for a in arts:
+        assert await given.handle(retention.on_artifact_stored, a) == []
+    (deleted,) = await given.handle(retention.on_delete_requested, ev.DeleteRequested(run_id="run-1"))
+    assert deleted.key == arts[1].key and deleted.reason == "manual" and not Path(arts[1].path).exists()
+
+
+async def test_retention_dry_run_says_what_it_would_delete_and_deletes_nothing(tmp_path):
+    store = LocalStore(tmp_path / "out")
+    arts = await stored_artifacts(store, tmp_path, 3)
+    retention = Retention(store, RetentionIndex().apply_all(arts), Policy(keep_latest=1), dry_run=True)
+    would = await retention.enforce("s")
+    assert sorted(d.key for d in would) == sorted(a.key for a in arts[:2])
+    assert all(Path(a.path).exists() for a in arts)
