@@ -165,32 +165,71 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
         await client.close()
 
 
-def _print_result(result, *, as_json: bool) -> None:
+def _print_result(result, *, as_json: bool, out: Path | None = None) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         sys.stdout.flush()
         return
-    from rich.table import Table
-
     console = _console()
     if result.error:
         console.print(f"[red]run {result.run_id} {result.status}: [{result.error_code}] {result.error}")
-    t = Table(title=f"run {result.run_id} — {result.status}")
-    for col in ("kind", "episode", "format", "bytes"):
-        t.add_column(col, no_wrap=True)
-    t.add_column("location", overflow="fold")  # a whole path or URL, never cut with an ellipsis
-    for a in result.to_json()["artifacts"]:
-        t.add_row(a["kind"], "all" if a["episode"] is None else str(a["episode"]), a["format"], f"{a['bytes']:,}",
-                  _short(a["path"]) if a["path"] else a["url"])
-    console.print(t)
+    console.print(artifact_table(result, out))
 
 
-def _short(path: str) -> str:
-    """A path relative to the working directory when it is below it (what a person can paste)."""
-    try:
-        return str(Path(path).relative_to(Path.cwd()))
-    except ValueError:
-        return path
+def artifact_table(result, out: Path | None = None):
+    """One row per artifact with what the per-video log line says (frames, duration, fps, encode
+    time, size), readable at 100 columns: the run's folder is named once in the caption, each row
+    shows the file inside it."""
+    from rich.table import Table
+
+    videos = {v.event_id: v for v in (result.state.videos.values() if result.state else ())}
+    artifacts = sorted(result.artifacts, key=lambda a: (a.kind, -1 if a.episode is None else a.episode, a.key))
+    places = [_shown(a.path, out) if a.path else a.url for a in artifacts]
+    folder = _common_folder(places) if all(a.path for a in artifacts) else ""
+    where = (_shown(str(out), None).rstrip("/") + "/" if out else "") + folder
+    t = Table(title=f"run {result.run_id} — {result.status}", caption=f"in {where}" if folder else None,
+              caption_justify="left", title_justify="left")
+    for col, justify in (("kind", "left"), ("ep", "right"), ("frames", "right"), ("duration", "right"),
+                         ("fps", "right"), ("encode", "right"), ("size", "right")):
+        t.add_column(col, justify=justify, no_wrap=True)
+    t.add_column("file", overflow="fold")  # whole, never cut with an ellipsis
+    for a, place in zip(artifacts, places):
+        v = videos.get(a.source_event_id)
+        t.add_row(a.kind, "all" if a.episode is None else str(a.episode),
+                  str(v.frames) if v else "", f"{v.duration_s:.2f} s" if v else "", f"{v.fps:g}" if v else "",
+                  f"{v.encode_ms / 1000:.2f} s" if v else "", _size(a.bytes), place[len(folder):])
+    return t
+
+
+def _shown(path: str, out: Path | None) -> str:
+    """A path relative to --out (else to the working directory) when it is below it."""
+    for base in ([out] if out else []) + [Path.cwd()]:
+        try:
+            return str(Path(path).resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return path
+
+
+def _common_folder(paths: list[str]) -> str:
+    """The longest shared folder of the paths, with its trailing slash ('' if none)."""
+    if not paths:
+        return ""
+    parts = [p.split("/")[:-1] for p in paths]
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) != 1:
+            break
+        common.append(level[0])
+    return "/".join(common) + "/" if common else ""
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
 
 
 def _nats_settings(a: argparse.Namespace) -> NatsSettings:
@@ -227,7 +266,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             if not result.ok:
                 console.print(f"service logs: {stack.log_dir} (kept until exit)")
                 console.print(stack.logs()[-4000:], markup=False, highlight=False)
-    _print_result(result, as_json=a.json)
+    _print_result(result, as_json=a.json, out=Path(a.out))
     return 0 if result.ok else 1
 
 
@@ -285,12 +324,8 @@ def cmd_up(a: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, _stop)
         try:
             while not stop["flag"]:
-                for name, procs in stack.procs.items():
-                    for i, p in enumerate(procs):
-                        if p.poll() is not None:
-                            console.print(f"{name} exited ({p.returncode}); restarting")
-                            procs[i] = __import__("simreel.embedded", fromlist=["start_service"]).start_service(
-                                name, stack.service_env(), log_file=stack.log_dir / f"{name}-{i}.log")
+                for note in stack.restart_exited():
+                    console.print(f"{note}; restarted")
                 time.sleep(1.0)
         except KeyboardInterrupt:
             pass
@@ -369,24 +404,22 @@ def cmd_runs(a: argparse.Namespace) -> int:
 
 def cmd_rm(a: argparse.Namespace) -> int:
     """Ask retention to delete a run's artifacts, and wait until each one is gone."""
+    from . import subjects
     from .client import Client
+    from .retention import RetentionIndex
 
     async def _go() -> tuple[list[str], set[str]]:
         c = await Client.connect(_nats_settings(a))
         try:
-            live: set[str] = set()
-            async for e in c.bus.replay(f"simreel.evt.artifact.*.{a.run_id}"):
-                if isinstance(e, ev.ArtifactStored):
-                    live.add(e.key)
-                elif isinstance(e, ev.ArtifactDeleted):
-                    live.discard(e.key)
+            index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.run_artifacts(a.run_id))])
+            live = set(index.entries)
             if not live:
                 return [], set()
             await c.bus.publish(ev.DeleteRequested(run_id=a.run_id, requested_by=os.environ.get("USER", "")))
             gone: set[str] = set()
 
             async def _wait() -> None:
-                async for e in c.bus.follow(f"simreel.evt.artifact.deleted.{a.run_id}"):
+                async for e in c.bus.follow(subjects.of_run(ev.ArtifactDeleted, a.run_id)):
                     if isinstance(e, ev.ArtifactDeleted):
                         gone.add(e.key)
                     if live <= gone:
@@ -411,7 +444,11 @@ def cmd_rm(a: argparse.Namespace) -> int:
 
 
 def cmd_retention(a: argparse.Namespace) -> int:
-    """Show (--dry-run) or apply the retention policy once, from the event log."""
+    """Show (--dry-run) or apply the retention policy once, from the event log: the retention
+    service's own decisions and deletes, published here since no service handles them."""
+    from simreel.services.retention.handlers import Retention
+
+    from . import subjects
     from .client import Client
     from .retention import Policy, RetentionIndex
 
@@ -422,26 +459,19 @@ def cmd_retention(a: argparse.Namespace) -> int:
     async def _go():
         c = await Client.connect(_nats_settings(a))
         try:
-            index = RetentionIndex().apply_all([e async for e in c.bus.replay("simreel.evt.artifact.>")])
-            store = None
-            if not a.dry_run:
-                from .store.settings import store_from_env
+            index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.ARTIFACT_EVENTS)])
+            from .store.settings import store_from_env
 
-                store = store_from_env()
-            sessions = [a.session] if a.session else sorted(index.sessions())
-            out = []
-            now = time.time()
-            for s in sessions:
-                for entry, reason in index.victims(s, policy, now):
-                    deleted = ev.ArtifactDeleted(event_id=f"deleted-{entry.key}", run_id=entry.run_id, session=s,
-                                                 key=entry.key, bucket=entry.bucket, reason=reason)
-                    if store is not None:
-                        await store.delete(entry.key)
-                        await c.bus.publish(deleted)
-                    out.append(deleted)
-            if store is not None:
+            store = store_from_env()
+            try:
+                retention = Retention(store, index, policy, dry_run=a.dry_run)
+                sessions = [a.session] if a.session else sorted(index.sessions())
+                out = [d for s in sessions for d in await retention.enforce(s)]
+                if not a.dry_run:
+                    await c.bus.publish_all(out)
+                return out
+            finally:
                 await store.close()
-            return out
         finally:
             await c.close()
 

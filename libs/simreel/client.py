@@ -106,12 +106,12 @@ class Client:
 
     async def videos(self, *, from_start: bool = False) -> AsyncIterator[ev.VideoAvailable]:
         """Every VideoAvailable (all runs), for systems that react to new videos."""
-        async for e in self.bus.follow("simreel.evt.video.available.*", from_start=from_start):
+        async for e in self.bus.follow(subjects.all_of(ev.VideoAvailable), from_start=from_start):
             if isinstance(e, ev.VideoAvailable):
                 yield e
 
     async def stored(self, *, from_start: bool = False) -> AsyncIterator[ev.ArtifactStored]:
-        async for e in self.bus.follow("simreel.evt.artifact.stored.*", from_start=from_start):
+        async for e in self.bus.follow(subjects.all_of(ev.ArtifactStored), from_start=from_start):
             if isinstance(e, ev.ArtifactStored):
                 yield e
 

@@ -218,6 +218,17 @@ class Stack:
                             f"{p.returncode}; logs in {self.log_dir}")
         return None
 
+    def restart_exited(self) -> list[str]:
+        """Start again every service process that has exited (`simreel up` calls this every second);
+        returns what was restarted, e.g. `encoder-0 exited (1)`."""
+        restarted = []
+        for name, procs in self.procs.items():
+            for i, p in enumerate(procs):
+                if p.poll() is not None:
+                    restarted.append(f"{name}-{i} exited ({p.returncode})")
+                    procs[i] = start_service(name, self.service_env(), log_file=self.log_dir / f"{name}-{i}.log")
+        return restarted
+
     def logs(self) -> str:
         parts = []
         for f in sorted(self.log_dir.glob("*.log")):
