@@ -70,6 +70,10 @@ async def handler_events(handler: Handler, event: Any, delivery: "Delivery") -> 
             yield e
 
 
+# What a service says to the sender of a message that does not decode (besides the dead letter).
+Refusal = Callable[[bytes, Exception, "Delivery"], list[ev.Event]]
+
+
 @dataclass(frozen=True, slots=True)
 class Logged:
     """The last event stored on a subject: its stream sequence, and the event (None if it does not decode)."""
@@ -307,11 +311,14 @@ class Bus:
         ack_wait_s: float = 30.0,
         max_deliver: int = 5,
         grace_s: float | None = None,
+        on_undecodable: Refusal | None = None,
     ) -> None:
         """Claim work from the service's shared durable pull consumer until `stop` is set.
 
         Each message: decode → handler → publish the events it returns → ack. A message that does
-        not decode, has no handler, or failed `max_deliver` times is dead-lettered and acked away.
+        not decode, has no handler, or failed `max_deliver` times is dead-lettered and acked away;
+        for one that does not decode, `on_undecodable` may say more to whoever sent it (events
+        published before the dead letter).
         On stop, in-flight work gets `grace_s` to finish, then is cancelled and nak'ed back so
         another replica takes it over.
         """
@@ -366,7 +373,8 @@ class Bus:
                 if not msgs:
                     slots.release()
                     continue
-                task = asyncio.create_task(self._handle(service, msgs[0], handlers, ack_wait_s, max_deliver))
+                task = asyncio.create_task(self._handle(service, msgs[0], handlers, ack_wait_s, max_deliver,
+                                                        on_undecodable))
                 inflight.add(task)
                 messages[task] = msgs[0]
 
@@ -405,12 +413,14 @@ class Bus:
                 log.warning("handed_back_unfinished", service=service, subject=msg.subject)
 
     async def _handle(self, service: str, msg: Msg, handlers: Mapping[type, Handler], ack_wait_s: float,
-                      max_deliver: int) -> None:
+                      max_deliver: int, on_undecodable: "Refusal | None" = None) -> None:
         meta = msg.metadata
         delivery = Delivery(subject=msg.subject, attempt=meta.num_delivered, stream_seq=meta.sequence.stream, msg=msg)
         try:
             event = ev.decode(msg.data)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            if on_undecodable is not None:
+                await self.publish_all(on_undecodable(msg.data, e, delivery))
             await self._dead_letter(service, msg, f"undecodable message: {e}", delivery)
             return
         handler = handlers.get(type(event))

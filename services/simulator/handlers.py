@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -276,6 +277,30 @@ class Simulator:
 
 def _telemetry_code(e: Exception) -> str:
     return "limit_exceeded" if isinstance(e, state.TelemetryTooLarge) else "bad_request"
+
+
+_ERROR_PATH = re.compile(r"- at `\$\.?([^`]*)`")
+
+
+def refuse_undecodable_request(data: bytes, error: Exception, delivery: Delivery) -> list[ev.Event]:
+    """A SimRequested that does not decode (`"render": {"width": 100000}`, `"episodes": "three"`)
+    still names its run: the requester hears why on its run's own subjects, with the decoder's
+    field path and limit, instead of waiting forever. Anything without a readable run id stays a
+    dead letter only."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return []
+    if not isinstance(raw, dict) or raw.get("type", "SimRequested") != "SimRequested":
+        return []
+    try:
+        run_id = msgspec.convert(raw.get("run_id"), ev.RunId)
+    except msgspec.ValidationError:
+        return []
+    where = _ERROR_PATH.search(str(error))
+    return [ev.SimFailed(event_id=f"failed-{run_id}-{delivery.attempt}", run_id=run_id, attempt=delivery.attempt,
+                         code="bad_request", message=f"invalid SimRequested: {error}"[:2000],
+                         field=where.group(1) if where and where.group(1) else None)]
 
 
 def _judge_history(history: dict[str, int], delivery: Delivery) -> str:

@@ -15,9 +15,9 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     from simreel.sim import gl
 
     gl.choose_backend()  # before the first GL context: EGL, then OSMesa, unless MUJOCO_GL is set
-    from .handlers import Simulator
+    from .handlers import Simulator, refuse_undecodable_request
 
     sim = Simulator(bus, settings, staging_for(settings, bus))
     await bus.consume(NAME, {ev.SimRequested: sim.on_sim_requested}, stop=stop,
                       concurrency=settings.concurrency or 1, ack_wait_s=settings.ack_wait_s,
-                      max_deliver=settings.max_deliver)
+                      max_deliver=settings.max_deliver, on_undecodable=refuse_undecodable_request)

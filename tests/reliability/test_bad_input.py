@@ -140,6 +140,9 @@ async def test_undecodable_requests_are_dead_lettered_once(stack, tap):
         assert "$.run_id" in text
         assert "LaunchMissiles" in text
         assert all(d.subject == "simreel.evt.sim.requested" and d.deliveries == 1 for d in letters), reasons
+        # The one whose run id is readable is also answered on its run's own subjects.
+        (refused,) = tap.of("schema-1", ev.SimFailed)
+        assert refused.code == "bad_request" and refused.field == "render.width"
         good = request("after-garbage", duration_s=0.4)
         await submit(NatsSettings(url=stack.url), good)
         assert (await wait_result(NatsSettings(url=stack.url), good.run_id, timeout=60)).ok

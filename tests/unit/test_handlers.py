@@ -232,3 +232,30 @@ async def test_retention_dry_run_says_what_it_would_delete_and_deletes_nothing(t
     would = await retention.enforce("s")
     assert sorted(d.key for d in would) == sorted(a.key for a in arts[:2])
     assert all(Path(a.path).exists() for a in arts)
+
+
+@pytest.mark.parametrize("body,field,says", [
+    ({"render": {"width": 100000}}, "render.width", "<= 4096"),
+    ({"episodes": "three"}, "episodes", "Expected `int`, got `str`"),
+])
+def test_an_undecodable_request_with_a_readable_run_id_fails_on_its_own_run(body, field, says):
+    import json
+
+    from simreel.bus import Delivery
+    from simreel.services.simulator.handlers import refuse_undecodable_request
+
+    data = json.dumps({"type": "SimRequested", "run_id": "plain-1", "scene": "cartpole", **body}).encode()
+    with pytest.raises(Exception) as decoding:
+        ev.decode(data)
+    (failed,) = refuse_undecodable_request(data, decoding.value, Delivery("simreel.evt.sim.requested", 1, 9))
+    assert isinstance(failed, ev.SimFailed) and failed.run_id == "plain-1" and failed.code == "bad_request"
+    assert failed.field == field and says in failed.message
+
+
+@pytest.mark.parametrize("data", [b"not json", b'{"type": "SimRequested", "run_id": "has spaces"}',
+                                  b'{"type": "VideoAvailable", "run_id": "r1"}', b"[1, 2]"])
+def test_without_a_readable_run_id_there_is_nobody_to_tell(data):
+    from simreel.bus import Delivery
+    from simreel.services.simulator.handlers import refuse_undecodable_request
+
+    assert refuse_undecodable_request(data, ValueError("x"), Delivery("simreel.evt.sim.requested", 1, 9)) == []
