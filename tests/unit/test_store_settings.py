@@ -39,6 +39,17 @@ def test_s3_from_env():
     assert "top-secret-value" not in repr(store) and "AKID" not in repr(store)
 
 
+def test_an_s3_endpoint_without_a_store_means_s3_not_a_silent_local_dir():
+    env = {k: v for k, v in S3_ENV.items() if k != "SIMREEL_STORE"}
+    assert isinstance(store_from_env(env), S3Store)
+    # ... and when its keys are missing, the error says why S3 was chosen and how to choose local
+    with pytest.raises(StoreConfigError, match="SIMREEL_S3_ACCESS_KEY is not set .*SIMREEL_S3_ENDPOINT is set.*"
+                                               "SIMREEL_STORE=local"):
+        store_from_env({"SIMREEL_S3_ENDPOINT": "minio:9000"})
+    # an explicit choice wins
+    assert isinstance(store_from_env(dict(env, SIMREEL_STORE="local")), LocalStore)
+
+
 @pytest.mark.parametrize(
     "endpoint, secure, expect",
     [

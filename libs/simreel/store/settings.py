@@ -64,15 +64,27 @@ def key_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:
     return _get(environ, "SIMREEL_KEY_PREFIX") or DEFAULT_KEY_PREFIX
 
 
+def store_kind(environ: Mapping[str, str] = os.environ) -> str:
+    """SIMREEL_STORE, or `s3` when it is unset but SIMREEL_S3_ENDPOINT is set: an endpoint given
+    without a store must not send artifacts silently to a local directory."""
+    kind = _get(environ, "SIMREEL_STORE")
+    if kind is None:
+        return "s3" if _get(environ, "SIMREEL_S3_ENDPOINT") else "local"
+    return kind.lower()
+
+
 def store_from_env(environ: Mapping[str, str] = os.environ) -> ArtifactStore:
-    """SIMREEL_STORE=local (default) or s3; see docs/deploy.md for every variable."""
-    kind = (_get(environ, "SIMREEL_STORE") or "local").lower()
+    """SIMREEL_STORE=local (default) or s3 (also inferred from SIMREEL_S3_ENDPOINT); see
+    docs/deploy.md for every variable."""
+    kind = store_kind(environ)
     public = _get(environ, "SIMREEL_PUBLIC_BASE_URL")
     if kind == "local":
         root = Path(_get(environ, "SIMREEL_STORE_DIR") or DEFAULT_STORE_DIR)
         return LocalStore(root, base_url=public)
     if kind == "s3":
-        why = "when SIMREEL_STORE=s3"
+        why = ("when SIMREEL_STORE=s3" if _get(environ, "SIMREEL_STORE")
+               else "because SIMREEL_S3_ENDPOINT is set, which selects the S3 store; set SIMREEL_STORE=local "
+                    "to store locally")
         endpoint = _required(environ, "SIMREEL_S3_ENDPOINT", why)
         access_key = _required(environ, "SIMREEL_S3_ACCESS_KEY", why)
         secret_key = _required(environ, "SIMREEL_S3_SECRET_KEY", why)
