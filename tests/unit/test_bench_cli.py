@@ -110,3 +110,15 @@ def test_engine_rows_share_the_table_and_json_with_worlds_and_warmup_apart(tmp_p
 def test_render_engine_unavailable_exits_2_with_the_reason(capsys):
     assert cli.main(["render", "--engine", "nonesuch", "--width", "32", "--height", "24", *SMALL]) == 2
     assert "no such engine" in capsys.readouterr().out
+
+
+def test_compare_takes_width_and_height_like_render():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["bench", "compare", "--width", "320", "--height", "240"])
+    assert cli.resolutions(args) == [(320, 240)]
+    args = parser.parse_args(["bench", "compare", "--res", "160x120", "--width", "320", "--height", "240"])
+    assert cli.resolutions(args) == [(160, 120), (320, 240)]
+    assert cli.resolutions(parser.parse_args(["bench", "compare"])) == [(640, 480)]

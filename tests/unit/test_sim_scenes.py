@@ -64,3 +64,23 @@ def test_every_builtin_renders_at_1280x960_and_64x48():
 def test_apartment_is_the_heavy_one():
     model, _ = loader.resolve_scene("apartment")
     assert model.ngeom >= 80 and model.nlight >= 3
+
+
+def test_the_cartpole_pole_never_reaches_the_floor():
+    """The demo's pole hangs from a rail 1 m up: at any angle, with the cart at either end, its
+    lowest point stays above the floor (no swinging through it)."""
+    model, _ = loader.resolve_scene("cartpole")
+    data = mujoco.MjData(model)
+    pole_geoms = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, g) for g in ("pole", "tip")]
+    lowest = np.inf
+    for slider in model.jnt_range[model.joint("slider").id]:
+        for angle in np.linspace(-np.pi, np.pi, 73):
+            data.qpos[:] = (slider, angle)
+            mujoco.mj_forward(model, data)
+            for g in pole_geoms:
+                radius = model.geom_size[g][0]
+                ends = [data.geom_xpos[g]] if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_SPHERE else [
+                    data.geom_xpos[g] + s * data.geom_xmat[g].reshape(3, 3)[:, 2] * model.geom_size[g][1]
+                    for s in (-1, 1)]
+                lowest = min(lowest, min(e[2] for e in ends) - radius)
+    assert lowest > 0.05, f"the pole reaches z={lowest:.3f}"

@@ -212,12 +212,20 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0 if all(r.get("status") == "ok" for r in result["results"]) else 1
 
 
+def resolutions(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """--res WxH (repeatable) and/or --width/--height (one more size, as `bench render` takes it)."""
+    res = list(args.res or [])
+    if args.width is not None or args.height is not None:
+        res.append((args.width or 640, args.height or 480))
+    return res or [(640, 480)]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     console = _console(args.json == "-")
     backends = list(dict.fromkeys(args.backend or BACKENDS))
     scenes = list(dict.fromkeys(args.scene or ["cartpole"]))
     qualities = list(dict.fromkeys(args.quality or ["full", "fast"]))
-    res = list(dict.fromkeys(args.res or [(640, 480)]))
+    res = list(dict.fromkeys(resolutions(args)))
     worlds = list(dict.fromkeys(args.worlds or [1]))
     results = []
     for b in backends:
@@ -311,6 +319,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     c.add_argument("--scene", action="append", default=None, help="repeatable; default cartpole")
     c.add_argument("--quality", action="append", choices=("full", "fast"), default=None, help="repeatable; default both")
     c.add_argument("--res", action="append", type=parse_res, default=None, metavar="WxH", help="repeatable; default 640x480")
+    c.add_argument("--width", type=int, default=None, help="with --height: one more resolution (as in bench render)")
+    c.add_argument("--height", type=int, default=None, help="with --width: one more resolution (as in bench render)")
     c.add_argument("--engine", action="append", default=None,
                    help="also measure a render engine (mjwarp, a plug-in, module:factory); repeatable")
     c.add_argument("--worlds", action="append", type=_worlds, default=None, metavar="N",
