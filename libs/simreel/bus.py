@@ -10,7 +10,6 @@ import asyncio
 import collections
 import contextlib
 import inspect
-import os
 import ssl
 import time
 import weakref
@@ -138,7 +137,7 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
 
     opts.update(error_cb=_err, disconnected_cb=_disc, reconnected_cb=_recon)
     if first_connect_s is None:
-        first_connect_s = float(os.environ.get("SIMREEL_NATS_CONNECT_TIMEOUT_S") or 30)
+        first_connect_s = settings.connect_timeout_s
     try:
         await asyncio.wait_for(nc.connect(**opts), first_connect_s)
     except (asyncio.TimeoutError, OSError, nats.errors.NoServersError) as e:

@@ -23,7 +23,9 @@ from . import log as logs
 from .config import NatsSettings
 from .outputs import video_outputs
 
-SERVICES = ("simulator", "encoder", "uploader", "retention", "ui")
+from .embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
+
+SERVICES = (*STACK_SERVICES, "ui")  # what `simreel serve` can run
 VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": ["png"], "all": ["mp4", "gif", "png"]}
 
 
@@ -299,7 +301,6 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    from .embedded import SERVICES as STACK_SERVICES
     from .embedded import Stack
 
     console = _console()
@@ -360,18 +361,20 @@ def cmd_ui(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    if a.nats:
-        os.environ["SIMREEL_NATS_URL"] = a.nats
+    from .config import Settings
+
+    # The environment is read once, here; --nats overrides it without writing os.environ.
+    settings = Settings.from_env(nats=NatsSettings.from_env(url=a.nats))
     names = list(dict.fromkeys(a.service))  # each service once, in the order given
     if len(names) == 1:
         mod = importlib.import_module(f"simreel.services.{names[0]}.service")
         from .service import main as service_main
 
-        service_main(mod.NAME, mod.run)
+        service_main(mod.NAME, mod.run, settings)
         return 0
     from .service import main_many
 
-    main_many(names)
+    main_many(names, settings)
     return 0
 
 

@@ -49,6 +49,8 @@ class NatsSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     name: str = "simreel"
+    # Deadline for the first connection (then reconnects forever): a wrong URL is a clear error.
+    connect_timeout_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "NatsSettings":
@@ -61,6 +63,7 @@ class NatsSettings:
             tls_ca=env.get("SIMREEL_NATS_TLS_CA") or None,
             tls_cert=env.get("SIMREEL_NATS_TLS_CERT") or None,
             tls_key=env.get("SIMREEL_NATS_TLS_KEY") or None,
+            connect_timeout_s=_float(env, "SIMREEL_NATS_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -118,7 +121,13 @@ class Settings:
     max_age_s: float = 0.0  # 0: no age limit
     max_total_bytes: int = 0  # 0: no size limit
     sweep_interval_s: float = 60.0
+    # Per-session retention overrides, as JSON (simreel.retention.policies_from_json).
+    retention_policies: str = ""
     stream_replicas: int = 1
+    # On SIGTERM, how long in-flight work may finish before it is handed back.
+    shutdown_grace_s: float = 20.0
+    # How often the encoders' janitor looks for frames nobody will read.
+    frames_janitor_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "Settings":
@@ -149,6 +158,9 @@ class Settings:
             max_total_bytes=_int(env, "SIMREEL_RETENTION_MAX_BYTES", cls.max_total_bytes),
             sweep_interval_s=_float(env, "SIMREEL_RETENTION_SWEEP_S", cls.sweep_interval_s),
             stream_replicas=_int(env, "SIMREEL_STREAM_REPLICAS", cls.stream_replicas),
+            retention_policies=env.get("SIMREEL_RETENTION_POLICIES") or "",
+            shutdown_grace_s=max(0.0, _float(env, "SIMREEL_SHUTDOWN_GRACE_S", cls.shutdown_grace_s)),
+            frames_janitor_s=_float(env, "SIMREEL_FRAMES_JANITOR_S", cls.frames_janitor_s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

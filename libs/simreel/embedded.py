@@ -24,6 +24,7 @@ from . import log as logs
 
 log = logs.get("simreel.embedded")
 
+# The worker services, in start order: the one list (`simreel serve` adds the ui).
 SERVICES = ("simulator", "encoder", "uploader", "retention")
 
 

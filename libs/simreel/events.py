@@ -7,6 +7,7 @@ Limits live in the types, so a bad request fails in the decoder with a precise p
 """
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Annotated, Any, Literal, Union
@@ -16,7 +17,13 @@ import msgspec
 SCHEMA_VERSION = 1
 
 # Identifiers end up in NATS subjects and object keys: no dots, spaces, slashes or wildcards.
-RunId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="run id: [A-Za-z0-9_-], 1-64 chars")]
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+RunId = Annotated[str, msgspec.Meta(pattern=RUN_ID_PATTERN, description="run id: [A-Za-z0-9_-], 1-64 chars")]
+
+
+def is_run_id(text: object) -> bool:
+    """Whether `text` is a valid run id (the RunId type's own rule), e.g. for a subject token."""
+    return isinstance(text, str) and re.fullmatch(RUN_ID_PATTERN, text) is not None
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 Width = Annotated[int, msgspec.Meta(ge=16, le=4096)]
 Height = Annotated[int, msgspec.Meta(ge=16, le=4096)]
@@ -73,12 +80,18 @@ class RenderSpec(msgspec.Struct, frozen=True, kw_only=True):
     engine_options: dict[str, str | int | float | bool] = {}
 
 
+# CRF each MP4 codec accepts: the one home of this rule (the schema's bound is the widest; the
+# encoder refuses a value outside its codec's range before reading a frame; Mp4Writer checks it too).
+CRF_RANGE: dict[str, tuple[int, int]] = {"libx264": (0, 51), "libsvtav1": (1, 63)}
+
+
 class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     formats: list[VideoFormat] = msgspec.field(default_factory=lambda: ["mp4"])
     layout: Literal["per-episode", "concat", "both"] = "per-episode"
     # libsvtav1 (AV1 in MP4) where the PyAV build has it; the encoder says so clearly where it has not.
     codec: Literal["libx264", "libsvtav1"] = "libx264"
-    crf: Annotated[int, msgspec.Meta(ge=0, le=63)] = 23
+    crf: Annotated[int, msgspec.Meta(ge=min(lo for lo, _ in CRF_RANGE.values()),
+                                     le=max(hi for _, hi in CRF_RANGE.values()))] = 23
     preset: Literal[
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "veryfast"

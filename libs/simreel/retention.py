@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
 
 from simreel import events as ev
 
@@ -27,9 +26,8 @@ class Policy:
         return bool(self.keep_latest or self.max_age_s or self.max_total_bytes)
 
 
-def policies_from_env(default: Policy, env: Mapping[str, str] = os.environ) -> dict[str, Policy]:
-    """Per-session overrides: SIMREEL_RETENTION_POLICIES='{"ci": {"keep_latest": 5}}'."""
-    raw = env.get("SIMREEL_RETENTION_POLICIES")
+def policies_from_json(default: Policy, raw: str) -> dict[str, Policy]:
+    """Per-session overrides from their JSON text (Settings.retention_policies)."""
     if not raw:
         return {}
     try:

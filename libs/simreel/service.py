@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import os
 import signal
 import sys
 from typing import Awaitable, Callable, Sequence
@@ -31,7 +30,7 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
-    bus.shutdown_grace_s = _grace_s()
+    bus.shutdown_grace_s = settings.shutdown_grace_s
     log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
     try:
         await run(bus, settings, stop)
@@ -50,7 +49,7 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     runs = {name: importlib.import_module(f"simreel.services.{name}.service").run for name in names}
-    grace = _grace_s()
+    grace = settings.shutdown_grace_s
 
     async def _one(name: str, run: RunFn) -> None:
         log = logs.get(name)
@@ -93,10 +92,10 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
                 t.cancel()
 
 
-def main_many(names: Sequence[str]) -> None:
+def main_many(names: Sequence[str], settings: Settings | None = None) -> None:
     logs.setup(service="+".join(names))
     try:
-        asyncio.run(serve_many(names))
+        asyncio.run(serve_many(names, settings))
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
@@ -104,19 +103,10 @@ def main_many(names: Sequence[str]) -> None:
         sys.exit(1)
 
 
-def _grace_s() -> float:
-    """SIGTERM grace for in-flight work (SIMREEL_SHUTDOWN_GRACE_S, default 20 s)."""
-    raw = os.environ.get("SIMREEL_SHUTDOWN_GRACE_S") or "20"
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise ValueError(f"SIMREEL_SHUTDOWN_GRACE_S must be a number, got {raw!r}") from None
-
-
-def main(name: str, run: RunFn) -> None:
+def main(name: str, run: RunFn, settings: Settings | None = None) -> None:
     logs.setup(service=name)
     try:
-        asyncio.run(serve(name, run))
+        asyncio.run(serve(name, run, settings))
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit

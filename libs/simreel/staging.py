@@ -26,6 +26,12 @@ OBJ_PREFIX = "obj:"
 
 
 class Staging(Protocol):
+    """What producers (encoder, simulator) and the uploader use of a staging area."""
+
+    def tempdir(self) -> Path:
+        """A fresh directory to write work files in, so `put` can be a rename."""
+        ...
+
     async def put(self, name: str, path: Path) -> str: ...
 
     def local(self, ref: str) -> contextlib.AbstractAsyncContextManager[Path]: ...

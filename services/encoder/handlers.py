@@ -22,6 +22,7 @@ from simreel import log as logs
 from simreel import subjects
 from simreel.bus import Bus, Delivery
 from simreel.config import Settings
+from simreel.staging import Staging
 from simreel.framing import FrameAssembler, FrameSequenceError
 
 from .job import EncodeJob, Finished, file_name, telemetry_digest
@@ -64,7 +65,7 @@ class _Pass:
 
 
 class Encoder:
-    def __init__(self, bus: Bus, settings: Settings, staging) -> None:
+    def __init__(self, bus: Bus, settings: Settings, staging: Staging) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
@@ -282,7 +283,7 @@ class Encoder:
                      encode_ms=round(info.encode_ms, 1), bytes=info.bytes)
         return out
 
-    def _failed(self, st: ev.SimStarted, code: str, message: str) -> ev.EncodeFailed:
+    def _failed(self, st: ev.SimStarted, code: ev.FailureCode, message: str) -> ev.EncodeFailed:
         logs.get("encoder", run_id=st.run_id).error("encode_failed", reason=message)
         return ev.EncodeFailed(event_id=f"encfail-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
                                code=code, message=message)
@@ -294,7 +295,8 @@ def _unsupported(o: ev.OutputSpec) -> str | None:
 
     if ("mp4" in o.formats or "gif" in o.formats) and o.codec not in available_codecs():
         return f"codec {o.codec!r} is not in this encoder's PyAV build (available: {', '.join(available_codecs())})"
-    if o.codec == "libx264" and o.crf > 51:
-        return f"crf {o.crf} is out of range for libx264 (0..51)"
+    lo, hi = ev.CRF_RANGE[o.codec]
+    if not lo <= o.crf <= hi:
+        return f"crf {o.crf} is out of range for {o.codec} ({lo}..{hi})"
     return None
 

@@ -22,7 +22,7 @@ log = logs.get("encoder.janitor")
 
 async def _started(bus: Bus, run_id: str, attempt: str) -> bool:
     """Any SimStarted of this run with this attempt (or a later one) in the event log?"""
-    if not ev_run_id_ok(run_id):
+    if not ev.is_run_id(run_id):
         return False  # not a subject token a SimStarted could have
     last = await bus.last_event(subjects.of_run(ev.SimStarted, run_id))
     if last is None or not isinstance(last.event, ev.SimStarted):
@@ -42,16 +42,12 @@ async def sweep(bus: Bus, suspects: set[tuple[str, str]]) -> set[tuple[str, str]
         with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
             await bus.purge_frames(run_id, attempt)
         await bus.publish(ev.DeadLettered(
-            event_id=f"dl-frames-{run_id}-{attempt}", run_id=run_id if ev_run_id_ok(run_id) else "unknown",
+            event_id=f"dl-frames-{run_id}-{attempt}", run_id=run_id if ev.is_run_id(run_id) else "unknown",
             service="encoder", subject=subject,
             reason=f"frames for run {run_id!r} attempt {attempt} but no SimStarted for it: nobody will encode "
                    "them; purged from FRAMES"))
         log.warning("orphan_frames_purged", run_id=run_id, attempt=attempt)
     return unknown - suspects
-
-
-def ev_run_id_ok(run_id: str) -> bool:
-    return 0 < len(run_id) <= 64 and all(c.isalnum() or c in "_-" for c in run_id)
 
 
 async def run_janitor(bus: Bus, stop: asyncio.Event, interval_s: float) -> None:

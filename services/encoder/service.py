@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 from simreel import events as ev
 from simreel.bus import Bus
@@ -17,8 +16,7 @@ NAME = "encoder"
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     enc = Encoder(bus, settings, staging_for(settings, bus))
-    interval = float(os.environ.get("SIMREEL_FRAMES_JANITOR_S") or 60)
-    janitor = asyncio.create_task(run_janitor(bus, stop, interval))
+    janitor = asyncio.create_task(run_janitor(bus, stop, settings.frames_janitor_s))
     try:
         await bus.consume(NAME, {ev.SimStarted: enc.on_sim_started}, stop=stop,
                           concurrency=settings.concurrency or 2, ack_wait_s=settings.ack_wait_s,

@@ -13,7 +13,7 @@ from simreel.config import Settings
 from simreel.store.settings import store_from_env
 
 from .handlers import Retention
-from simreel.retention import Policy, RetentionIndex, policies_from_env
+from simreel.retention import Policy, RetentionIndex, policies_from_json
 
 NAME = "retention"
 
@@ -35,7 +35,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     store = store_from_env()
     index = RetentionIndex()
     default = default_policy(settings)
-    ret = Retention(store, index, default, policies_from_env(default))
+    ret = Retention(store, index, default, policies_from_json(default, settings.retention_policies))
     caught_up = asyncio.Event()
     follower = asyncio.create_task(follow_index(bus, index, caught_up))
     await caught_up.wait()

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import AsyncIterator
 
 import msgspec
@@ -23,6 +21,7 @@ from simreel import subjects
 from simreel.bus import Bus, Delivery
 from simreel.config import Settings
 from simreel.handoff import Handoff
+from simreel.staging import Staging
 from simreel.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import gymenv, loader, state
@@ -48,12 +47,13 @@ class Prepared:
 
 
 class Simulator:
-    def __init__(self, bus: Bus, settings: Settings, staging) -> None:
+    def __init__(self, bus: Bus, settings: Settings, staging: Staging) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
 
-    def _failed(self, req: ev.SimRequested, attempt: int, code: str, message: str, field: str | None = None) -> ev.SimFailed:
+    def _failed(self, req: ev.SimRequested, attempt: int, code: ev.FailureCode, message: str,
+                field: str | None = None) -> ev.SimFailed:
         return ev.SimFailed(event_id=f"failed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, code=code,
                             message=message, field=field)
 
@@ -168,9 +168,7 @@ class Simulator:
         except state.TelemetryFieldError as e:
             return Refused([self._failed(req, attempt, _telemetry_code(e), str(e), e.field)])
         duration = plan.duration_of(req)
-        # An upper bound: an env may terminate sooner.
-        n_frames = min(round(duration * info["fps"]) if duration is not None else 10**9,
-                       req.max_steps + 1 if req.max_steps is not None else 10**9)
+        n_frames, _ = gymenv.plan_episode(duration, req.max_steps, info["fps"])
         job = WorkerJob(model=None, width=info["width"], height=info["height"], fps=info["fps"], cameras=[],
                         tile=False, free_camera=None, quality=r.quality, seeds=plan.episode_seeds(req),
                         duration_s=duration, max_steps=req.max_steps, policy=req.policy,
@@ -267,8 +265,7 @@ class Simulator:
     async def _save_scene(self, req: ev.SimRequested, attempt: int, job: WorkerJob) -> ev.SceneSaved:
         xml = await asyncio.to_thread(loader.compiled_xml, job.model)
         data = xml.encode()
-        d = Path(self.staging.tempdir()) if hasattr(self.staging, "tempdir") else Path(tempfile.mkdtemp())
-        p = d / "scene.xml"
+        p = self.staging.tempdir() / "scene.xml"
         p.write_bytes(data)
         ref = await self.staging.put(f"{req.run_id}/{attempt}/scene.xml", p)
         return ev.SceneSaved(event_id=f"scene-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt,

@@ -107,7 +107,7 @@ class Ui:
 
     def _run(self, request: web.Request) -> RunState:
         run_id = request.match_info["run_id"]
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+        if not ev.is_run_id(run_id):
             raise web.HTTPBadRequest(text=json.dumps({"error": f"not a run id: {run_id[:80]!r}"}),
                                      content_type="application/json")
         state = self.live.index.runs.get(run_id)
@@ -278,7 +278,7 @@ class Ui:
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
         run_id = request.query.get("run") or None
-        if run_id is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", run_id):
+        if run_id is not None and not ev.is_run_id(run_id):
             return _error("not a run id")
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no", **security.HEADERS})

@@ -161,15 +161,13 @@ def open_gym_scene(spec: str, env_kwargs: Mapping[str, Any] | None, width: int, 
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] not in (3, 4) or frame.dtype != np.uint8:
             raise SceneError(f"gymnasium:{env_id} renders {frame.shape} {frame.dtype}; expected HxWx3 uint8")
-        dt = getattr(env.unwrapped, "dt", None)
-        fps_raw = env.metadata.get("render_fps") or (1.0 / dt if dt else 30)
-        fps = max(1, int(round(float(fps_raw))))
+        fps_raw, fps, dt = env_timing(env)
         info = {
             "env_id": env_id,
             "label": f"{GYM_PREFIX}{env_id}",
             "fps": fps,
             "fps_exact": float(fps_raw),
-            "dt": float(dt) if dt else 1.0 / fps,
+            "dt": dt,
             "width": int(frame.shape[1]),
             "height": int(frame.shape[0]),
             "sized_by_env": sized_by_env,
@@ -181,6 +179,30 @@ def open_gym_scene(spec: str, env_kwargs: Mapping[str, Any] | None, width: int, 
     finally:
         env.close()
     return functools.partial(_make, env_id, chosen), info
+
+
+def env_timing(env) -> tuple[float, int, float]:
+    """(render_fps as the env says it, the video's whole fps, seconds per step): one frame per env
+    step at the env's own `metadata["render_fps"]` (else 1/dt, else 30)."""
+    dt = getattr(env.unwrapped, "dt", None)
+    fps_raw = float(env.metadata.get("render_fps") or (1.0 / dt if dt else 30))
+    fps = max(1, int(round(fps_raw)))
+    return fps_raw, fps, float(dt) if dt else 1.0 / fps
+
+
+def plan_episode(duration_s: float | None, max_steps: int | None, fps: int) -> tuple[int, int]:
+    """(frames, steps) of an episode at most — termination may end it sooner. Same rule as
+    EpisodeRunner with one frame per step: duration → round(duration·fps) frames and as many steps;
+    max_steps → max_steps steps and max_steps + 1 frames (the reset frame included). The runner
+    follows it and the simulator announces its frame count in SimStarted."""
+    if duration_s is None and max_steps is None:
+        raise ValueError("give duration_s or max_steps")
+    n_frames, steps = math.inf, math.inf
+    if duration_s is not None:
+        n_frames = steps = round(duration_s * fps)
+    if max_steps is not None:
+        n_frames, steps = min(n_frames, int(max_steps) + 1), min(steps, int(max_steps))
+    return int(n_frames), int(steps)
 
 
 # --- policies ------------------------------------------------------------------------------------
@@ -300,10 +322,7 @@ class GymEpisodeRunner:
             width, height = info["width"], info["height"]
         self.width, self.height = int(width), int(height)
         self.env = factory()
-        dt = getattr(self.env.unwrapped, "dt", None)
-        fps_raw = self.env.metadata.get("render_fps") or (1.0 / dt if dt else 30)
-        self.fps = max(1, int(round(float(fps_raw))))
-        self.dt = float(dt) if dt else 1.0 / self.fps
+        _, self.fps, self.dt = env_timing(self.env)
         if fps is not None and int(round(fps)) != self.fps:
             _log.info("gym_fps_used", requested=fps, used=self.fps, reason="frames come at the env's render_fps")
         if camera is not None or quality != "full":
@@ -345,17 +364,8 @@ class GymEpisodeRunner:
         return frame
 
     def plan(self, duration_s: float | None = None, max_steps: int | None = None) -> tuple[int, int]:
-        """(frames, steps) at most — termination may end an episode sooner. Same rule as EpisodeRunner
-        with one frame per step: duration → round(duration·fps) frames and as many steps; max_steps →
-        max_steps steps and max_steps + 1 frames (the reset frame included)."""
-        if duration_s is None and max_steps is None:
-            raise ValueError("give duration_s or max_steps")
-        n_frames, steps = math.inf, math.inf
-        if duration_s is not None:
-            n_frames = steps = round(duration_s * self.fps)
-        if max_steps is not None:
-            n_frames, steps = min(n_frames, int(max_steps) + 1), min(steps, int(max_steps))
-        return int(n_frames), int(steps)
+        """(frames, steps) at most at this env's fps (`plan_episode`)."""
+        return plan_episode(duration_s, max_steps, self.fps)
 
     def run_episode(self, *, seed: int, policy: GymPolicy | str, duration_s: float | None = None,
                     max_steps: int | None = None, on_frame: Callable[[FrameOut], None],
