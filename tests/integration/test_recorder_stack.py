@@ -55,6 +55,15 @@ def children(pattern: str) -> list[int]:
     return out
 
 
+def one_child(pattern: str, timeout: float) -> int:
+    """Wait for exactly one child process matching `pattern` (a condition, not a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while not (found := children(pattern)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [pid] = found
+    return pid
+
+
 @pytest.fixture
 def embedded(monkeypatch):
     monkeypatch.delenv("SIMREEL_NATS_URL", raising=False)
@@ -85,7 +94,8 @@ def test_two_wrappers_share_one_stack_with_cohosted_services(tmp_path, embedded)
 def test_a_killed_stack_process_is_reported_by_step_or_close_not_a_hang(tmp_path, embedded):
     env = make(tmp_path, "k", episode_trigger=lambda e: True, timeout=120)
     episode(env)
-    [services] = children("simreel.cli serve")
+    # The recorder thread starts the stack in the background: a short episode can end before it is up.
+    services = one_child("simreel.cli serve", timeout=60)
     os.kill(services, signal.SIGKILL)
     t0 = time.monotonic()
     with pytest.raises(RecorderError, match=r"encoder \+ uploader process .* exited with code -9"):

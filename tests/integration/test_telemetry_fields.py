@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from simreel import events as ev
-from simreel.bus import Bus, Delivery
+from simreel.bus import Bus, Delivery, handler_events
 from simreel.config import Limits, NatsSettings, Settings
 from simreel.services.simulator.handlers import Simulator
 
@@ -20,13 +20,13 @@ async def test_too_many_state_values_per_frame_fail_with_the_field_and_the_limit
         delivery = Delivery(subject="simreel.evt.sim.requested", attempt=1, stream_seq=1)
         asked = ev.SimRequested(run_id="tel-big", scene="cartpole", duration_s=0.2,
                                 outputs=ev.OutputSpec(telemetry_fields=["qpos", "qvel"]))
-        (failed,) = await sim.on_sim_requested(asked, delivery)
+        (failed,) = [e async for e in handler_events(sim.on_sim_requested, asked, delivery)]
         assert isinstance(failed, ev.SimFailed) and failed.code == "limit_exceeded"
         assert failed.field == "outputs.telemetry_fields"
         assert "4 numbers per frame (qpos 2, qvel 2); at most 3" in failed.message
         gym = ev.SimRequested(run_id="tel-gym", scene="gymnasium:InvertedPendulum-v5", max_steps=2,
                               outputs=ev.OutputSpec(telemetry_fields=["qpos"]))
-        (failed,) = await sim.on_sim_requested(gym, delivery)
+        (failed,) = [e async for e in handler_events(sim.on_sim_requested, gym, delivery)]
         assert failed.code == "bad_request" and "'qpos' is not recorded" in failed.message
     finally:
         await bus.close()
