@@ -128,6 +128,8 @@ class Settings:
     shutdown_grace_s: float = 20.0
     # How often the encoders' janitor looks for frames nobody will read.
     frames_janitor_s: float = 60.0
+    # Co-hosted services lower their CPU priority by this once connected (0: never).
+    nice_after_start: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "Settings":
@@ -161,6 +163,7 @@ class Settings:
             retention_policies=env.get("SIMREEL_RETENTION_POLICIES") or "",
             shutdown_grace_s=max(0.0, _float(env, "SIMREEL_SHUTDOWN_GRACE_S", cls.shutdown_grace_s)),
             frames_janitor_s=_float(env, "SIMREEL_FRAMES_JANITOR_S", cls.frames_janitor_s),
+            nice_after_start=_int(env, "SIMREEL_NICE_AFTER_START", cls.nice_after_start),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

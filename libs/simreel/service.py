@@ -9,6 +9,7 @@ start-up instead of several — what an embedded stack beside a training loop wa
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import importlib
 import signal
@@ -65,7 +66,7 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
             log.info("service_stopped")
 
     connected = 0
-    nice_later = int(os.environ.get("SIMREEL_NICE_AFTER_START") or 0)
+    nice_later = settings.nice_after_start
 
     def _started() -> None:
         # Start-up (imports, connecting) at normal priority, so a busy training loop beside us cannot
