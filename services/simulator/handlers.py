@@ -86,9 +86,9 @@ class Simulator:
                 log.warning("duplicate_request_refused", reason=reason)
                 # run_id 'unknown': a dead letter under the run's own id would mark the original run failed.
                 return Refused([ev.DeadLettered(event_id=f"dl-simulator-{delivery.stream_seq}", run_id="unknown",
-                                        service="simulator", subject=delivery.subject, reason=reason,
-                                        deliveries=delivery.attempt, payload_preview=ev.encode(req)[:200].decode(
-                                            "utf-8", "replace"))])
+                                                service="simulator", subject=delivery.subject, reason=reason,
+                                                deliveries=delivery.attempt, payload_preview=ev.encode(req)[:200].decode(
+                                                    "utf-8", "replace"))])
         try:
             plan.check_limits(req, self.settings.limits)
         except plan.LimitExceeded as e:
@@ -109,15 +109,15 @@ class Simulator:
             missing = [c for c in r.cameras if c not in cameras]
             if missing:
                 return Refused([self._failed(req, attempt, "bad_request",
-                                     f"camera {missing[0]!r} is not in the scene (cameras: {', '.join(cameras) or 'none'})",
-                                     "render.cameras")])
+                                             f"camera {missing[0]!r} is not in the scene (cameras: {', '.join(cameras) or 'none'})",
+                                             "render.cameras")])
             if len(set(r.cameras)) != len(r.cameras):
                 return Refused([self._failed(req, attempt, "bad_request", "a camera is named twice", "render.cameras")])
         tile = r.tile and len(r.cameras) > 1
         if tile and r.width * len(r.cameras) > self.settings.limits.max_width:
             return Refused([self._failed(req, attempt, "limit_exceeded",
-                                 f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
-                                 f"{self.settings.limits.max_width}", "render.width")])
+                                         f"tiling {len(r.cameras)} views of width {r.width} is over the configured limit "
+                                         f"{self.settings.limits.max_width}", "render.width")])
         names = state.mujoco_names(model)  # batch engines give each world's qpos/qvel/sensordata too
         try:
             recorded = self._state_plan(req, {k: v for k, v in names.items() if v}, state.MUJOCO_FIELDS)
@@ -149,10 +149,10 @@ class Simulator:
         r = req.render
         if r.cameras or r.tile:
             return Refused([self._failed(req, attempt, "bad_request", "gymnasium scenes take camera_name/camera_id in "
-                                 "env_kwargs, not render.cameras", "render.cameras")])
+                                         "env_kwargs, not render.cameras", "render.cameras")])
         if r.engine != "gl":
             return Refused([self._failed(req, attempt, "bad_request", "gymnasium scenes are rendered by the env itself: "
-                                 f"render.engine must be 'gl', not {r.engine!r}", "render.engine")])
+                                         f"render.engine must be 'gl', not {r.engine!r}", "render.engine")])
         try:
             factory, info = await asyncio.to_thread(gymenv.open_gym_scene, req.scene, req.env_kwargs, r.width,
                                                     r.height)
