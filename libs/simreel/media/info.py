@@ -2,10 +2,11 @@
 and put the same fields on the artifact event without re-probing the file."""
 from __future__ import annotations
 
-import hashlib
 import os
 
 import msgspec
+
+from simreel.digest import file_digest  # noqa: F401 - re-exported for the encoder
 
 
 class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -45,14 +46,3 @@ def finished(path: str | os.PathLike, *, kind: str, frames: int, fps: int, width
                      height=height, codec=codec, bytes=size, sha256=sha, encode_ms=round(encode_s * 1000, 3))
     log.get("simreel.media").info("media.video.written", type=kind, **log_extra, **info.to_dict())
     return info
-
-
-def file_digest(path: str | os.PathLike) -> tuple[int, str]:
-    """(size, sha256) read in 1 MiB chunks: artifacts can be large, memory must not grow with them."""
-    h = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n += len(chunk)
-    return n, h.hexdigest()

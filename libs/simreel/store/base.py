@@ -6,12 +6,13 @@ retention does not know about.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import msgspec
+
+from simreel.digest import file_digest  # noqa: F401 - re-exported for the stores
 
 __all__ = [
     "ArtifactStore",
@@ -149,14 +150,3 @@ def check_key(key: str) -> str:
         if len(part) > _MAX_PART:
             raise ValueError(f"key {key!r} has a segment longer than {_MAX_PART} characters")
     return key
-
-
-def file_digest(path: Path) -> tuple[int, str]:
-    """(size, sha256) of a file, read in 1 MiB chunks (artifacts can be gigabytes)."""
-    sha = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            sha.update(chunk)
-            size += len(chunk)
-    return size, sha.hexdigest()

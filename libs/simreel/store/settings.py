@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from simreel import envvars
 from simreel.store.base import ArtifactStore, StoreConfigError
 from simreel.store.local import LocalStore
 from simreel.store.s3 import MAX_PRESIGN_SECONDS, S3Store, parse_endpoint
@@ -18,16 +19,10 @@ __all__ = ["store_from_env", "key_prefix_from_env", "DEFAULT_KEY_PREFIX", "DEFAU
 DEFAULT_KEY_PREFIX = "simreel"
 DEFAULT_STORE_DIR = "./simreel-out"
 DEFAULT_BUCKET = "simreel"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def _get(environ: Mapping[str, str], name: str) -> str | None:
-    value = environ.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
+    return envvars.text(environ, name)
 
 
 def _required(environ: Mapping[str, str], name: str, why: str) -> str:
@@ -38,25 +33,11 @@ def _required(environ: Mapping[str, str], name: str, why: str) -> str:
 
 
 def _bool(environ: Mapping[str, str], name: str) -> bool | None:
-    value = _get(environ, name)
-    if value is None:
-        return None
-    low = value.lower()
-    if low in _TRUE:
-        return True
-    if low in _FALSE:
-        return False
-    raise StoreConfigError(f"{name}={value!r} is not a boolean (use 0/1/true/false)")
+    return envvars.boolean(environ, name, StoreConfigError)
 
 
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
-    value = _get(environ, name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise StoreConfigError(f"{name}={value!r} is not an integer") from None
+    return envvars.integer(environ, name, default, StoreConfigError)
 
 
 def key_prefix_from_env(environ: Mapping[str, str] = os.environ) -> str:
