@@ -67,9 +67,11 @@ class Telemetry:
                                               for v in values]})
             elif any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
                 series.append({"name": name, "group": _group(name), "values": [_num(v) for v in values]})
-            if name == "reward":
+            if name == "reward":  # return so far, starting again with each episode (frame 0)
                 total, ret = 0.0, []
-                for v in values:
+                for i, v in enumerate(values):
+                    if i and cols.frame[i] == 0:
+                        total = 0.0
                     total += _num(v) or 0.0
                     ret.append(round(total, 9))
                 series.append({"name": "return", "group": "reward", "values": ret})

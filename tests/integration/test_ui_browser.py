@@ -20,7 +20,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402 - in the t
 FPS = 30
 RUN = {"scene": "cartpole", "episodes": 2, "duration_s": 2.0, "policy": "random", "seed": 11,
        "render": {"width": 160, "height": 120, "fps": FPS, "quality": "fast"}, "session": "browser",
-       "tags": {"suite": "browser"}}
+       "tags": {"suite": "browser"}, "outputs": {"layout": "both"}}
 
 
 def _wait_completed(c: UiClient, run_id: str) -> None:
@@ -112,6 +112,12 @@ def test_run_page_plays_video_and_keeps_charts_on_its_exact_time_axis(env, page)
     expect(page.locator("#facts")).to_contain_text("GL ")
     expect(page.locator("#episodes tbody tr")).to_have_count(2)
     page.screenshot(path=str(env["shots"] / "ui-run.png"), full_page=False)
+    # The concatenated video has its own time axis: 2.5 s into it is episode 1's frame 15.
+    page.click('#tabs button[data-episode="all"]')
+    expect(page.locator("body")).to_have_attribute("data-charts", "all")
+    page.evaluate("document.querySelector('video').currentTime = 2.5")
+    expect(charts).to_have_attribute("data-frame", "15")
+    assert page.evaluate("simreel.player.t.length") == 120
 
 
 def test_a_run_in_flight_shows_progress_and_a_live_preview(env, page):

@@ -306,3 +306,14 @@ def test_live_pushes_changes_only_after_the_replay_then_each_event():
     assert kind == "event" and data["type"] == "SimFailed" and data["event"]["message"] == "bad"
     live.apply(ev.SimRequested(run_id="r2", scene="boxes"))
     assert page.queue.get_nowait()[1]["run_id"] == "r2" and run_page.queue.empty()  # not r1's page
+
+
+def test_concatenated_video_columns_run_on_its_own_time_axis():
+    from simreel.services.ui import telemetry
+
+    rows = [{"episode": ep, "frame": k, "video_t": k / 10, "concat_frame": ep * 2 + k, "concat_t": (ep * 2 + k) / 10,
+             "reward": 1.0} for ep in (0, 1) for k in range(2)]
+    cols = telemetry.parse("\n".join(json.dumps(r, separators=(",", ":")) for r in rows).encode()).columns(None)
+    assert cols["video_t"] == pytest.approx([0, 0.1, 0.2, 0.3]) and cols["frame"] == [0, 1, 0, 1]
+    ret = next(s for s in cols["series"] if s["name"] == "return")
+    assert ret["values"] == [1.0, 2.0, 1.0, 2.0]  # return so far, per episode, along the concatenated video
