@@ -69,6 +69,7 @@
     const sel = document.querySelector("#scene");
     sel.replaceChildren(el("optgroup", { label: "builtin" }, ...body.builtin.map((s) => el("option", { value: s, text: s }))),
       body.gymnasium.length ? el("optgroup", { label: "gymnasium" }, ...body.gymnasium.map((s) => el("option", { value: s, text: s }))) : null);
+    if (body.builtin.includes("cartpole")) sel.value = "cartpole";
     const from = new URLSearchParams(location.search).get("from");
     if (from) {
       const r = await api(`/api/runs/${encodeURIComponent(from)}/request`);
