@@ -21,7 +21,12 @@ STEPS = [
     ("render_compare", [sys.executable, "-m", "simreel.cli", "bench", "compare", "--backend", "egl", "--backend",
                         "osmesa", "--quality", "full", "--quality", "fast", "--res", "640x480", "--res", "1280x960",
                         "--json"]),
-    ("gym", [sys.executable, "benchmarks/bench_gym.py", "--steps", "300", "--repeat", "2", "--json"]),
+    ("gym_short", [sys.executable, "benchmarks/bench_gym.py", "cheetah", "--episodes", "2", "--steps", "120",
+                   "--repeat", "2", "--json"]),
+    ("gym_long", [sys.executable, "benchmarks/bench_gym.py", "cheetah", "--episodes", "2", "--steps", "1000",
+                  "--json"]),
+    ("gym_cartpole", [sys.executable, "benchmarks/bench_gym.py", "cartpole", "--repeat", "3", "--json"]),
+    ("gym_vector", [sys.executable, "benchmarks/bench_vector.py", "--repeat", "1", "--json"]),
     ("frames", [sys.executable, "-m", "benchmarks.bench_frames", "--json"]),
     ("sizing", [sys.executable, "-m", "benchmarks.bench_sizing", "--json"]),
     # Needs root and iproute2; exits 3 (reported as skipped) where network namespaces are not allowed.
