@@ -25,8 +25,17 @@ def is_run_id(text: object) -> bool:
     """Whether `text` is a valid run id (the RunId type's own rule), e.g. for a subject token."""
     return isinstance(text, str) and re.fullmatch(RUN_ID_PATTERN, text) is not None
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
-Width = Annotated[int, msgspec.Meta(ge=16, le=4096)]
-Height = Annotated[int, msgspec.Meta(ge=16, le=4096)]
+# Frame sides any producer may send and any encoder accepts: the one home of this limit.
+FRAME_SIDE = (16, 4096)
+Width = Annotated[int, msgspec.Meta(ge=FRAME_SIDE[0], le=FRAME_SIDE[1])]
+Height = Annotated[int, msgspec.Meta(ge=FRAME_SIDE[0], le=FRAME_SIDE[1])]
+
+
+def check_frame_size(width: int, height: int) -> None:
+    """Raise a clear ValueError for a frame size no encoder accepts (before any frame is sent)."""
+    lo, hi = FRAME_SIDE
+    if not (lo <= width <= hi and lo <= height <= hi):
+        raise ValueError(f"frames of {width}x{height} cannot be recorded: width and height must be {lo}..{hi}")
 Fps = Annotated[int, msgspec.Meta(ge=1, le=240)]
 Count = Annotated[int, msgspec.Meta(ge=0)]
 Episode = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
@@ -96,7 +105,7 @@ class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
         "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
     ] = "veryfast"
     gif_fps: Annotated[int, msgspec.Meta(ge=1, le=50)] = 15
-    gif_width: Annotated[int, msgspec.Meta(ge=16, le=4096)] | None = None
+    gif_width: Width | None = None
     telemetry: bool = True
     # State recorded per frame besides t/step/reward/action: MuJoCo scenes "qpos", "qvel", "sensordata";
     # Gymnasium scenes "obs". None = every one the scene has (within the size limit); [] = none.

@@ -400,8 +400,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                              f"dtype {frame.dtype}")
         height, width = int(frame.shape[0]), int(frame.shape[1])
         if self._size is None:
-            if not (16 <= width <= 4096 and 16 <= height <= 4096):
-                raise ValueError(f"frames of {width}x{height} cannot be recorded: width and height must be 16..4096")
+            ev.check_frame_size(width, height)
             self._size = (width, height)
             self._begin(width, height)
         elif self._size != (width, height):

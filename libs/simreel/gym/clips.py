@@ -64,8 +64,7 @@ class ClipStream:
             raise ValueError(f"video frames must be HxWx3 uint8 arrays, got shape {frame.shape} dtype {frame.dtype}")
         height, width = int(frame.shape[0]), int(frame.shape[1])
         if self._size is None:
-            if not (16 <= width <= 4096 and 16 <= height <= 4096):
-                raise ValueError(f"frames of {width}x{height} cannot be recorded: width and height must be 16..4096")
+            ev.check_frame_size(width, height)
             self._size = (width, height)
             suffix = self.name[len(self.name_prefix):].lstrip("-") if self.name.startswith(self.name_prefix) \
                 else self.name
