@@ -272,7 +272,7 @@ class Simulator:
                              session=req.session, staged=ref, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
-def _telemetry_code(e: Exception) -> str:
+def _telemetry_code(e: Exception) -> ev.FailureCode:
     return "limit_exceeded" if isinstance(e, state.TelemetryTooLarge) else "bad_request"
 
 

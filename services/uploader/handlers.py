@@ -44,7 +44,7 @@ class Uploader:
         self.prefix = key_prefix
 
     async def _store_staged(self, source: ev.Event, *, staged: str, session: str, episode: int | None, name: str,
-                            kind: str, fmt: str, sha256: str, camera: str | None = None) -> list[ev.Event]:
+                            kind: ev.ArtifactKind, fmt: str, sha256: str, camera: str | None = None) -> list[ev.Event]:
         run_id = source.run_id
         log = logs.get("uploader", run_id=run_id, episode=episode)
         key = make_key(self.prefix, session, run_id, episode, name)
