@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from simreel import events as ev
+from simreel.allocator import reuse_freed_buffers
 from simreel.bus import Bus
 from simreel.config import Settings
 from simreel.staging import staging_for
@@ -15,6 +17,12 @@ NAME = "encoder"
 
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
+    # Before the first worker thread: frame-sized buffers are reused, not page-faulted in afresh.
+    reuse_freed_buffers()
+    # What start-up created (modules, PyAV, numpy: about 10^5 objects) lives as long as the process:
+    # kept out of the cycle collector, its passes walk only what the jobs allocate.
+    gc.collect()
+    gc.freeze()
     enc = Encoder(bus, settings, staging_for(settings, bus))
     janitor = asyncio.create_task(run_janitor(bus, stop, settings.frames_janitor_s))
     try:

@@ -11,9 +11,11 @@ is the only thing being timed. Ratios are what to read; this machine is shared a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import tempfile
 import time
@@ -26,6 +28,7 @@ from ..client import Client
 from ..config import NatsSettings
 from ..embedded import Stack
 from ..framing import FramePacker
+from ..media.mp4 import Mp4Writer, _x264_asm
 from ..media.synthetic import moving_pattern
 
 DISTINCT = 32
@@ -82,6 +85,7 @@ async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, heig
             msg = await sub.next_msg(timeout=600)
             e = ev.decode(msg.data)
             waiting.discard(e.run_id)
+            _LAST_CPU["sha256"] = e.sha256
         elapsed = time.perf_counter() - t0
         _LAST_CPU["encoder_cpu_s"] = sum(_cpu_s(p.pid) for p in procs) - cpu0
         await sub.unsubscribe()
@@ -113,7 +117,24 @@ async def _until_pulling(bus: Bus, consumer: str, n: int, timeout: float = 60.0)
     raise TimeoutError(f"{n} {consumer} process(es) did not start pulling within {timeout:.0f}s")
 
 
-def _ffmpeg_fps(width: int, height: int, n: int) -> dict[str, float] | None:
+def ffmpeg_cmd(exe: str, width: int, height: int, out: Path) -> list[str]:
+    """The ffmpeg CLI encoding raw rgb24 from stdin with the encoder's settings (simreel.media.mp4):
+    libx264 veryfast crf 23 yuv420p on one x264 thread, and the same colour conversion - BT.709
+    limited range, bilinear with accurate rounding, bit-exact (ffmpeg's default is BT.601 with
+    bicubic, a different and cheaper conversion) -, the same x264 asm level and bit-exact muxing.
+    `same_pictures` checks that the two decode to the same frames."""
+    asm = _x264_asm()
+    return [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", "30", "-i", "-",
+            "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bilinear+accurate_rnd+bitexact",
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p", "-threads", "1",
+            *(["-x264-params", f"asm={asm}"] if asm else []),
+            "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-color_range", "tv",
+            "-fflags", "+bitexact", "-flags", "+bitexact", "-movflags", "+faststart", str(out)]
+
+
+def _ffmpeg_fps(width: int, height: int, n: int, keep: Path | None = None) -> dict[str, float] | None:
+    """The ffmpeg pipe's fps and CPU seconds; its video is copied to `keep` when given."""
     try:
         import imageio_ffmpeg
     except ImportError:
@@ -121,20 +142,45 @@ def _ffmpeg_fps(width: int, height: int, n: int) -> dict[str, float] | None:
     exe = imageio_ffmpeg.get_ffmpeg_exe()
     pixels = _frames(width, height)
     with tempfile.TemporaryDirectory() as d:
-        cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-               "-r", "30", "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-               "-threads", "1", "-movflags", "+faststart", str(Path(d) / "out.mp4")]
+        out = Path(d) / "out.mp4"
         t0 = time.perf_counter()
         before = os.times()
-        p = subprocess.Popen(cmd, stdin=subprocess.PIPE)
+        p = subprocess.Popen(ffmpeg_cmd(exe, width, height, out), stdin=subprocess.PIPE)
         for i in range(n):
             p.stdin.write(pixels[i % len(pixels)])
         p.stdin.close()
         p.wait()
         wall = time.perf_counter() - t0
         after = os.times()
+        if p.returncode:
+            raise RuntimeError(f"ffmpeg exited with {p.returncode}")
+        if keep is not None:
+            shutil.copyfile(out, keep)
     return {"fps": n / wall, "cpu_s": (after.children_user - before.children_user)
             + (after.children_system - before.children_system)}
+
+
+def _pictures(path: Path) -> list[str]:
+    """A digest of each decoded picture (all planes)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [hashlib.sha256(b"".join(bytes(p) for p in f.planes)).hexdigest() for f in c.decode(video=0)]
+
+
+def same_settings(width: int, height: int, n: int, encoder_sha256: str, ffmpeg_mp4: Path) -> dict[str, Any]:
+    """Whether the comparison is at the same settings: the encoder service's file is byte-identical to
+    Mp4Writer's for these frames, and ffmpeg's file decodes to the same pictures (its container
+    bytes differ: stream headers, not pixels)."""
+    pixels = _frames(width, height)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "writer.mp4"
+        with Mp4Writer(path, width=width, height=height, fps=30) as w:
+            for i in range(n):
+                w.write(pixels[i % len(pixels)])
+        ours = _pictures(path)
+        return {"encoder_file_equals_mp4writer": w.close().sha256 == encoder_sha256,
+                "ffmpeg_pictures_equal_encoder": _pictures(ffmpeg_mp4) == ours, "frames_compared": len(ours)}
 
 
 def throughput(width: int = 640, height: int = 480, frames: int = 300, rounds: int = 3,
@@ -142,8 +188,10 @@ def throughput(width: int = 640, height: int = 480, frames: int = 300, rounds: i
     """Per round, side by side: an encoder process reading the frames from JetStream (once per frame
     compression) and the ffmpeg pipe."""
     rows = []
+    check: dict[str, Any] | None = None
     for r in range(rounds):
         row: dict[str, Any] = {"round": r + 1}
+        shas = {}
         for c in compressions:
             with tempfile.TemporaryDirectory() as d, Stack(data_dir=Path(d) / "data", out_dir=Path(d) / "out",
                                                            services=["uploader"]) as stack:
@@ -151,14 +199,20 @@ def throughput(width: int = 640, height: int = 480, frames: int = 300, rounds: i
                                                 encoders=1, compression=c))
             row[f"simreel_fps_{c}"] = frames / secs
             row[f"simreel_cpu_ms_per_frame_{c}"] = 1000 * _LAST_CPU["encoder_cpu_s"] / frames
-        ff = _ffmpeg_fps(width, height, frames)
+            shas[c] = _LAST_CPU["sha256"]
+        row["same_video_every_compression"] = len(set(shas.values())) == 1
+        with tempfile.TemporaryDirectory() as d:
+            keep = Path(d) / "ffmpeg.mp4" if check is None else None
+            ff = _ffmpeg_fps(width, height, frames, keep)
+            if ff and keep is not None:  # once: it takes as long as a round
+                check = same_settings(width, height, frames, shas[compressions[0]], keep)
         row["ffmpeg_pipe_fps"] = ff["fps"] if ff else None
         row["ffmpeg_cpu_ms_per_frame"] = 1000 * ff["cpu_s"] / frames if ff else None
         for c in compressions:
             row[f"ratio_{c}_over_ffmpeg"] = row[f"simreel_fps_{c}"] / ff["fps"] if ff else None
         rows.append(row)
     first = compressions[0]
-    return {"size": f"{width}x{height}", "frames": frames, "rounds": rows,
+    return {"size": f"{width}x{height}", "frames": frames, "rounds": rows, "same_settings": check,
             # the default transport's figures, as before
             "simreel_fps": min(x[f"simreel_fps_{first}"] for x in rows),
             "ffmpeg_pipe_fps": rows[-1]["ffmpeg_pipe_fps"],

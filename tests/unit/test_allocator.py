@@ -1,0 +1,34 @@
+"""Frame-sized buffers are reused after reuse_freed_buffers(), not page-faulted in afresh each time."""
+import platform
+import subprocess
+import sys
+
+import pytest
+
+_CHURN = """
+import resource, sys
+from simreel.allocator import reuse_freed_buffers
+if sys.argv[1] == "tuned":
+    assert reuse_freed_buffers() and reuse_freed_buffers()
+def batch():  # a batch of decompressed 640x480 frames, written, then dropped
+    return sum(len(f) for f in [b"\\x01" * 921_600 for _ in range(12)])
+batch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    batch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _faults(mode: str) -> int:
+    out = subprocess.run([sys.executable, "-c", _CHURN, mode], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="tunes glibc's malloc only")
+def test_freed_frames_are_reused_without_page_faults():
+    default, tuned = _faults("default"), _faults("tuned")
+    # 240 buffers of 225 pages each: glibc's defaults fault most of them in again
+    assert default > 240 * 100
+    assert tuned < default / 20
+
