@@ -96,7 +96,7 @@ async def test_retention_index_waits_for_jetstream(nats_server):
             nats_server.proc.send_signal(signal.SIGSTOP)
             try:
                 follower = asyncio.create_task(follow_index(bus, index, caught_up))
-                await until(lambda: follower.done() or any(e["event"] == "index_follow_retry" for e in logged),
+                await until(lambda: follower.done() or any(e["event"] == "follow_retry" for e in logged),
                             timeout=60, what="a JetStream request to time out")
                 assert not follower.done(), f"gave up while JetStream was away: {follower.exception()!r}"
             finally:
