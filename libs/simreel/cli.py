@@ -50,6 +50,10 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
                    help="record from a free camera at this pose")
     p.add_argument("--quality", choices=["full", "fast"], default="full",
                    help="fast turns off shadows and reflections (several times faster on software GL)")
+    p.add_argument("--engine", default="gl",
+                   help="render engine: gl (default), or mjwarp to run the episodes as parallel worlds (docs/gpu.md)")
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="render engine option, e.g. device=cpu (repeatable)")
     p.add_argument("--video", choices=sorted(VIDEO_CHOICES), default="mp4")
     p.add_argument("--layout", choices=["per-episode", "concat", "both"], default="per-episode")
     p.add_argument("--gif-fps", type=int, default=15)
@@ -75,6 +79,14 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
             raise SystemExit(f"simreel: {what} must be KEY=VALUE, got {item!r}")
         out[k] = v
     return out
+
+
+def _json_or_text(value: str):
+    """`true`, `3`, `0.5` as JSON; anything else as the text itself (`cpu`)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def _free_camera(spec: str | None) -> dict | None:
@@ -114,7 +126,8 @@ def build_request(a: argparse.Namespace) -> ev.SimRequested:
         "tags": _pairs(a.tag, "--tag"),
         "fail_on_blank": a.fail_on_blank,
         "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality,
-                   "tile": a.tile, "free_camera": _free_camera(a.free_camera)},
+                   "tile": a.tile, "free_camera": _free_camera(a.free_camera), "engine": a.engine,
+                   "engine_options": {k: _json_or_text(v) for k, v in _pairs(a.engine_option, "--engine-option").items()}},
         "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "codec": a.codec, "preset": a.preset,
                     "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry},
     }

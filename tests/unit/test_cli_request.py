@@ -37,3 +37,12 @@ def test_a_reference_outside_the_folder_is_refused_before_submitting(tmp_path):
     with pytest.raises(SystemExit) as info:
         build_request(parser().parse_args(["run", str(tmp_path / "scene" / "robot.xml")]))
     assert "'..'" in str(info.value)
+
+
+def test_engine_and_its_options_reach_the_request():
+    req = build_request(parser().parse_args(["run", "cartpole", "--episodes", "8", "--engine", "mjwarp",
+                                             "--engine-option", "device=cpu", "--engine-option", "deterministic=true"]))
+    assert req.render.engine == "mjwarp" and req.render.engine_options == {"device": "cpu", "deterministic": True}
+    assert build_request(parser().parse_args(["run", "cartpole"])).render.engine == "gl"
+    with pytest.raises(SystemExit, match="engine"):
+        build_request(parser().parse_args(["run", "cartpole", "--engine", "os:system"]))
