@@ -357,19 +357,19 @@ def cmd_ui(a: argparse.Namespace) -> int:
 
     from .service import main as service_main
 
+    from .config import Settings
+
     if _bus_configured(a):
-        if a.nats:
-            os.environ["SIMREEL_NATS_URL"] = a.nats
-        service_main(NAME, run)
+        service_main(NAME, run, Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
         return 0
     from .embedded import Stack
 
     out = Path(a.out).resolve()
     _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
     with Stack(data_dir=Path(a.data).resolve() if a.data else None, out_dir=out) as stack:
-        os.environ["SIMREEL_NATS_URL"] = stack.url
+        # The ui's own variables (host, port, store) are still read by the ui from the environment.
         os.environ.setdefault("SIMREEL_STORE_DIR", str(out))
-        service_main(NAME, run)
+        service_main(NAME, run, Settings.from_env(nats=NatsSettings.from_env(url=stack.url)))
     return 0
 
 
