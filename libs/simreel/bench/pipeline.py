@@ -263,28 +263,41 @@ def latency(duration_s: float = 10.0, width: int = 640, height: int = 480, fps: 
             "episode_end_to_artifact_stored_s": seen["stored"] - seen["ended"]}
 
 
-def run_all(*, quick: bool = False) -> dict[str, Any]:
+PARTS = ("throughput", "scaling", "latency")
+
+
+def run_all(*, quick: bool = False, rounds: int | None = None, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
     os.environ.setdefault("MUJOCO_GL", "egl")
-    return {
+    out: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
                    f"{platform.python_version()}",
-        "date": time.strftime("%Y-%m-%d"),
-        "throughput": throughput(frames=120 if quick else 300, rounds=1 if quick else 3),
-        "scaling": scaling(runs=4 if quick else 6, frames=60 if quick else 150),
-        "latency": latency(duration_s=2.0 if quick else 10.0),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_at_start": os.getloadavg(),
     }
+    if "throughput" in parts:
+        out["throughput"] = throughput(frames=120 if quick else 300, rounds=rounds or (1 if quick else 3))
+    if "scaling" in parts:
+        out["scaling"] = scaling(runs=4 if quick else 6, frames=60 if quick else 150)
+    if "latency" in parts:
+        out["latency"] = latency(duration_s=2.0 if quick else 10.0)
+    out["load_average_at_end"] = os.getloadavg()
+    return out
 
 
 def cmd_pipeline(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    result = run_all(quick=args.quick)
+    parts = tuple(p for p in args.parts.split(",") if p)
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    result = run_all(quick=args.quick, rounds=args.rounds, parts=parts)
     t = Table(title="simreel pipeline benchmark")
     t.add_column("measure")
     t.add_column("value")
-    tp, sc, la = result["throughput"], result["scaling"], result["latency"]
-    for row in tp["rounds"]:
+    tp, sc, la = result.get("throughput"), result.get("scaling"), result.get("latency")
+    for row in tp["rounds"] if tp else []:
         for key, value in row.items():
             if key.startswith("simreel_fps_") or key == "ffmpeg_pipe_fps":
                 name = (f"encoder fps via JetStream, {key[len('simreel_fps_'):]} frames ({tp['size']})"
@@ -292,11 +305,19 @@ def cmd_pipeline(args) -> int:
                 t.add_row(f"round {row['round']}: {name}", f"{value:.1f}" if value else "-")
             elif key.startswith("ratio_") and value:
                 t.add_row(f"round {row['round']}: {key.replace('_', ' ')}", f"{value:.2f}")
-    t.add_row(f"{sc['runs']} runs, 1 encoder (s)", f"{sc['1_encoder_s']:.2f}")
-    t.add_row(f"{sc['runs']} runs, 2 encoders (s)", f"{sc['2_encoder_s']:.2f}")
-    t.add_row("speedup 2 / 1", f"{sc['speedup_2_over_1']:.2f}")
-    t.add_row(f"episode end → VideoAvailable ({la['clip_s']:.0f} s clip)", f"{la['episode_end_to_video_available_s']:.3f} s")
-    t.add_row("episode end → ArtifactStored", f"{la['episode_end_to_artifact_stored_s']:.3f} s")
+            elif key.startswith("simreel_cpu_ms_per_frame_") or key == "ffmpeg_cpu_ms_per_frame":
+                t.add_row(f"round {row['round']}: {key.replace('_', ' ')}", f"{value:.2f}" if value else "-")
+    if tp and tp.get("same_settings"):
+        t.add_row("same settings: ffmpeg's pictures == the encoder's",
+                  str(tp["same_settings"]["ffmpeg_pictures_equal_encoder"]))
+    if sc:
+        t.add_row(f"{sc['runs']} runs, 1 encoder (s)", f"{sc['1_encoder_s']:.2f}")
+        t.add_row(f"{sc['runs']} runs, 2 encoders (s)", f"{sc['2_encoder_s']:.2f}")
+        t.add_row("speedup 2 / 1", f"{sc['speedup_2_over_1']:.2f}")
+    if la:
+        t.add_row(f"episode end → VideoAvailable ({la['clip_s']:.0f} s clip)", f"{la['episode_end_to_video_available_s']:.3f} s")
+        t.add_row("episode end → ArtifactStored", f"{la['episode_end_to_artifact_stored_s']:.3f} s")
+    t.add_row("load average, start / end", f"{result['load_average_at_start'][0]:.1f} / {result['load_average_at_end'][0]:.1f}")
     Console(stderr=True).print(t)
     text = json.dumps(result, indent=2)
     if args.json == "-":
@@ -310,6 +331,8 @@ def cmd_pipeline(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("pipeline", help="encoder throughput vs ffmpeg, 1 vs 2 encoders, end-to-end latency")
     p.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
+    p.add_argument("--rounds", type=int, default=None, help="throughput rounds (default 3, 1 with --quick)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run (comma-separated: {', '.join(PARTS)})")
     p.add_argument("--json", default="simreel-out/bench-pipeline.json", help="where to write the JSON ('-' = stdout)")
     p.set_defaults(func=cmd_pipeline)
 
