@@ -159,6 +159,9 @@ class Bus:
         self.shutdown_grace_s = 20.0
         self._handing_back: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
         self._reconnect_waiters: set[asyncio.Future] = set()
+        # JetStream requests retried because JetStream did not answer, by operation: the same fact as
+        # the *_retry log lines, for health checks and tests that must not depend on log capture.
+        self.retries: collections.Counter[str] = collections.Counter()
 
     @classmethod
     async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
@@ -206,6 +209,7 @@ class Bus:
                     await self._ensure_stream(cfg)
                     break
                 except JS_UNAVAILABLE as e:
+                    self.retries["ensure_streams"] += 1
                     log.warning("ensure_streams_retry", stream=cfg.name, error=type(e).__name__)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
@@ -561,6 +565,7 @@ class Bus:
                 break
             except (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError,
                     nats.errors.ConnectionReconnectingError) as e:
+                self.retries["follow"] += 1
                 log.warning("follow_retry", subject=filter_subject, error=type(e).__name__)
                 await asyncio.sleep(0.5)
         if caught_up is not None and not from_start:

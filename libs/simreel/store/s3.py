@@ -208,6 +208,9 @@ class S3Store:
         self.part_size = int(part_size)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
+        # Calls retried so far (the same fact as the "s3 call failed, retrying" log lines, for health
+        # checks and tests that must not depend on log capture).
+        self.retried = 0
         # Our own pool without urllib3 retries: one retry policy (ours, logged), not two nested.
         self._http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=min(10.0, timeout_s), read=timeout_s),
@@ -436,6 +439,7 @@ class S3Store:
                     ) from exc
                 err = exc
             delay = min(self.backoff_s * 2**attempt, _MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
+            self.retried += 1
             _log.warning(
                 "s3 call failed, retrying",
                 op=op,
