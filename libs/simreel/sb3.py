@@ -37,6 +37,7 @@ from . import log as logs
 from .config import NatsSettings
 from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger
 from .gym.clips import ClipStream, VideoCallback
+from .gym.video_info import RecordedVideo
 from .recorder import RecorderThread
 
 __all__ = ["VecVideoRecorder"]
@@ -80,7 +81,7 @@ class VecVideoRecorder(VecEnvWrapper):
         self.video_length = video_length
         self.video_name = ""
         self.video_path = ""
-        self.videos: list[dict[str, Any]] = []
+        self.videos: list[RecordedVideo] = []
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
         log = _quiet_logger() if disable_logger else logs.get(__name__)

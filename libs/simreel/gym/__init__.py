@@ -55,9 +55,10 @@ from .files import jsonable as _jsonable
 from .files import link as _link
 from .files import local_name as _local_name
 from .files import run_prefix as _run_prefix
+from .video_info import RecordedVideo
 from ..recorder import RecordedRun, RecorderError, RecorderThread
 
-__all__ = ["RecordVideo", "RecordingError", "capped_cubic_video_schedule"]
+__all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule"]
 
 EMBEDDED_DIR = ".simreel"
 
@@ -99,9 +100,10 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - `recorder`: a `simreel.recorder.RecorderThread` shared by several wrappers (one connection, one
       embedded stack); the caller closes it. Default: one of its own, closed by `close()`.
 
-    After `close()` (or `wait()`), `videos` lists one dict per video: `name`, `path` (the file in
-    video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`, `frames`,
-    `telemetry_url`, `report_url`, `status`, `error`, `store_latency_s`.
+    After `close()` (or `wait()`), `videos` lists one `RecordedVideo` per video: `name`, `path` (the
+    file in video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`,
+    `frames`, `fps`, `telemetry_url`, `report_url`, `status`, `error`, `store_latency_s` (attributes;
+    `v["url"]` also works, as with the dicts of earlier versions).
     """
 
     def __init__(
@@ -123,7 +125,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         max_queue_bytes: int = 32 * 1024 * 1024,
         strict: bool = True,
         recorder: RecorderThread | None = None,
-        on_video: Callable[[dict[str, Any]], None] | None = None,
+        on_video: Callable[[RecordedVideo], None] | None = None,
         announce: bool = True,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
@@ -173,7 +175,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.outputs = outputs or ev.OutputSpec()
         self.timeout = float(timeout)
         self.strict = strict
-        self.videos: list[dict[str, Any]] = []
+        self.videos: list[RecordedVideo] = []
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
         self._nats_url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
         self._max_queue_bytes = int(max_queue_bytes)
@@ -481,7 +483,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 return a
         return None
 
-    def _info(self, r: RecordedRun, status: str | None = None) -> dict[str, Any]:
+    def _info(self, r: RecordedRun, status: str | None = None) -> RecordedVideo:
         video = self._video_artifact(r)
         name = r.meta.get("name")
         path = None
@@ -489,11 +491,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             local = Path(self.video_folder) / _local_name(name, video.format)
             path = str(local) if local.exists() else None
         tel, rep = r.artifact("telemetry"), r.artifact("report")
-        return {"name": name, "path": path, "url": video.url if video else None, "run_id": r.run_id,
-                "episode": r.meta.get("episode"), "step": r.meta.get("step"), "frames": r.frames,
-                "fps": self.frames_per_sec, "telemetry_url": tel.url if tel else None,
-                "report_url": rep.url if rep else None, "status": status or r.status, "error": r.error,
-                "store_latency_s": r.store_latency_s}
+        return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
+                             frames=r.frames, fps=self.frames_per_sec, status=status or r.status, error=r.error,
+                             telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
+                             store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
+                             step=r.meta.get("step"))
 
     def _collect(self, runs: list[RecordedRun]) -> None:
         self.videos = [self._info(r) for r in runs if r.ended_at is not None]

@@ -18,8 +18,9 @@ import numpy as np
 from .. import events as ev
 from ..recorder import RecordedRun, RecorderThread
 from .files import jsonable, link, local_name, run_prefix
+from .video_info import RecordedVideo
 
-VideoCallback = Callable[[dict[str, Any]], None]
+VideoCallback = Callable[[RecordedVideo], None]
 
 
 class ClipStream:
@@ -107,7 +108,7 @@ class ClipStream:
         if self.on_video is not None:
             self.on_video(self.info(run))
 
-    def info(self, r: RecordedRun) -> dict[str, Any]:
+    def info(self, r: RecordedRun) -> RecordedVideo:
         video = video_artifact(r)
         name = r.meta.get("name")
         path = None
@@ -115,10 +116,11 @@ class ClipStream:
             local = Path(self.video_folder) / local_name(name, video.format)
             path = str(local) if local.exists() else None
         tel, rep = r.artifact("telemetry"), r.artifact("report")
-        return {**{k: v for k, v in r.meta.items() if k != "wrapper"}, "name": name, "path": path,
-                "url": video.url if video else None, "run_id": r.run_id, "frames": r.frames, "fps": self.fps,
-                "telemetry_url": tel.url if tel else None, "report_url": rep.url if rep else None,
-                "status": r.status, "error": r.error, "store_latency_s": r.store_latency_s}
+        return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
+                             frames=r.frames, fps=self.fps, status=r.status, error=r.error,
+                             telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
+                             store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
+                             step=r.meta.get("step"), env=r.meta.get("env"))
 
 
 def video_artifact(run: RecordedRun) -> ev.ArtifactStored | None:

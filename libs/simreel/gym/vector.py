@@ -40,6 +40,7 @@ from ..config import NatsSettings
 from ..recorder import RecorderThread
 from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule
 from .clips import ClipStream, VideoCallback
+from .video_info import RecordedVideo
 
 __all__ = ["RecordVideo", "KeepFinalFrame", "FINAL_FRAME_KEY"]
 
@@ -160,7 +161,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.video_length = video_length if video_length != 0 else float("inf")
         self.step_id = -1
         self.episode_id = -1  # sub-env 0's episodes, as Gymnasium counts them (grid mode)
-        self.videos: list[dict[str, Any]] = []
+        self.videos: list[RecordedVideo] = []
         self.timeout, self.strict = float(timeout), strict
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
         self._tag = uuid.uuid4().hex[:8]
