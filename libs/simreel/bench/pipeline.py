@@ -266,7 +266,8 @@ def latency(duration_s: float = 10.0, width: int = 640, height: int = 480, fps: 
 PARTS = ("throughput", "scaling", "latency")
 
 
-def run_all(*, quick: bool = False, rounds: int | None = None, parts: tuple[str, ...] = PARTS) -> dict[str, Any]:
+def run_all(*, quick: bool = False, rounds: int | None = None, parts: tuple[str, ...] = PARTS,
+            frames: int | None = None) -> dict[str, Any]:
     os.environ.setdefault("MUJOCO_GL", "egl")
     out: dict[str, Any] = {
         "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_implementation()} "
@@ -275,7 +276,7 @@ def run_all(*, quick: bool = False, rounds: int | None = None, parts: tuple[str,
         "load_average_at_start": os.getloadavg(),
     }
     if "throughput" in parts:
-        out["throughput"] = throughput(frames=120 if quick else 300, rounds=rounds or (1 if quick else 3))
+        out["throughput"] = throughput(frames=frames or (120 if quick else 300), rounds=rounds or (1 if quick else 3))
     if "scaling" in parts:
         out["scaling"] = scaling(runs=4 if quick else 6, frames=60 if quick else 150)
     if "latency" in parts:
@@ -292,7 +293,7 @@ def cmd_pipeline(args) -> int:
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"--parts: unknown {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
-    result = run_all(quick=args.quick, rounds=args.rounds, parts=parts)
+    result = run_all(quick=args.quick, rounds=args.rounds, parts=parts, frames=args.frames)
     t = Table(title="simreel pipeline benchmark")
     t.add_column("measure")
     t.add_column("value")
@@ -332,6 +333,7 @@ def register(sub) -> None:
     p = sub.add_parser("pipeline", help="encoder throughput vs ffmpeg, 1 vs 2 encoders, end-to-end latency")
     p.add_argument("--quick", action="store_true", help="smaller workloads (a smoke run)")
     p.add_argument("--rounds", type=int, default=None, help="throughput rounds (default 3, 1 with --quick)")
+    p.add_argument("--frames", type=int, default=None, help="frames per throughput run (default 300, 120 with --quick)")
     p.add_argument("--parts", default=",".join(PARTS), help=f"which parts to run (comma-separated: {', '.join(PARTS)})")
     p.add_argument("--json", default="simreel-out/bench-pipeline.json", help="where to write the JSON ('-' = stdout)")
     p.set_defaults(func=cmd_pipeline)
