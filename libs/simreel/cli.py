@@ -349,27 +349,26 @@ def cmd_up(a: argparse.Namespace) -> int:
 
 def cmd_ui(a: argparse.Namespace) -> int:
     """The web ui against a running stack (--nats / SIMREEL_NATS_URL), or an embedded stack of its own."""
-    from simreel.services.ui.security import check_bind
+    import functools
 
-    os.environ["SIMREEL_UI_HOST"], os.environ["SIMREEL_UI_PORT"] = a.host, str(a.port)
-    check_bind(a.host, os.environ.get("SIMREEL_UI_TOKEN"))
-    from simreel.services.ui.service import NAME, run
-
-    from .service import main as service_main
+    from simreel.services.ui.service import NAME, config_from_env, run
 
     from .config import Settings
+    from .service import main as service_main
+    from .store.local import LocalStore
 
+    config = config_from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
     if _bus_configured(a):
-        service_main(NAME, run, Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
+        service_main(NAME, functools.partial(run, config=config),
+                     Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
         return 0
     from .embedded import Stack
 
     out = Path(a.out).resolve()
     _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
     with Stack(data_dir=Path(a.data).resolve() if a.data else None, out_dir=out) as stack:
-        # The ui's own variables (host, port, store) are still read by the ui from the environment.
-        os.environ.setdefault("SIMREEL_STORE_DIR", str(out))
-        service_main(NAME, run, Settings.from_env(nats=NatsSettings.from_env(url=stack.url)))
+        service_main(NAME, functools.partial(run, config=config, store=LocalStore(out)),
+                     Settings.from_env(nats=NatsSettings.from_env(url=stack.url)))
     return 0
 
 

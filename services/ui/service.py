@@ -15,6 +15,7 @@ from aiohttp import web
 from simreel import log as logs
 from simreel.bus import Bus
 from simreel.config import Settings
+from simreel.store.base import ArtifactStore
 from simreel.store.settings import store_from_env
 
 from .app import Ui, UiConfig
@@ -25,7 +26,9 @@ from .security import check_bind
 NAME = "ui"
 
 
-def config_from_env(env: Mapping[str, str] = os.environ) -> UiConfig:
+def config_from_env(env: Mapping[str, str] = os.environ, *, host: str | None = None,
+                    port: int | None = None) -> UiConfig:
+    """The ui's settings from the environment; `host`/`port` (command-line flags) win over it."""
     def _int(name: str, default: int) -> int:
         raw = env.get(name) or ""
         try:
@@ -33,7 +36,8 @@ def config_from_env(env: Mapping[str, str] = os.environ) -> UiConfig:
         except ValueError:
             raise ValueError(f"{name} must be an integer, got {raw!r}") from None
 
-    cfg = UiConfig(host=env.get("SIMREEL_UI_HOST") or UiConfig.host, port=_int("SIMREEL_UI_PORT", UiConfig.port),
+    cfg = UiConfig(host=host or env.get("SIMREEL_UI_HOST") or UiConfig.host,
+                   port=port if port is not None else _int("SIMREEL_UI_PORT", UiConfig.port),
                    token=env.get("SIMREEL_UI_TOKEN") or None,
                    max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes))
     check_bind(cfg.host, cfg.token)
@@ -50,11 +54,13 @@ async def follow_log(bus: Bus, live: Live) -> None:
             live.replayed()
 
 
-async def run(bus: Bus, settings: Settings, stop: asyncio.Event, config: UiConfig | None = None) -> None:
+async def run(bus: Bus, settings: Settings, stop: asyncio.Event, config: UiConfig | None = None,
+              store: ArtifactStore | None = None) -> None:
+    """`config` and `store` default to the environment's; `simreel ui` passes its flags' values."""
     log = logs.get(NAME)
     config = config or config_from_env()
     live = Live()
-    store = store_from_env()
+    store = store or store_from_env()
     previews = Previews(live, bus.watch_frames)
     ui = Ui(live, store, bus.publish, config, previews=previews)
     follower = asyncio.create_task(follow_log(bus, live))
