@@ -23,6 +23,7 @@ Where GL is first used (the first reset's render) is the same in every variant a
     python benchmarks/bench_gym.py cheetah --episodes 2 --steps 120 --repeat 2
     python benchmarks/bench_gym.py cheetah --episodes 2 --steps 1000
     python benchmarks/bench_gym.py cartpole --steps 600 --repeat 3
+    python benchmarks/bench_gym.py cartpole --before-python ../other-checkout/.venv/bin/python
 """
 from __future__ import annotations
 
@@ -121,12 +122,15 @@ _CHILD = textwrap.dedent("""
 def run_variant(scenario: str, mode: str, a: argparse.Namespace, folder: Path) -> dict:
     env = {**os.environ, "SIMREEL_LOG_LEVEL": "warning"}
     env.pop("SIMREEL_NATS_URL", None)
-    cmd = [sys.executable, "-c", _CHILD, scenario, mode, str(a.episodes), str(a.steps), str(a.width), str(a.height),
-           str(folder)]
+    # `simreel-before`: simreel's wrapper from another install (--before-python), measured in the same
+    # run as this one, so a change is compared with what it replaces under the same load.
+    python = a.before_python if mode == "simreel-before" else sys.executable
+    cmd = [python, "-c", _CHILD, scenario, mode.removesuffix("-before"), str(a.episodes), str(a.steps), str(a.width),
+           str(a.height), str(folder)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
         raise RuntimeError(f"{mode} failed:\n{p.stderr[-4000:]}")
-    return json.loads([line for line in p.stdout.splitlines() if line.startswith("{")][-1])
+    return {**json.loads([line for line in p.stdout.splitlines() if line.startswith("{")][-1]), "mode": mode}
 
 
 def main() -> None:
@@ -141,11 +145,15 @@ def main() -> None:
                     help="rounds of all variants, interleaved; the fastest total of each is reported "
                          "(a shared machine's load only ever makes a run slower)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--before-python", default=None,
+                    help="the Python of another simreel install: adds the variant simreel-before, run with it")
     a = ap.parse_args()
     if a.scenario == "cartpole" and a.steps == 120:
         a.steps = 600
 
     variants = [v.strip() for v in a.variants.split(",") if v.strip()]
+    if a.before_python:
+        variants.append("simreel-before")
     runs: dict[str, list[dict]] = {m: [] for m in variants}
     with tempfile.TemporaryDirectory(prefix="bench-gym-") as tmp:
         for round_ in range(a.repeat):

@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from . import events as ev
+from . import lean_imports
 from . import log as logs
 from . import subjects
 from .config import NatsSettings
@@ -101,8 +102,11 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
     """Connect with reconnects forever once connected: a NATS restart must pause the services, not
     kill them. The first connection has a deadline (SIMREEL_NATS_CONNECT_TIMEOUT_S, default 30 s), so
     a wrong URL is a clear error instead of a hang."""
+    servers = [u.strip() for u in settings.url.split(",")]
+    if any(u.startswith(("ws://", "wss://")) for u in servers):
+        lean_imports.websockets()
     opts: dict[str, Any] = dict(
-        servers=[u.strip() for u in settings.url.split(",")],
+        servers=servers,
         name=name,
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,

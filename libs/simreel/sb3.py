@@ -38,7 +38,7 @@ from .config import NatsSettings
 from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger
 from .gym.clips import ClipStream, VideoCallback
 from .gym.video_info import RecordedVideo
-from .recorder import RecorderThread
+from .recorder import DEFAULT_QUEUE_BYTES, RecorderThread
 
 __all__ = ["VecVideoRecorder"]
 
@@ -59,7 +59,7 @@ class VecVideoRecorder(VecEnvWrapper):
         session: str = "default",
         outputs: ev.OutputSpec | None = None,
         timeout: float = 300.0,
-        max_queue_bytes: int = 32 * 1024 * 1024,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         strict: bool = True,
         on_video: VideoCallback | None = None,
         disable_logger: bool = True,

@@ -56,7 +56,7 @@ from .files import link as _link
 from .files import local_name as _local_name
 from .files import run_prefix as _run_prefix
 from .video_info import RecordedVideo
-from ..recorder import RecordedRun, RecorderError, RecorderThread
+from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
 
 __all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule"]
 
@@ -95,7 +95,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - `session`: retention group of the videos (part of their keys).
     - `outputs`: `simreel.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
     - `timeout`: how long `close()` waits for the last videos to be stored (seconds).
-    - `max_queue_bytes`: frames waiting for the publisher thread; `step()` blocks beyond it.
+    - `max_queue_bytes`: frames waiting for the publisher thread (default 8 MiB, ~9 frames of 640×480);
+      `step()` blocks beyond it, which happens only while NATS starts or the bus is slow.
     - `strict`: `close()` raises RecordingError if a video failed or timed out (else it only warns).
     - `recorder`: a `simreel.recorder.RecorderThread` shared by several wrappers (one connection, one
       embedded stack); the caller closes it. Default: one of its own, closed by `close()`.
@@ -122,7 +123,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         session: str = "default",
         outputs: ev.OutputSpec | None = None,
         timeout: float = 300.0,
-        max_queue_bytes: int = 32 * 1024 * 1024,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         strict: bool = True,
         recorder: RecorderThread | None = None,
         on_video: Callable[[RecordedVideo], None] | None = None,

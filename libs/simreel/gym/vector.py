@@ -37,7 +37,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 from .. import events as ev
 from .. import log as logs
 from ..config import NatsSettings
-from ..recorder import RecorderThread
+from ..recorder import DEFAULT_QUEUE_BYTES, RecorderThread
 from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule
 from .clips import ClipStream, VideoCallback
 from .video_info import RecordedVideo
@@ -115,7 +115,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         session: str = "default",
         outputs: ev.OutputSpec | None = None,
         timeout: float = 300.0,
-        max_queue_bytes: int = 32 * 1024 * 1024,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         strict: bool = True,
         on_video: VideoCallback | None = None,
     ) -> None:

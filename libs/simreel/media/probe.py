@@ -9,13 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import av
-
 from .errors import MediaError
 
 
 def open_video(src: Path):
     """(container, first video stream) of a file, with clear errors for a missing or unreadable one."""
+    import av  # here, not at import: `simreel.media`'s light names must not load FFmpeg
     if not src.is_file():
         raise FileNotFoundError(f"no such video file: {src}")
     try:
@@ -36,6 +35,7 @@ def probe(path: str | os.PathLike) -> dict:
     duration_s is the container duration (what players show); fps is the stream's average rate
     (float; GIFs with centisecond delays are not integral).
     """
+    import av
     c, vs = open_video(Path(path))
     with c:
         frames = 0

@@ -20,7 +20,7 @@ Usage (inside a running event loop; one recorder per run)::
 """
 from .results import RecordedRun
 from .run import ATTEMPT, DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
-from .thread import RecorderThread, embedded_services
+from .thread import DEFAULT_QUEUE_BYTES, RecorderThread, embedded_services
 
-__all__ = ["ATTEMPT", "DEFAULT_INFLIGHT_BYTES", "RecordedRun", "RecorderError", "RecorderThread", "RunRecorder",
+__all__ = ["ATTEMPT", "DEFAULT_INFLIGHT_BYTES", "DEFAULT_QUEUE_BYTES", "RecordedRun", "RecorderError", "RecorderThread", "RunRecorder",
            "embedded_services"]

@@ -28,6 +28,12 @@ from .results import RecordedRun
 from .run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 
 
+# Frames waiting for the recorder thread (it publishes them to JetStream, which holds them until the
+# encoder reads them). They wait here only while NATS starts or the bus is slow: ~9 frames of 640x480.
+# Its peak is the recorder's whole share of the training process's memory, so it is small.
+DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
+
+
 def embedded_services(env: Mapping[str, str]) -> tuple[str, ...]:
     """Recorder runs need no simulator; retention only matters when a retention policy is set."""
     extra = ("retention",) if any(k.startswith("SIMREEL_RETENTION_") and v for k, v in env.items()) else ()
@@ -101,7 +107,7 @@ class RecorderThread:
         embedded_dir: Path | None = None,
         session: str = "default",
         outputs: ev.OutputSpec | None = None,
-        max_queue_bytes: int = 32 * 1024 * 1024,
+        max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
         logger: Any = None,
         on_result: Callable[[RecordedRun], None] | None = None,
