@@ -5,20 +5,23 @@ import asyncio
 import gc
 
 from simreel import events as ev
-from simreel.allocator import reuse_freed_buffers
+from simreel.allocator import prefault, reuse_freed_buffers
 from simreel.bus import Bus
 from simreel.config import Settings
 from simreel.staging import staging_for
 
 from .handlers import Encoder
 from .janitor import run_janitor
+from .prefetch import READ_AHEAD_BYTES
 
 NAME = "encoder"
 
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
-    # Before the first worker thread: frame-sized buffers are reused, not page-faulted in afresh.
-    reuse_freed_buffers()
+    # Before the first worker thread: frame-sized buffers are reused, not page-faulted in afresh,
+    # and the heap the read-ahead will fill is mapped before the first job, not during it.
+    if reuse_freed_buffers():
+        prefault(READ_AHEAD_BYTES)
     # What start-up created (modules, PyAV, numpy: about 10^5 objects) lives as long as the process:
     # kept out of the cycle collector, its passes walk only what the jobs allocate.
     gc.collect()
