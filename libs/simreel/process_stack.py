@@ -1,4 +1,7 @@
-"""The one embedded stack of this process, shared by every recorder, wrapper and Client in it.
+"""The one embedded stack of this process, shared by every recorder and wrapper in it.
+
+A Client does not join it: the stack has no simulator (recorders need none), so a SimRequested sent
+to it would never be answered; Client connects to SIMREEL_NATS_URL, a full stack.
 
 Why one: two wrappers in a training script must not start two nats-servers and two encoders that
 compete for the same cores. The stack is started by its first user, stopped when the last one lets
@@ -228,5 +231,5 @@ def wait_stopped(timeout: float = 60.0) -> bool:
 
 
 def running() -> Stack | None:
-    """The stack running now, if any (tests and `Client.embedded` look here)."""
+    """The stack running now, if any (tests look here)."""
     return _keeper.running

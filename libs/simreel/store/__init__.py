@@ -13,8 +13,18 @@ from simreel.store.base import (
     sanitize_part,
 )
 from simreel.store.local import LocalStore
-from simreel.store.s3 import S3Store
 from simreel.store.settings import key_prefix_from_env, store_from_env
+
+
+
+def __getattr__(name: str):
+    """S3Store on first use: minio and urllib3 are ~0.2 s of start-up a local store never needs."""
+    if name == "S3Store":
+        from simreel.store.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ArtifactStore",

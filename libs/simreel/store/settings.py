@@ -12,7 +12,6 @@ from pathlib import Path
 from simreel import envvars
 from simreel.store.base import ArtifactStore, StoreConfigError
 from simreel.store.local import LocalStore
-from simreel.store.s3 import MAX_PRESIGN_SECONDS, S3Store, parse_endpoint
 
 __all__ = ["store_from_env", "key_prefix_from_env", "DEFAULT_KEY_PREFIX", "DEFAULT_STORE_DIR"]
 
@@ -63,6 +62,9 @@ def store_from_env(environ: Mapping[str, str] = os.environ) -> ArtifactStore:
         root = Path(_get(environ, "SIMREEL_STORE_DIR") or DEFAULT_STORE_DIR)
         return LocalStore(root, base_url=public)
     if kind == "s3":
+        # Imported here: minio and urllib3 are ~0.2 s of start-up and memory a local store never uses.
+        from simreel.store.s3 import MAX_PRESIGN_SECONDS, S3Store, parse_endpoint
+
         why = ("when SIMREEL_STORE=s3" if _get(environ, "SIMREEL_STORE")
                else "because SIMREEL_S3_ENDPOINT is set, which selects the S3 store; set SIMREEL_STORE=local "
                     "to store locally")
