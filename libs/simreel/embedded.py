@@ -88,12 +88,19 @@ class NatsServer:
         return f"nats://{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> "NatsServer":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "NatsServer":
+        """Start the process without waiting for it to listen (its URL is known already)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         cmd = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port), "-sd", str(self.store_dir),
                *self.extra_args]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
                                      preexec_fn=_die_with_parent)
+        return self
+
+    def wait_ready(self, timeout: float = 15.0) -> "NatsServer":
         _wait_port(self.host, self.port, self.proc, timeout, "nats-server")
         log.info("nats_started", url=self.url, store_dir=str(self.store_dir), pid=self.proc.pid)
         return self
@@ -193,13 +200,22 @@ class Stack:
         return env
 
     def start(self) -> "Stack":
+        """Returns once NATS listens. The service processes are started beside nats-server, not after
+        it: their interpreter start-up overlaps the server's, and their first connection waits for it
+        (bus.connect retries within SIMREEL_NATS_CONNECT_TIMEOUT_S). A recorder's short clips are then
+        encoded while its loop runs instead of piling up for close()."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.nats.log_file = self.log_dir / "nats.log"
-        self.nats.start()
+        self.nats.launch()
         env = self.service_env()
         for name in self.services:
             for i in range(self.replicas.get(name, 1)):
                 self.start_service(name, env, index=i)
+        try:
+            self.nats.wait_ready()
+        except BaseException:
+            self.stop()  # the services must not outlive a server that never came up
+            raise
         return self
 
     def start_service(self, name: str, env: Mapping[str, str] | None = None, *, index: int | None = None) -> subprocess.Popen:
