@@ -112,7 +112,7 @@ DEPLOY_CLUSTER = Path(__file__).resolve().parents[2] / "deploy" / "nats" / "clus
 
 class Cluster:
     """Three nats-server processes forming one JetStream cluster on loopback (duck-types NatsServer
-    for Stack: `url`, `start()`, `stop()`, `log_file`)."""
+    for Stack: `url`, `launch()`, `wait_ready()`, `start()`, `stop()`, `log_file`)."""
 
     def __init__(self, base: Path, size: int = 3) -> None:
         self.base = base
@@ -146,6 +146,12 @@ class Cluster:
             if p is None or p.poll() is not None:
                 self.start_node(i)
         return self
+
+    def launch(self) -> "Cluster":  # Stack.start launches the server, starts the services, then waits
+        return self.start()
+
+    def wait_ready(self, timeout: float = 15.0) -> "Cluster":
+        return self  # start() returns once every node listens
 
     def healthy(self) -> bool:
         """Every node reports JetStream healthy (meta leader elected, assets current)."""
