@@ -95,7 +95,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - `session`: retention group of the videos (part of their keys).
     - `outputs`: `simreel.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
     - `timeout`: how long `close()` waits for the last videos to be stored (seconds).
-    - `max_queue_bytes`: frames waiting for the publisher thread (default 8 MiB, ~9 frames of 640×480);
+    - `max_queue_bytes`: frames waiting for the publisher thread (default 4 MiB, ~4 frames of 640×480);
       `step()` blocks beyond it, which happens only while NATS starts or the bus is slow.
     - `strict`: `close()` raises RecordingError if a video failed or timed out (else it only warns).
     - `recorder`: a `simreel.recorder.RecorderThread` shared by several wrappers (one connection, one

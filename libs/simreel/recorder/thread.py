@@ -29,9 +29,10 @@ from .run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 
 
 # Frames waiting for the recorder thread (it publishes them to JetStream, which holds them until the
-# encoder reads them). They wait here only while NATS starts or the bus is slow: ~9 frames of 640x480.
-# Its peak is the recorder's whole share of the training process's memory, so it is small.
-DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
+# encoder reads them). They wait here only while NATS starts or the bus is slow: ~4 frames of 640x480.
+# Its peak is part of the recorder's share of the training process's memory (goal: +20 MiB in all),
+# so it is small; a step() that finds it full waits for the next frame to be published.
+DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 
 
 def embedded_services(env: Mapping[str, str]) -> tuple[str, ...]:
