@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nats
 import pytest
-import structlog.testing
 
 from simreel import events as ev
 from simreel import subjects
