@@ -55,6 +55,7 @@ from .files import jsonable as _jsonable
 from .files import link as _link
 from .files import local_name as _local_name
 from .files import run_prefix as _run_prefix
+from .clips import recorded_video, video_artifact
 from .video_info import RecordedVideo
 from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
 
@@ -470,33 +471,14 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         for a in run.artifacts:
             if a.kind in ("video", "gif", "frames") and a.path and os.path.exists(a.path):
                 _link(a.path, Path(self.video_folder) / _local_name(name, a.format))
-        video = self._video_artifact(run)
+        video = video_artifact(run)
         self._log.info("video_stored", video=name, url=video.url if video else None, frames=run.frames,
                        store_latency_s=round(run.store_latency_s or 0.0, 3))
         if self.on_video is not None:
             self.on_video(self._info(run))
 
-    @staticmethod
-    def _video_artifact(run: RecordedRun) -> ev.ArtifactStored | None:
-        for kind, fmt in (("video", "mp4"), ("gif", "gif"), ("frames", "png")):
-            a = run.artifact(kind, fmt)
-            if a is not None:
-                return a
-        return None
-
     def _info(self, r: RecordedRun, status: str | None = None) -> RecordedVideo:
-        video = self._video_artifact(r)
-        name = r.meta.get("name")
-        path = None
-        if video is not None and video.path:
-            local = Path(self.video_folder) / _local_name(name, video.format)
-            path = str(local) if local.exists() else None
-        tel, rep = r.artifact("telemetry"), r.artifact("report")
-        return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
-                             frames=r.frames, fps=self.frames_per_sec, status=status or r.status, error=r.error,
-                             telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
-                             store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
-                             step=r.meta.get("step"))
+        return recorded_video(r, self.video_folder, self.frames_per_sec, status)
 
     def _collect(self, runs: list[RecordedRun]) -> None:
         self.videos = [self._info(r) for r in runs if r.ended_at is not None]

@@ -109,18 +109,24 @@ class ClipStream:
             self.on_video(self.info(run))
 
     def info(self, r: RecordedRun) -> RecordedVideo:
-        video = video_artifact(r)
-        name = r.meta.get("name")
-        path = None
-        if video is not None and video.path:
-            local = Path(self.video_folder) / local_name(name, video.format)
-            path = str(local) if local.exists() else None
-        tel, rep = r.artifact("telemetry"), r.artifact("report")
-        return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
-                             frames=r.frames, fps=self.fps, status=r.status, error=r.error,
-                             telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
-                             store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
-                             step=r.meta.get("step"), env=r.meta.get("env"))
+        return recorded_video(r, self.video_folder, self.fps)
+
+
+def recorded_video(r: RecordedRun, video_folder: str | os.PathLike, fps: float,
+                   status: str | None = None) -> RecordedVideo:
+    """What every recorder reports of one run: its video (linked into video_folder when local)."""
+    video = video_artifact(r)
+    name = r.meta.get("name")
+    path = None
+    if video is not None and video.path:
+        local = Path(video_folder) / local_name(name, video.format)
+        path = str(local) if local.exists() else None
+    tel, rep = r.artifact("telemetry"), r.artifact("report")
+    return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
+                         frames=r.frames, fps=fps, status=status or r.status, error=r.error,
+                         telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
+                         store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
+                         step=r.meta.get("step"), env=r.meta.get("env"))
 
 
 def video_artifact(run: RecordedRun) -> ev.ArtifactStored | None:
