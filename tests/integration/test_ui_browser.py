@@ -7,6 +7,8 @@ test's temporary directory).
 from __future__ import annotations
 
 import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -72,8 +74,17 @@ def test_runs_page_lists_runs_and_a_running_one_turns_completed_live(env, page):
         new MutationObserver(() => document.querySelectorAll('tr[data-run] .status').forEach(
             (s) => window.__seen.push(s.closest('tr').dataset.run + ':' + s.textContent)))
           .observe(document.querySelector('#runs tbody'), {childList: true, subtree: true}); }""")
-    status, body = env["client"].json("POST", "/api/runs", {**RUN, "episodes": 1, "seed": 99})
-    new = body["run_id"]
+    # A short run can go from queued to completed within the page's 300 ms reload debounce; with the
+    # uploader paused it cannot complete, so the row must first show it unfinished, whatever the load.
+    uploader = env["stack"].procs["uploader"][0]
+    uploader.send_signal(signal.SIGSTOP)
+    try:
+        status, body = env["client"].json("POST", "/api/runs", {**RUN, "episodes": 1, "seed": 99})
+        new = body["run_id"]
+        expect(page.locator(f'tr[data-run="{new}"] .status')).to_have_text(
+            re.compile("queued|running|storing"), timeout=120_000)
+    finally:
+        uploader.send_signal(signal.SIGCONT)
     expect(page.locator(f'tr[data-run="{new}"] .status')).to_have_text("completed", timeout=120_000)
     seen = [s.split(":", 1)[1] for s in page.evaluate("window.__seen") if s.startswith(new + ":")]
     assert page.evaluate("window.__sameDocument") is True
