@@ -26,6 +26,7 @@ from nats.js import api
 from . import events as ev
 from . import lean_imports
 from . import log as logs
+from .cancel import raise_if_cancel_lost
 from . import subjects
 from .config import NatsSettings
 
@@ -540,6 +541,7 @@ class Bus:
                     m = await sub.next_msg(timeout=3600)
                 except nats.errors.TimeoutError:
                     continue
+                raise_if_cancel_lost()
                 try:
                     yield ev.decode_frames_view(m.data)
                 except (msgspec.DecodeError, msgspec.ValidationError):
@@ -585,6 +587,7 @@ class Bus:
                     m = await sub.next_msg(timeout=3600)
                 except nats.errors.TimeoutError:
                     continue
+                raise_if_cancel_lost()
                 last = caught_up is not None and not caught_up.is_set() and m.metadata.num_pending == 0
                 try:
                     event = ev.decode(m.data)

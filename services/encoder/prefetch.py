@@ -17,6 +17,7 @@ import msgspec
 import nats.errors
 
 from simreel import events as ev
+from simreel.cancel import raise_if_cancel_lost
 from simreel.framecodec import CorruptFrames
 from simreel.framing import frame_buffers
 
@@ -72,8 +73,10 @@ class Prefetch:
         self._changed = asyncio.Event()
         self._sub = None
         self._task: asyncio.Task | None = None
+        self._closing = False
 
     async def start(self, start_seq: int | None = None) -> "Prefetch":
+        self._closing = False
         self._sub = await self._subscribe(start_seq)
         self._task = asyncio.create_task(self._run())
         return self
@@ -87,13 +90,14 @@ class Prefetch:
 
     async def _run(self) -> None:
         idle_since = time.monotonic()
-        while True:
+        while not self._closing:
             try:
                 # A pull for `batch` messages lingers until it has them all or its time is up, so
                 # frames that trickle in (a training loop's short episode, its last message) would
                 # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
                 # reader still hears of idleness (TimeoutError) only once per `timeout`.
                 msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
+                raise_if_cancel_lost()
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # nats-py raises the plain asyncio.TimeoutError (not its own subclass) when the
                 # slice runs out between its no-wait probe and the lingering pull: still just "no
@@ -136,10 +140,14 @@ class Prefetch:
         return item
 
     async def close(self) -> None:
-        if self._task is not None:
+        # Python 3.11's asyncio.wait_for (inside nats-py's fetch) drops a cancellation that arrives as
+        # its inner pull completes: the task then fetched on forever and close() never returned (one
+        # encode job in ~30 hung with its video stored but no telemetry, its message kept in progress
+        # by the heartbeat). The flag ends the loop at its next turn; cancel is repeated until it does.
+        self._closing = True
+        while self._task is not None and not self._task.done():
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait({self._task}, timeout=FETCH_SLICE_S)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
