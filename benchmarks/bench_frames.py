@@ -67,8 +67,9 @@ def render(scene: str, width: int, height: int, n: int, quality: str) -> list[by
 
 def _codecs() -> dict:
     z = framecodec.zstd
-    c1, c3 = framecodec.FrameCompressor(1), framecodec.FrameCompressor(3)
+    cm1, c1, c3 = framecodec.FrameCompressor(-1), framecodec.FrameCompressor(1), framecodec.FrameCompressor(3)
     out = {
+        "zstd--1": (cm1.compress, z.decompress),
         "zstd-1 (simreel)": (c1.compress, z.decompress),
         "zstd-3": (c3.compress, z.decompress),
         "zlib-1": (lambda b: zlib.compress(b, 1), zlib.decompress),
