@@ -15,9 +15,7 @@ assets), and the builtin cartpole and apartment.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import threading
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from benchmarks.report import emit, machine  # noqa: E402
 from simreel import events as ev  # noqa: E402
 from simreel import framecodec  # noqa: E402
 from simreel.framing import FramePacker  # noqa: E402
@@ -123,12 +122,8 @@ def main(argv=None) -> int:
                                for k, v in row["codecs"].items())
             print(f"{scene:18s} {size:9s} raw {row['raw_bytes_per_frame']:>9,} B  on the wire {row['wire_bytes_per_frame']:>9,} B"
                   f"  ×{row['wire_ratio']:.1f} smaller  | {codecs}", file=sys.stderr)
-    out = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
-           "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    print(json.dumps(out, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2))
-    return 0
+    out = {**machine(), "rows": rows}
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import asyncio
 import atexit
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -34,6 +33,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.report import emit, machine
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -310,12 +311,8 @@ def main(argv=None) -> int:
             Path(a.json).write_text(json.dumps({"skipped": why}))
         return SKIPPED
     out = orchestrate(a)
-    out.update(machine=f"{platform.node()} {platform.machine()} {os.cpu_count()} cores", date=time.strftime("%Y-%m-%d"),
-               rate=a.rate, duration_s=a.duration, summary=summarize(out["rows"]))
-    print(json.dumps(out, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2))
-    return 0
+    out.update(**machine(), rate=a.rate, duration_s=a.duration, summary=summarize(out["rows"]))
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":

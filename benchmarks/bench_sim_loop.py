@@ -16,8 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from benchmarks.report import emit, machine  # noqa: E402
 from simreel import events as ev  # noqa: E402
 from simreel.client import Client  # noqa: E402
 from simreel.config import NatsSettings  # noqa: E402
@@ -185,18 +184,14 @@ def main(argv=None) -> int:
         rss10 = rss_for(a.scene, 10.0, 320, 240, a.fps)
         rss60 = rss_for(a.scene, 60.0, 320, 240, a.fps)
     out = {
-        "machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores",
-        "date": time.strftime("%Y-%m-%d"),
+        **machine(),
         "scene": a.scene, "size": f"{a.width}x{a.height}", "fps": a.fps, "duration_s": a.duration,
         "quality": a.quality, "runs": rows,
         "min_ratio_encoder_after": {c: min(r[f"ratio_encoder_after_{c}"] for r in rows) for c in compressions},
         "simulator_peak_rss_mib": ({"10s": rss10, "60s": rss60, "ratio_60_over_10": rss60 / rss10}
                                    if rss10 else None),
     }
-    print(json.dumps(out, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2))
-    return 0
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,6 +23,7 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from benchmarks.report import emit, machine  # noqa: E402
 from benchmarks.bench_frames import render  # noqa: E402
 from simreel.bus import Bus, FramePublisher  # noqa: E402
 from simreel.config import NatsSettings  # noqa: E402
@@ -103,12 +102,8 @@ def main(argv=None) -> int:
     for r in js:
         print(f"JetStream ingest {r['compression']:4s} {r['mb_s']:7.1f} MB/s = {r['frames_s']:7.1f} frames/s "
               f"({r['messages']} messages; server {r['server_cpu_s_per_gb']:.2f} CPU-s per GB)", file=sys.stderr)
-    out = {"machine": f"{platform.node()} {platform.machine()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-           "size": f"{W}x{H}", "scene": a.scene, "quality": a.quality, "encoder": enc, "jetstream_ingest": js}
-    print(json.dumps(out, indent=2))
-    if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2))
-    return 0
+    out = {**machine(), "size": f"{W}x{H}", "scene": a.scene, "quality": a.quality, "encoder": enc, "jetstream_ingest": js}
+    return emit(out, a.json)
 
 
 if __name__ == "__main__":
