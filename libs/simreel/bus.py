@@ -537,11 +537,7 @@ class Bus:
                                       ordered_consumer=True, deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT)
         try:
             while True:
-                try:
-                    m = await sub.next_msg(timeout=3600)
-                except nats.errors.TimeoutError:
-                    continue
-                raise_if_cancel_lost()
+                m = await _next_msg(sub)
                 try:
                     yield ev.decode_frames_view(m.data)
                 except (msgspec.DecodeError, msgspec.ValidationError):
@@ -583,11 +579,7 @@ class Bus:
                     if info.num_pending == 0 and not info.delivered.consumer_seq:  # nothing stored yet
                         caught_up.set()
             while True:
-                try:
-                    m = await sub.next_msg(timeout=3600)
-                except nats.errors.TimeoutError:
-                    continue
-                raise_if_cancel_lost()
+                m = await _next_msg(sub)
                 last = caught_up is not None and not caught_up.is_set() and m.metadata.num_pending == 0
                 try:
                     event = ev.decode(m.data)
@@ -605,6 +597,18 @@ class Bus:
         with contextlib.suppress(Exception):
             await self.nc.drain()
 
+
+
+async def _next_msg(sub) -> Msg:
+    """The subscription's next message, however long that takes; CancelledError if the wait's
+    cancellation was lost on the way (see simreel.cancel)."""
+    while True:
+        try:
+            m = await sub.next_msg(timeout=3600)
+        except nats.errors.TimeoutError:
+            continue
+        raise_if_cancel_lost()
+        return m
 
 
 class FramePublisher:
