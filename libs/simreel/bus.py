@@ -598,7 +598,6 @@ class Bus:
             await self.nc.drain()
 
 
-
 async def _next_msg(sub) -> Msg:
     """The subscription's next message, however long that takes; CancelledError if the wait's
     cancellation was lost on the way (see simreel.cancel)."""
