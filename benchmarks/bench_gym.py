@@ -125,7 +125,10 @@ def run_variant(scenario: str, mode: str, a: argparse.Namespace, folder: Path) -
     # `simreel-before`: simreel's wrapper from another install (--before-python), measured in the same
     # run as this one, so a change is compared with what it replaces under the same load.
     python = a.before_python if mode == "simreel-before" else sys.executable
-    cmd = [python, "-c", _CHILD, scenario, mode.removesuffix("-before"), str(a.episodes), str(a.steps), str(a.width),
+    # `simreel-nice0` / `simreel-nice10`: the embedded encoder at that CPU priority (SIMREEL_ENCODER_NICE).
+    if mode.startswith("simreel-nice"):
+        env["SIMREEL_ENCODER_NICE"] = mode.removeprefix("simreel-nice")
+    cmd = [python, "-c", _CHILD, scenario, mode.split("-")[0], str(a.episodes), str(a.steps), str(a.width),
            str(a.height), str(folder)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
@@ -140,7 +143,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120, help="steps per episode (cheetah) or in all (cartpole)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help=f"of {', '.join(VARIANTS)}, simreel-nice0, simreel-nice10 (the embedded encoder's priority)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of all variants, interleaved; the fastest total of each is reported "
                          "(a shared machine's load only ever makes a run slower)")

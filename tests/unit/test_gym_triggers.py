@@ -96,6 +96,9 @@ class ListRecorder:
         self._current.frames += 1
         self.rows[self._current.run_id].append(telemetry)
 
+    def frame_array(self, frame, telemetry=None):
+        self.frame(np.ascontiguousarray(frame).tobytes(), telemetry)
+
     def end(self, *, report=None, **episode):
         run, self._current = self._current, None
         run.meta.update(episode=episode, report=report)

@@ -410,8 +410,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         elif self._size != (width, height):
             raise ValueError(f"frame size changed from {self._size[0]}x{self._size[1]} to {width}x{height} during "
                              f"recording {self._video_name}: RecordVideo needs frames of a constant size")
-        # tobytes() copies: the env may reuse its render buffer; the copy is all that is queued.
-        self._recorder.frame(frame.tobytes(), row)
+        # Copied (the env may reuse its render buffer) into a reused buffer: the copy is all that is queued.
+        self._recorder.frame_array(frame, row)
         self._recorded_frames += 1
 
     def _begin(self, width: int, height: int) -> None:

@@ -82,7 +82,7 @@ class ClipStream:
             if isinstance(r, (int, float)):
                 self._return += float(r)
             self._last = (bool(row.get("terminated")), bool(row.get("truncated")))
-        self.recorder.frame(np.ascontiguousarray(frame).tobytes(), {k: jsonable(v) for k, v in row.items()})
+        self.recorder.frame_array(frame, {k: jsonable(v) for k, v in row.items()})
         self.frames += 1
 
     def stop(self) -> None:

@@ -119,7 +119,7 @@ class RunRecorder:
             self._ep_t0 = time.monotonic()
         return self._stats
 
-    async def add_frame(self, pixels: bytes | np.ndarray, telemetry: dict[str, Any] | None = None, *,
+    async def add_frame(self, pixels: bytes | bytearray | np.ndarray, telemetry: dict[str, Any] | None = None, *,
                         t: float | None = None) -> None:
         """Append a frame to the current episode. `t` defaults to index/fps (the video's clock).
         `telemetry` must be msgpack-able (plain numbers, strings, lists, dicts): it becomes one
@@ -127,7 +127,7 @@ class RunRecorder:
         stats = self._open_episode()
         index = self._ep_frames
         stats.update(pixels)  # also checks size and dtype, with a precise message
-        data = pixels if isinstance(pixels, bytes) else np.ascontiguousarray(pixels).tobytes()
+        data = pixels if isinstance(pixels, (bytes, bytearray)) else np.ascontiguousarray(pixels).tobytes()
         await self.publisher.frame(self.episode, index, index / self.fps if t is None else float(t), data, telemetry)
         self._ep_frames += 1
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import msgspec
+import numpy as np
 
 from simreel import events as ev
 from simreel import log as logs
@@ -24,6 +25,7 @@ from simreel.client import Client
 from simreel.config import NatsSettings
 from simreel.handoff import Handoff
 
+from .pool import FramePool
 from .results import RecordedRun
 from .run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 
@@ -52,8 +54,9 @@ class Begin:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    pixels: bytes
+    pixels: bytes | bytearray
     telemetry: dict[str, Any] | None
+    pooled: bool = False  # a FramePool buffer: handed back once compressed
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,7 @@ class RecorderThread:
         self._run: RecordedRun | None = None
         self._waiters: set[asyncio.Task] = set()
         self._subscriptions: list[tuple[str, Callable[[ev.Event], None]]] = []
+        self._pool = FramePool()
 
     # --- producer side (any thread) ----------------------------------------------------------------
 
@@ -209,6 +213,14 @@ class RecorderThread:
             raise RecorderError("begin() a run before sending frames")
         self._current.frames += 1
         self._put(Frame(pixels, telemetry), len(pixels))
+
+    def frame_array(self, frame: np.ndarray, telemetry: dict[str, Any] | None = None) -> None:
+        """As frame(), from an HxWx3 uint8 array: copied into a reused buffer (see recorder.pool)."""
+        if self._current is None:
+            raise RecorderError("begin() a run before sending frames")
+        buf = self._pool.copy(frame)
+        self._current.frames += 1
+        self._put(Frame(buf, telemetry, pooled=True), len(buf))
 
     def end(self, *, report: Mapping[str, Any] | None = None, **episode: Any) -> RecordedRun:
         """End the current run's episode (`episode` goes to RunRecorder.end_episode) and complete it."""
@@ -318,6 +330,12 @@ class RecorderThread:
             # Short clips (a CartPole episode) cost the encoder more in per-video round trips than in
             # encoding: several at once keep the stack up with a fast loop.
             env.setdefault("SIMREEL_CONCURRENCY", "4")
+            # The encoder at the loop's own priority, not `simreel run`'s nice 10: a short-episode loop
+            # (CleanRL CartPole, 14 clips in ~1 s) otherwise ends with its clips still queued and
+            # close() waits ~0.4 s for them; at nice 0 they are encoded as they come (close 0.05 s,
+            # total within 5 %), and a render-bound loop (HalfCheetah 2x1000) stayed within 1.05x of
+            # rendering alone either way (benchmarks/RESULTS.md, third round).
+            env.setdefault("SIMREEL_ENCODER_NICE", "0")
             # Blocks this thread only (frames wait in the bounded hand-off meanwhile), never the producer.
             self.stack = process_stack.acquire(self.embedded_dir, services=embedded_services(env), env=env)
             settings = NatsSettings(url=self.stack.url)
@@ -392,13 +410,16 @@ class RecorderThread:
                     await self._rec.start()
                 except Exception as e:  # noqa: BLE001 - one bad run must not stop the next ones
                     await self._fail(e)
-            case Frame(pixels, telemetry):
+            case Frame(pixels, telemetry, pooled):
                 if self._rec is None:
                     return  # the run already failed; its frames are dropped
                 try:
                     await self._rec.add_frame(pixels, telemetry)
                 except Exception as e:  # noqa: BLE001
                     await self._fail(e)
+                    return
+                if pooled and self._rec.frame_compression != "none":
+                    self._pool.give(pixels)  # compressed: nothing holds the raw frame (raw batches do)
             case End(episode, report):
                 if self._rec is None:
                     self._run = None
