@@ -64,7 +64,7 @@ class RunPublisher:
 
     def __init__(self, bus: Bus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
                  frame_height: int, inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
-                 compression: str = framecodec.DEFAULT) -> None:
+                 compression: str = framecodec.DEFAULT, max_batch_bytes: int | None = None) -> None:
         self.bus = bus
         self.run_id = run_id
         self.attempt = attempt
@@ -72,6 +72,7 @@ class RunPublisher:
         self.fps = fps
         self.frame_width, self.frame_height = frame_width, frame_height
         self.compression = compression
+        self.max_batch_bytes = max_batch_bytes  # below the server's max_payload: smaller transient copies
         self.frames = FramePublisher(bus, inflight_bytes)
         self.episodes: list[dict[str, Any]] = []  # one report line per ended episode
         self.total_frames = 0
@@ -170,6 +171,7 @@ class RunPublisher:
         packer = self._packers.get(episode)
         if packer is None:
             packer = self._packers[episode] = FramePacker(
-                self.run_id, self.attempt, episode, self.frame_width, self.frame_height, self.bus.max_payload,
+                self.run_id, self.attempt, episode, self.frame_width, self.frame_height,
+                min(self.bus.max_payload, self.max_batch_bytes or self.bus.max_payload),
                 compression=self.compression)
         return packer
