@@ -115,7 +115,15 @@ def test_up_submit_runs_then_ctrl_c_leaves_no_process(tmp_path):
         assert ui.json("GET", "/api/runs/cli-up-1")[1]["summary"]["status"] == "completed"
     finally:
         up.send_signal(signal.SIGINT)
-        up.wait(timeout=60)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Say where it stuck (seen once in CI, never reproduced): its own output and each service's log.
+            up.kill()
+            _, err = up.communicate(timeout=10)
+            logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
+                             for p in sorted((tmp_path / "data" / "logs").glob("*.log")))
+            pytest.fail(f"`simreel up` did not exit within 60 s of Ctrl-C\nits stderr:\n{err[-3000:]}\n{logs}")
     deadline = time.monotonic() + 30
     while _alive(spawned) and time.monotonic() < deadline:
         time.sleep(0.2)
