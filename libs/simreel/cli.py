@@ -335,7 +335,10 @@ def cmd_up(a: argparse.Namespace) -> int:
         def _stop(*_):
             stop["flag"] = True
 
+        # Ctrl-C too, explicitly: a process started from a script in the background inherits SIGINT
+        # ignored, and Python then never raises KeyboardInterrupt ("Ctrl-C stops everything" would not).
         signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
         try:
             while not stop["flag"]:
                 for note in stack.restart_exited():

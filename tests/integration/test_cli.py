@@ -118,7 +118,7 @@ def test_up_submit_runs_then_ctrl_c_leaves_no_process(tmp_path):
         try:
             up.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            # Say where it stuck (seen once in CI, never reproduced): its own output and each service's log.
+            # Say where it stuck: its own output and each service's log.
             up.kill()
             _, err = up.communicate(timeout=10)
             logs = "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-1500:]}"
