@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import signal
 import subprocess
 import urllib.request
@@ -102,11 +103,15 @@ class Cluster:
 
     def __init__(self, base: Path, size: int = 3) -> None:
         self.base = base
-        self.ports = [free_port() for _ in range(size)]
-        self.cluster_ports = [free_port() for _ in range(size)]
-        self.http_ports = [free_port() for _ in range(size)]
+        self.size = size
+        self._pick_ports()
         self.procs: list[subprocess.Popen | None] = [None] * size
         self.log_file: Path | None = None
+
+    def _pick_ports(self) -> None:
+        self.ports = [free_port() for _ in range(self.size)]
+        self.cluster_ports = [free_port() for _ in range(self.size)]
+        self.http_ports = [free_port() for _ in range(self.size)]
 
     @property
     def url(self) -> str:
@@ -128,9 +133,25 @@ class Cluster:
 
     def start(self) -> "Cluster":
         self.base.mkdir(parents=True, exist_ok=True)
-        for i, p in enumerate(self.procs):
-            if p is None or p.poll() is not None:
-                self.start_node(i)
+        first = all(p is None for p in self.procs)
+        for attempt in range(3):
+            try:
+                for i, p in enumerate(self.procs):
+                    if p is None or p.poll() is not None:
+                        self.start_node(i)
+                return self
+            except RuntimeError:
+                # A free port can be taken before the node binds it (the first nodes' outgoing route
+                # connections use ephemeral ports too): on the first start, pick new ports and retry.
+                in_use = any("address already in use" in f.read_text(errors="replace")
+                             for f in self.base.glob("simreel-n*.log"))
+                if not (first and in_use) or attempt == 2:
+                    raise
+                self.stop()
+                for f in self.base.glob("simreel-n*.log"):
+                    f.unlink()
+                shutil.rmtree(self.base / "nats-cluster", ignore_errors=True)  # a fresh cluster, as the first time
+                self._pick_ports()
         return self
 
     def launch(self) -> "Cluster":  # Stack.start launches the server, starts the services, then waits
