@@ -109,9 +109,13 @@ class Cluster:
         self.log_file: Path | None = None
 
     def _pick_ports(self) -> None:
-        self.ports = [free_port() for _ in range(self.size)]
-        self.cluster_ports = [free_port() for _ in range(self.size)]
-        self.http_ports = [free_port() for _ in range(self.size)]
+        # free_port() can hand out the same port twice (it is free again once probed): all distinct.
+        picked: list[int] = []
+        while len(picked) < 3 * self.size:
+            if (p := free_port()) not in picked:
+                picked.append(p)
+        n = self.size
+        self.ports, self.cluster_ports, self.http_ports = picked[:n], picked[n:2 * n], picked[2 * n:]
 
     @property
     def url(self) -> str:
@@ -141,11 +145,13 @@ class Cluster:
                         self.start_node(i)
                 return self
             except RuntimeError:
-                # A free port can be taken before the node binds it (the first nodes' outgoing route
-                # connections use ephemeral ports too): on the first start, pick new ports and retry.
+                # A port picked as free can be taken before the node binds it (another process, or an
+                # outgoing connection's ephemeral port): on the first start, pick new ports and retry.
                 in_use = any("address already in use" in f.read_text(errors="replace")
                              for f in self.base.glob("simreel-n*.log"))
                 if not (first and in_use) or attempt == 2:
+                    if first:
+                        self.stop()  # no node of a cluster that never formed outlives the test
                     raise
                 self.stop()
                 for f in self.base.glob("simreel-n*.log"):
