@@ -73,10 +73,8 @@ class Prefetch:
         self._changed = asyncio.Event()
         self._sub = None
         self._task: asyncio.Task | None = None
-        self._closing = False
 
     async def start(self, start_seq: int | None = None) -> "Prefetch":
-        self._closing = False
         self._sub = await self._subscribe(start_seq)
         self._task = asyncio.create_task(self._run())
         return self
@@ -90,13 +88,15 @@ class Prefetch:
 
     async def _run(self) -> None:
         idle_since = time.monotonic()
-        while not self._closing:
+        while True:
             try:
                 # A pull for `batch` messages lingers until it has them all or its time is up, so
                 # frames that trickle in (a training loop's short episode, its last message) would
                 # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
                 # reader still hears of idleness (TimeoutError) only once per `timeout`.
                 msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
+                # A cancel nats-py dropped (simreel.cancel) ends the loop here; without this, close()
+                # waited forever on a read-ahead that fetched on (about one short clip in 30).
                 raise_if_cancel_lost()
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 # nats-py raises the plain asyncio.TimeoutError (not its own subclass) when the
@@ -140,14 +140,10 @@ class Prefetch:
         return item
 
     async def close(self) -> None:
-        # Python 3.11's asyncio.wait_for (inside nats-py's fetch) drops a cancellation that arrives as
-        # its inner pull completes: the task then fetched on forever and close() never returned (one
-        # encode job in ~30 hung with its video stored but no telemetry, its message kept in progress
-        # by the heartbeat). The flag ends the loop at its next turn; cancel is repeated until it does.
-        self._closing = True
-        while self._task is not None and not self._task.done():
+        if self._task is not None:
             self._task.cancel()
-            await asyncio.wait({self._task}, timeout=FETCH_SLICE_S)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(self._task, return_exceptions=True)
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
