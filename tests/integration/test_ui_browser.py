@@ -120,6 +120,17 @@ def test_run_page_plays_video_and_keeps_charts_on_its_exact_time_axis(env, page)
     assert abs((t2 - t) - 1 / FPS) < 1e-6
     page.keyboard.press("ArrowLeft")
     expect(charts).to_have_attribute("data-frame", "30")
+    # With the pointer away from the charts, every chart's legend reads the video's frame (30).
+    page.mouse.move(0, 0)
+    legends = page.evaluate("""() => simreel.player.charts.map((u) => {
+        const cells = [...u.root.querySelectorAll('.u-legend .u-series')].slice(1)
+          .map((tr) => tr.querySelector('.u-value').textContent);
+        return { cells, values: u.data.slice(1).map((col) => col[30]) }; })""")
+    assert len(legends) >= 2
+    for chart in legends:
+        assert chart["cells"] and len(chart["cells"]) == len(chart["values"])
+        for text, value in zip(chart["cells"], chart["values"]):
+            assert text != "--" and abs(float(text.replace(",", "")) - value) <= 5e-4 + 1e-3 * abs(value), (text, value)
     expect(page.locator("#facts")).to_contain_text("GL ")
     expect(page.locator("#episodes tbody tr")).to_have_count(2)
     page.screenshot(path=str(env["shots"] / "ui-run.png"), full_page=False)
