@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -166,22 +167,29 @@ def main() -> None:
                 runs[mode].append(r)
                 print(f"{mode}: {json.dumps(r)}", file=sys.stderr, flush=True)
     results = [min(runs[m], key=lambda r: r["total_s"]) for m in variants]
+    # The machine's speed drifts between rounds by more than the margins measured here; a ratio taken
+    # within one round (same minutes, same load) and its median over rounds is the steadier figure.
+    per_round = {m: [r["total_s"] / b["total_s"] for r, b in zip(runs[m], runs["none"])] if "none" in runs else []
+                 for m in variants}
 
     base = next((r["total_s"] for r in results if r["mode"] == "none"), None)
     what = (f"HalfCheetah-v5 {a.width}x{a.height}, {a.episodes} episodes x {a.steps} steps" if a.scenario == "cheetah"
             else f"CartPole-v1 (CleanRL usage), {a.steps} steps, every other episode recorded")
     print(f"\n{what}; {platform.machine()} {os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}; "
           f"best of {a.repeat} interleaved round(s)\n")
-    print("| variant | loop s | close() s | total s | × rendering alone | first step ms | slowest step ms "
-          "| env peak RSS growth MB | env CPU s | stack CPU s | videos |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| variant | loop s | close() s | total s | × rendering alone | × per round: median (range) "
+          "| first step ms | slowest step ms | env peak RSS growth MB | env CPU s | stack CPU s | videos |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['total_s'] / base:.3f}" if base else "-"
-        print(f"| {r['mode']} | {r['loop_s']:.2f} | {r['close_s']:.2f} | {r['total_s']:.2f} | {ratio} "
+        rr = sorted(per_round[r["mode"]])
+        rounds = f"{statistics.median(rr):.3f} ({rr[0]:.3f}–{rr[-1]:.3f})" if rr else "-"
+        print(f"| {r['mode']} | {r['loop_s']:.2f} | {r['close_s']:.2f} | {r['total_s']:.2f} | {ratio} | {rounds} "
               f"| {r['first_step_ms']:.1f} | {r['slowest_step_ms']:.1f} | {r['hwm_growth_mb']:.1f} "
               f"| {r['env_cpu_s']:.1f} | {r['stack_cpu_s']:.1f} | {r['videos']} |")
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "best": results, "runs": runs}, indent=2))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "best": results, "runs": runs,
+                                            "ratio_per_round": per_round}, indent=2))
 
 
 if __name__ == "__main__":
