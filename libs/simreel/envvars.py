@@ -19,24 +19,22 @@ def text(env: Mapping[str, str], name: str) -> str | None:
     return value.strip() or None
 
 
-def integer(env: Mapping[str, str], name: str, default: int, error: type[Exception] = ValueError) -> int:
+def _converted(env: Mapping[str, str], name: str, default, convert, what: str, error: type[Exception]):
     raw = text(env, name)
     if raw is None:
         return default
     try:
-        return int(raw)
+        return convert(raw)
     except ValueError:
-        raise error(f"{name}={raw!r} is not an integer") from None
+        raise error(f"{name}={raw!r} is not {what}") from None
+
+
+def integer(env: Mapping[str, str], name: str, default: int, error: type[Exception] = ValueError) -> int:
+    return _converted(env, name, default, int, "an integer", error)
 
 
 def number(env: Mapping[str, str], name: str, default: float, error: type[Exception] = ValueError) -> float:
-    raw = text(env, name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise error(f"{name}={raw!r} is not a number") from None
+    return _converted(env, name, default, float, "a number", error)
 
 
 def boolean(env: Mapping[str, str], name: str, error: type[Exception] = ValueError) -> bool | None:
