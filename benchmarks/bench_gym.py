@@ -41,6 +41,7 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 VARIANTS = ("none", "gymnasium", "simreel")
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
 
 _CHILD = textwrap.dedent("""
     import json, os, resource, sys, time
@@ -79,8 +80,10 @@ _CHILD = textwrap.dedent("""
     if mode == "gymnasium":
         env = gym.wrappers.RecordVideo(env, folder, episode_trigger=trigger, disable_logger=True)
     elif mode == "simreel":
+        from simreel.events import OutputSpec
         from simreel.gym import RecordVideo
-        env = RecordVideo(env, folder, episode_trigger=trigger)
+        preset = os.environ.get("BENCH_X264_PRESET")
+        env = RecordVideo(env, folder, episode_trigger=trigger, **({"outputs": OutputSpec(preset=preset)} if preset else {}))
     render = mode == "none"
     env.action_space.seed(0)
 
@@ -113,7 +116,8 @@ _CHILD = textwrap.dedent("""
     out = {"scenario": scenario, "mode": mode, "steps": n, "episodes": ep, "loop_s": t_end - t0,
            "close_s": t_closed - t_end, "total_s": t_closed - t0, "first_step_ms": first_step * 1000,
            "slowest_step_ms": slowest * 1000, "hwm_growth_mb": hwm_mb() - hwm0, "env_cpu_s": cpu_s() - cpu0,
-           "videos": len(videos), "stack_cpu_s": children_cpu_s() if mode == "simreel" else 0.0}
+           "videos": len(videos), "video_mb": sum(os.path.getsize(os.path.join(folder, v)) for v in videos) / 1e6,
+           "stack_cpu_s": children_cpu_s() if mode == "simreel" else 0.0}
     if mode == "simreel":
         assert all(v["status"] == "completed" for v in env.videos), env.videos
     print(json.dumps(out))
@@ -129,6 +133,9 @@ def run_variant(scenario: str, mode: str, a: argparse.Namespace, folder: Path) -
     # `simreel-nice0` / `simreel-nice10`: the embedded encoder at that CPU priority (SIMREEL_ENCODER_NICE).
     if mode.startswith("simreel-nice"):
         env["SIMREEL_ENCODER_NICE"] = mode.removeprefix("simreel-nice")
+    # `simreel-<x264 preset>`, e.g. simreel-superfast: the recorder with OutputSpec(preset=...).
+    if mode.removeprefix("simreel-") in X264_PRESETS:
+        env["BENCH_X264_PRESET"] = mode.removeprefix("simreel-")
     cmd = [python, "-c", _CHILD, scenario, mode.split("-")[0], str(a.episodes), str(a.steps), str(a.width),
            str(a.height), str(folder)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
@@ -145,7 +152,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"of {', '.join(VARIANTS)}, simreel-nice0, simreel-nice10 (the embedded encoder's priority)")
+                    help=f"of {', '.join(VARIANTS)}, simreel-nice0, simreel-nice10 (the embedded encoder's priority), "
+                         "simreel-<x264 preset> (e.g. simreel-superfast)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of all variants, interleaved; the fastest total of each is reported "
                          "(a shared machine's load only ever makes a run slower)")
@@ -178,15 +186,15 @@ def main() -> None:
     print(f"\n{what}; {platform.machine()} {os.cpu_count()} cores, MUJOCO_GL={os.environ.get('MUJOCO_GL')}; "
           f"best of {a.repeat} interleaved round(s)\n")
     print("| variant | loop s | close() s | total s | × rendering alone | × per round: median (range) "
-          "| first step ms | slowest step ms | env peak RSS growth MB | env CPU s | stack CPU s | videos |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| first step ms | slowest step ms | env peak RSS growth MB | env CPU s | stack CPU s | videos | MP4 MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['total_s'] / base:.3f}" if base else "-"
         rr = sorted(per_round[r["mode"]])
         rounds = f"{statistics.median(rr):.3f} ({rr[0]:.3f}–{rr[-1]:.3f})" if rr else "-"
         print(f"| {r['mode']} | {r['loop_s']:.2f} | {r['close_s']:.2f} | {r['total_s']:.2f} | {ratio} | {rounds} "
               f"| {r['first_step_ms']:.1f} | {r['slowest_step_ms']:.1f} | {r['hwm_growth_mb']:.1f} "
-              f"| {r['env_cpu_s']:.1f} | {r['stack_cpu_s']:.1f} | {r['videos']} |")
+              f"| {r['env_cpu_s']:.1f} | {r['stack_cpu_s']:.1f} | {r['videos']} | {r['video_mb']:.2f} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "best": results, "runs": runs,
                                             "ratio_per_round": per_round}, indent=2))
