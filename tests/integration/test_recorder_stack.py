@@ -129,9 +129,11 @@ async def _events(url: str, recorder_id: str, until: type, count: int = 1) -> li
     return seen
 
 
-def _wait_for_control(env: RecordVideo) -> None:
+def _wait_for_control(env: RecordVideo, request: ev.Event) -> None:
+    """Until `request` is queued for the next episode boundary (not merely some control: a request
+    sent just before it may arrive first)."""
     deadline = time.monotonic() + 30
-    while not env._controls:
+    while not any(c.event_id == request.event_id for c in list(env._controls)):
         assert time.monotonic() < deadline, "the control request never reached the recorder"
         time.sleep(0.02)
 
@@ -142,12 +144,12 @@ def test_a_ui_records_the_next_episode_and_changes_the_cadence(tmp_path, embedde
     assert env._recorder.connected(60)
     url, rid = env._recorder.url, env.recorder_id
     req = asyncio.run(_control(url, rid, action="record_next"))
-    _wait_for_control(env)
+    _wait_for_control(env, req)
     episode(env)  # episode 1: recorded because of the request
     episode(env)  # episode 2: the trigger again
     bad = asyncio.run(_control(url, rid, action="every"))  # no number: refused with a reason
     every = asyncio.run(_control(url, rid, action="every", every=2))
-    _wait_for_control(env)
+    _wait_for_control(env, every)
     for _ in range(3):
         episode(env)  # episodes 3 (recorded), 4, 5 (recorded)
     hold = process_stack.acquire(tmp_path, services=("encoder", "uploader"), env=os.environ)  # read the log after
