@@ -209,18 +209,21 @@ class RecorderThread:
 
     def frame(self, pixels: bytes, telemetry: dict[str, Any] | None = None) -> None:
         """Queue one rgb24 frame of the current run; blocks only while the queue is full."""
-        if self._current is None:
-            raise RecorderError("begin() a run before sending frames")
-        self._current.frames += 1
-        self._put(Frame(pixels, telemetry), len(pixels))
+        self._require_run()
+        self._queue_frame(Frame(pixels, telemetry))
 
     def frame_array(self, frame: np.ndarray, telemetry: dict[str, Any] | None = None) -> None:
         """As frame(), from an HxWx3 uint8 array: copied into a reused buffer (see recorder.pool)."""
+        self._require_run()
+        self._queue_frame(Frame(self._pool.copy(frame), telemetry, pooled=True))
+
+    def _require_run(self) -> None:
         if self._current is None:
             raise RecorderError("begin() a run before sending frames")
-        buf = self._pool.copy(frame)
+
+    def _queue_frame(self, msg: Frame) -> None:
         self._current.frames += 1
-        self._put(Frame(buf, telemetry, pooled=True), len(buf))
+        self._put(msg, len(msg.pixels))
 
     def end(self, *, report: Mapping[str, Any] | None = None, **episode: Any) -> RecordedRun:
         """End the current run's episode (`episode` goes to RunRecorder.end_episode) and complete it."""
