@@ -44,13 +44,19 @@ simreel.Player = class {
       const u = this.charts[c];
       this.lines[c].style.transform = `translateX(${u.valToPos(this.t[i], "x")}px)`;
       u.root.parentNode.dataset.frame = this.frames[i];
-      if (u.cursor.idx == null) u.setLegend({ idx: i }, false);
+      this._legend(u);
     }
     this.readout.textContent = `frame ${this.frames[i]} · t ${this.t[i].toFixed(3)} s` +
       this.series.filter((s) => s.group !== "time").slice(0, 6).map((s) => ` · ${s.name} ${s.values[i] == null ? "–" : (+s.values[i]).toFixed(3)}`).join("");
     this.chartsEl.dataset.frame = this.frames[i];
     const ms = performance.now() - t0;
     if (this.cursorMs.length < 100000) this.cursorMs.push(ms);
+  }
+
+  // A legend reads the frame under the pointer while hovering, and the video's frame otherwise
+  // (uPlot blanks it to "--" when the pointer leaves).
+  _legend(u) {
+    if (u.cursor.idx == null && this.frame >= 0) u.setLegend({ idx: this.frame }, false);
   }
 
   seekIndex(i) {
@@ -87,9 +93,7 @@ simreel.Player = class {
       const u = new uPlot({
         width, height: 140, legend: { show: shown.length <= 12 },
         cursor: { drag: { x: false, y: false }, points: { show: false } },
-        // The legend reads the frame under the pointer while hovering, and the video's frame otherwise
-        // (uPlot blanks it to "--" when the pointer leaves).
-        hooks: { setCursor: [(c) => { if (c.cursor.idx == null && this.frame >= 0) c.setLegend({ idx: this.frame }, false); }] },
+        hooks: { setCursor: [(c) => this._legend(c)] },
         scales: { x: { time: false } },
         axes: [{ label: "video time (s)", size: 30 }, { size: 50 }],
         series: [{ label: "t" }, ...shown.map((s, k) => ({ label: s.name, stroke: palette[k % palette.length], width: 1, spanGaps: true }))],
