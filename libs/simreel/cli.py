@@ -101,22 +101,37 @@ def _free_camera(spec: str | None) -> dict | None:
     return out
 
 
-def build_request(a: argparse.Namespace) -> ev.SimRequested:
+def pack_scene(a: argparse.Namespace):
+    """The local MJCF file named on the command line as a scene package (None for other scenes):
+    every file it references, `..` included, under their common folder, digested for upload."""
+    scene = a.scene
+    if not (scene.endswith(".xml") and Path(scene).is_file()):
+        return None
+    from .config import Limits
+    from .sim.errors import SceneError
+    from .sim.package import pack
+
+    limits = Limits.from_env()
+    try:
+        return pack(scene, max_file_bytes=limits.max_scene_file_bytes, max_scene_bytes=limits.max_scene_bytes)
+    except SceneError as e:
+        raise SystemExit(f"simreel: {scene}: {e}") from None
+    except OSError as e:
+        raise SystemExit(f"simreel: {scene}: {e.strerror}: {e.filename}") from None
+
+
+def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
+    """The request the command line describes; with `package`, its scene names the package's files."""
     scene = a.scene
     assets: dict[str, bytes] = {name: Path(file).read_bytes() for name, file in _pairs(a.asset, "--asset").items()}
-    path = Path(scene)
-    if scene.endswith(".xml") and path.is_file():
-        from .sim.errors import SceneError
-        from .sim.loader import collect_assets
-
-        try:  # ship the file and everything it references, read from its own directory
-            scene, assets = collect_assets(path, assets)
-        except SceneError as e:
-            raise SystemExit(f"simreel: {path}: {e}") from None
+    files: dict[str, Any] = {}
+    if package is not None:
+        scene, files = package.entry, package.files
     raw: dict[str, Any] = {
         "type": "SimRequested",
         "scene": scene,
         "assets": assets,
+        "files": files,
         "episodes": a.episodes,
         "seed": a.seed,
         "duration_s": a.duration,
@@ -148,18 +163,37 @@ def _console():
     return Console(stderr=True)
 
 
-async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quiet: bool, timeout: float | None):
+async def _upload(client, package, progress=None) -> None:
+    """Upload the scene's files the store lacks, with a progress bar in bytes when there are any."""
+    from .scenefiles import SceneFileStore
+
+    store = SceneFileStore(client.bus)
+    lacking = await store.missing(package.files)
+    if progress is None or not lacking:
+        await client.upload_scene(package)
+        return
+    total = sum(f.size for f in lacking.values())
+    task = progress.add_task("upload", total=total, note=f"{len(lacking)} scene files")
+    await client.upload_scene(package, on_progress=lambda done, _: progress.update(task, completed=done))
+
+
+async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quiet: bool, timeout: float | None,
+                           package=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .client import Client
+    from .client import Client, RequestTooLarge
 
     client = await Client.connect(settings)
     try:
         if quiet:
+            if package is not None:
+                await _upload(client, package)
             return await client.run(req, timeout=timeout)
         n_videos = video_outputs(req)
         with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[note]}"), console=_console(), transient=False) as progress:
+            if package is not None:
+                await _upload(client, package, progress)
             sim = progress.add_task("simulate", total=req.episodes, note="waiting for a simulator")
             enc = progress.add_task("encode", total=n_videos, note="")
             sto = progress.add_task("store", total=None, note="")
@@ -176,6 +210,8 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                     progress.update(sim, note=f"[red]{state.error_code}")
 
             return await client.run(req, timeout=timeout, on_event=on_event)
+    except RequestTooLarge as e:
+        raise SystemExit(f"simreel: {e}") from None
     finally:
         await client.close()
 
@@ -261,9 +297,11 @@ def _bus_configured(a: argparse.Namespace) -> bool:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    req = build_request(a)
+    package = pack_scene(a)
+    req = build_request(a, package)
     if _bus_configured(a):
-        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout))
+        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout,
+                                              package=package))
     else:
         from .embedded import Stack
 
@@ -274,7 +312,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         with Stack(out_dir=out) as stack:
             try:
                 result = asyncio.run(_submit_and_wait(NatsSettings(url=stack.url), req, quiet=a.json,
-                                                      timeout=a.timeout))
+                                                      timeout=a.timeout, package=package))
             except KeyboardInterrupt:
                 console.print("interrupted: stopping the stack")
                 return 130
@@ -286,7 +324,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
-    req = build_request(a)
+    package = pack_scene(a)
+    req = build_request(a, package)
     settings = _nats_settings(a)
     if not a.wait:
         from .client import Client
@@ -294,14 +333,14 @@ def cmd_submit(a: argparse.Namespace) -> int:
         async def _go() -> str:
             c = await Client.connect(settings)
             try:
-                return await c.submit(req)
+                return await c.submit(req, scene=package)
             finally:
                 await c.close()
 
         run_id = asyncio.run(_go())
         sys.stdout.write((json.dumps({"run_id": run_id}) if a.json else run_id) + "\n")
         return 0
-    result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout))
+    result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout, package=package))
     _print_result(result, as_json=a.json)
     return 0 if result.ok else 1
 

@@ -17,6 +17,12 @@ from . import subjects
 from .bus import Bus
 from .config import NatsSettings
 from .projections import RunState, fold_runs
+from .scenefiles import SceneFileStore, UploadReport
+from .sim.package import ScenePackage
+
+
+class RequestTooLarge(ValueError):
+    """A request that would not fit in one NATS message."""
 
 
 @dataclass
@@ -62,13 +68,29 @@ class Client:
     async def __aexit__(self, *exc) -> None:
         await self.close()
 
-    async def submit(self, request: ev.SimRequested | dict[str, Any]) -> str:
-        """Publish a SimRequested; returns its run id. A dict is validated like a wire message."""
+    async def upload_scene(self, package: ScenePackage,
+                           on_progress: Callable[[int, int], None] | None = None) -> UploadReport:
+        """Put the package's files that the scene-file store lacks (none, for a robot run before)."""
+        return await SceneFileStore(self.bus).upload(package.local, package.files, on_progress=on_progress)
+
+    async def submit(self, request: ev.SimRequested | dict[str, Any], *, scene: ScenePackage | None = None) -> str:
+        """Publish a SimRequested; returns its run id. A dict is validated like a wire message.
+
+        With `scene` (from `simreel.sim.package.pack("robot.xml", ...)`), its files are uploaded
+        first (only those the store lacks) and the request names them."""
         if isinstance(request, dict):
             request = msgspec.convert({"type": "SimRequested", **request}, ev.SimRequested)
+        if scene is not None:
+            await self.upload_scene(scene)
+            request = msgspec.structs.replace(request, scene=scene.entry, files=scene.files)
         # The request's id is derived from the run id: resubmitting the same run within the
         # duplicate window is one request, not two runs.
         request = msgspec.structs.replace(request, event_id=f"req-{request.run_id}")
+        size = len(ev.encode(request))
+        if size > self.bus.max_payload:
+            raise RequestTooLarge(
+                f"the request is {size} bytes, over this server's max_payload of {self.bus.max_payload}: ship large "
+                "scenes and assets as scene files (simreel.sim.package.pack + Client.submit(scene=...))")
         await self.bus.publish(request)
         return request.run_id
 
@@ -100,8 +122,9 @@ class Client:
                          error_code=state.error_code or ("timeout" if status == "timeout" else None), state=state)
 
     async def run(self, request: ev.SimRequested, *, timeout: float | None = None,
-                  on_event: Callable[[ev.Event, RunState], None] | None = None) -> RunResult:
-        run_id = await self.submit(request)
+                  on_event: Callable[[ev.Event, RunState], None] | None = None,
+                  scene: ScenePackage | None = None) -> RunResult:
+        run_id = await self.submit(request, scene=scene)
         return await self.wait(run_id, timeout=timeout, on_event=on_event)
 
     async def videos(self, *, from_start: bool = False) -> AsyncIterator[ev.VideoAvailable]:

@@ -66,6 +66,9 @@ class Limits:
     max_worlds: int = 64  # episodes a batch engine runs at once; more episodes run in further batches
     # Numbers of state (qpos, qvel, sensordata, obs) per telemetry row.
     max_telemetry_values: int = 512
+    # A scene's files (meshes, textures, includes): each, and all of one scene together.
+    max_scene_file_bytes: int = 256 * 1024 * 1024
+    max_scene_bytes: int = 1024 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Limits":
@@ -78,6 +81,8 @@ class Limits:
             max_steps=_int(env, "SIMREEL_MAX_STEPS", cls.max_steps),
             max_worlds=_int(env, "SIMREEL_MAX_WORLDS", cls.max_worlds),
             max_telemetry_values=_int(env, "SIMREEL_MAX_TELEMETRY_VALUES", cls.max_telemetry_values),
+            max_scene_file_bytes=_int(env, "SIMREEL_MAX_SCENE_FILE_BYTES", cls.max_scene_file_bytes),
+            max_scene_bytes=_int(env, "SIMREEL_MAX_SCENE_BYTES", cls.max_scene_bytes),
         )
 
 
@@ -114,6 +119,11 @@ class Settings:
     frames_janitor_s: float = 60.0
     # Co-hosted services lower their CPU priority by this once connected (0: never).
     nice_after_start: int = 0
+    # The simulator's local copies of scene files, by digest (least recently used go first).
+    scene_cache_dir: Path = Path.home() / ".cache" / "simreel" / "scene-files"
+    scene_cache_bytes: int = 4 * 1024 * 1024 * 1024
+    # Scene files no run references are deleted from the store after this long.
+    scene_file_grace_s: float = 7 * 24 * 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "Settings":
@@ -148,6 +158,9 @@ class Settings:
             shutdown_grace_s=max(0.0, _float(env, "SIMREEL_SHUTDOWN_GRACE_S", cls.shutdown_grace_s)),
             frames_janitor_s=_float(env, "SIMREEL_FRAMES_JANITOR_S", cls.frames_janitor_s),
             nice_after_start=_int(env, "SIMREEL_NICE_AFTER_START", cls.nice_after_start),
+            scene_cache_dir=Path(env.get("SIMREEL_SCENE_CACHE_DIR") or cls.scene_cache_dir),
+            scene_cache_bytes=_int(env, "SIMREEL_SCENE_CACHE_BYTES", cls.scene_cache_bytes),
+            scene_file_grace_s=_float(env, "SIMREEL_SCENE_FILE_GRACE_S", cls.scene_file_grace_s),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -194,6 +194,7 @@ class Stack:
         env = dict(self.base_env)
         env.setdefault("SIMREEL_STAGING", "dir")
         env.setdefault("SIMREEL_STAGING_DIR", str(self.data_dir / "staging"))
+        env.setdefault("SIMREEL_SCENE_CACHE_DIR", str(self.data_dir / "scene-cache"))
         env.setdefault("SIMREEL_STORE_DIR", str(self.out_dir))
         env.setdefault("SIMREEL_LOG_FORMAT", "json")
         env["SIMREEL_NATS_URL"] = self.url

@@ -112,16 +112,32 @@ class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     telemetry_fields: list[Literal["qpos", "qvel", "sensordata", "obs"]] | None = None
 
 
+Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
+# A path inside a request's scene tree: relative, '/'-separated (checked again, with '..', when loaded).
+TreePath = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class SceneFile(msgspec.Struct, frozen=True, kw_only=True):
+    """A file of a scene, stored by content in the scene-file store (object `sha256` of bucket
+    `simreel-scene-files`) and named in a request by its path in the scene's tree."""
+
+    sha256: Sha256
+    size: Count
+
+
 class SimRequested(Event, kw_only=True):
     """Ask for a simulation to be run, rendered, encoded and stored.
 
-    `scene` is a builtin name (`cartpole`), inline MJCF (starts with `<`, with `assets` holding the files it
-    references), `file:<path>` under a configured scene root, or `gymnasium:<EnvId>`.
+    `scene` is a builtin name (`cartpole`), the path of one of `files` (a scene tree shipped by content:
+    the MJCF and every file it references, each named by its path and digest), inline MJCF (starts with
+    `<`; it sits at the top of the tree, its references in `files` or, for small files, inline in
+    `assets`), `file:<path>` under a configured scene root, or `gymnasium:<EnvId>`.
     """
 
     run_id: RunId = msgspec.field(default_factory=new_id)
     scene: Annotated[str, msgspec.Meta(min_length=1, max_length=4_000_000)]
     assets: dict[str, bytes] = {}
+    files: dict[TreePath, SceneFile] = {}
     episodes: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     seed: int = 0
     seeds: list[int] | None = None

@@ -14,6 +14,7 @@ from . import events as ev
 EVENTS_STREAM = "EVENTS"
 FRAMES_STREAM = "FRAMES"
 STAGING_BUCKET = "simreel-staging"
+SCENE_FILES_BUCKET = "simreel-scene-files"
 
 ALL_EVENTS = "simreel.evt.>"
 ALL_FRAMES = "simreel.frames.>"

@@ -7,6 +7,7 @@ the stale frames of the dead attempt are never mixed in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import threading
@@ -27,6 +28,7 @@ from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbi
 from simreel.sim import gymenv, loader, state
 
 from . import plan
+from .scene_cache import SceneCache
 from .worker import (EpisodeRendered, FrameRendered, RendererReady, WorkerDone, WorkerFailed, WorkerJob,
                      WorkerMessage, run_in_thread)
 
@@ -47,10 +49,18 @@ class Prepared:
 
 
 class Simulator:
-    def __init__(self, bus: Bus, settings: Settings, staging: Staging) -> None:
+    def __init__(self, bus: Bus, settings: Settings, staging: Staging, scene_cache: SceneCache | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
+        self.scene_cache = scene_cache
+
+    def _scene_files(self, req: ev.SimRequested):
+        if self.scene_cache is None:
+            if req.files:
+                raise SceneError("this simulator has no scene-file store configured; send the scene inline")
+            return contextlib.nullcontext({})
+        return self.scene_cache.files(req.files)
 
     def _failed(self, req: ev.SimRequested, attempt: int, code: ev.FailureCode, message: str,
                 field: str | None = None) -> ev.SimFailed:
@@ -98,8 +108,18 @@ class Simulator:
             return await self._prepare_gym(req, attempt, log)
         r = req.render
         try:
-            model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
-                                                   self.settings.scene_roots, r.width, r.height)
+            plan.check_scene_files(req, self.settings.limits)
+        except plan.LimitExceeded as e:
+            log.warning("request_refused", reason=str(e))
+            return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
+        try:
+            async with self._scene_files(req) as local:
+                if req.files and self.scene_cache is not None:
+                    s = self.scene_cache.stats
+                    log.info("scene_files_ready", files=len(req.files), cache_hits=s.hits, cache_misses=s.misses,
+                             fetched_bytes=s.fetched_bytes)
+                model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
+                                                       self.settings.scene_roots, r.width, r.height, local)
         except SceneError as e:
             code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
             log.warning("scene_refused", reason=str(e))

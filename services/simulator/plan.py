@@ -19,6 +19,17 @@ class LimitExceeded(ValueError):
         self.field = field
 
 
+def check_scene_files(req: ev.SimRequested, limits: Limits) -> None:
+    """A scene's files against the per-file and per-scene caps (SIMREEL_MAX_SCENE_FILE_BYTES,
+    SIMREEL_MAX_SCENE_BYTES), before anything is fetched."""
+    for path, f in sorted(req.files.items()):
+        if f.size > limits.max_scene_file_bytes:
+            raise LimitExceeded(f"files[{path!r}].size", f.size, limits.max_scene_file_bytes)
+    total = sum(f.size for f in {f.sha256: f for f in req.files.values()}.values())
+    if total > limits.max_scene_bytes:
+        raise LimitExceeded("files (total size)", total, limits.max_scene_bytes)
+
+
 def check_limits(req: ev.SimRequested, limits: Limits) -> None:
     r = req.render
     checks = [

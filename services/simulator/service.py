@@ -6,7 +6,10 @@ import asyncio
 from simreel import events as ev
 from simreel.bus import Bus
 from simreel.config import Settings
+from simreel.scenefiles import SceneFileStore
 from simreel.staging import staging_for
+
+from .scene_cache import SceneCache
 
 NAME = "simulator"
 
@@ -17,7 +20,8 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     gl.choose_backend()  # before the first GL context: EGL, then OSMesa, unless MUJOCO_GL is set
     from .handlers import Simulator, refuse_undecodable_request
 
-    sim = Simulator(bus, settings, staging_for(settings, bus))
+    cache = SceneCache(SceneFileStore(bus), settings.scene_cache_dir, settings.scene_cache_bytes)
+    sim = Simulator(bus, settings, staging_for(settings, bus), cache)
     await bus.consume(NAME, {ev.SimRequested: sim.on_sim_requested}, stop=stop,
                       concurrency=settings.concurrency or 1, ack_wait_s=settings.ack_wait_s,
                       max_deliver=settings.max_deliver, on_undecodable=refuse_undecodable_request)

@@ -1,10 +1,10 @@
-"""`simreel run robot.xml` ships the file and what it references, and nothing outside its folder."""
+"""`simreel run robot.xml` ships the file and everything it references, `..` included, by content."""
 import struct
 
 import pytest
 
-from simreel.cli import build_request, parser
-from simreel.sim.loader import load_model
+from simreel.cli import build_request, pack_scene, parser
+from simreel.sim.loader import load_tree
 
 
 def _tetrahedron_stl(path):
@@ -16,6 +16,12 @@ def _tetrahedron_stl(path):
             f.write(struct.pack("<3f", 0, 0, 0) + b"".join(struct.pack("<3f", *v) for v in t) + b"\0\0")
 
 
+def _request(*argv):
+    a = parser().parse_args(["run", *map(str, argv)])
+    package = pack_scene(a)
+    return build_request(a, package), package
+
+
 def test_local_scene_file_ships_its_meshes_and_includes(tmp_path):
     (tmp_path / "meshes").mkdir()
     _tetrahedron_stl(tmp_path / "meshes" / "tet.stl")
@@ -24,19 +30,48 @@ def test_local_scene_file_ships_its_meshes_and_includes(tmp_path):
         '<mujoco><compiler meshdir="meshes"/><asset><mesh name="tet" file="tet.stl"/></asset>'
         '<include file="floor.xml"/><worldbody><body><freejoint/><geom type="mesh" mesh="tet"/></body>'
         '</worldbody></mujoco>')
-    req = build_request(parser().parse_args(["run", str(tmp_path / "robot.xml")]))
-    assert req.scene.startswith("<mujoco") and set(req.assets) == {"meshes/tet.stl", "floor.xml"}
-    model = load_model(req.scene, req.assets)  # what the simulator will do, with nothing but the request
+    req, package = _request(tmp_path / "robot.xml")
+    assert req.scene == "robot.xml" and set(req.files) == {"robot.xml", "meshes/tet.stl", "floor.xml"}
+    assert req.assets == {} and req.files["meshes/tet.stl"].size == (tmp_path / "meshes" / "tet.stl").stat().st_size
+    model = load_tree(req.scene, package.local)  # what the simulator does with the files it fetched
     assert model.nmesh == 1
 
 
-def test_a_reference_outside_the_folder_is_refused_before_submitting(tmp_path):
-    (tmp_path / "scene").mkdir()
-    (tmp_path / "secret.xml").write_text("<mujoco/>")
-    (tmp_path / "scene" / "robot.xml").write_text('<mujoco><include file="../secret.xml"/></mujoco>')
+def test_a_sibling_mesh_folder_is_packed_under_the_common_root(tmp_path):
+    """Robot packages keep meshes beside the MJCF's folder: `meshdir="../stls/hand"`."""
+    (tmp_path / "stls" / "hand").mkdir(parents=True)
+    _tetrahedron_stl(tmp_path / "stls" / "hand" / "palm.stl")
+    (tmp_path / "hand").mkdir()
+    (tmp_path / "hand" / "shared.xml").write_text(
+        '<mujoco><asset><mesh name="palm" file="palm.stl"/></asset></mujoco>')
+    (tmp_path / "hand" / "manipulate.xml").write_text(
+        '<mujoco><compiler meshdir="../stls/hand"/><include file="shared.xml"/>'
+        '<worldbody><body><freejoint/><geom type="mesh" mesh="palm"/></body></worldbody></mujoco>')
+    req, package = _request(tmp_path / "hand" / "manipulate.xml")
+    assert req.scene == "hand/manipulate.xml"
+    assert set(req.files) == {"hand/manipulate.xml", "hand/shared.xml", "stls/hand/palm.stl"}
+    assert load_tree(req.scene, package.local).nmesh == 1
+
+
+def test_a_missing_file_is_named_with_its_element_before_submitting(tmp_path):
+    (tmp_path / "robot.xml").write_text('<mujoco><asset><mesh name="m" file="gone.stl"/></asset></mujoco>')
     with pytest.raises(SystemExit) as info:
-        build_request(parser().parse_args(["run", str(tmp_path / "scene" / "robot.xml")]))
-    assert "'..'" in str(info.value)
+        _request(tmp_path / "robot.xml")
+    assert "'gone.stl'" in str(info.value) and "<mesh file=" in str(info.value)
+
+
+def test_a_scene_over_the_caps_names_the_cap_and_its_setting(tmp_path, monkeypatch):
+    _tetrahedron_stl(tmp_path / "tet.stl")
+    (tmp_path / "robot.xml").write_text('<mujoco><asset><mesh name="m" file="tet.stl"/></asset></mujoco>')
+    monkeypatch.setenv("SIMREEL_MAX_SCENE_FILE_BYTES", "100")
+    with pytest.raises(SystemExit) as info:
+        _request(tmp_path / "robot.xml")
+    assert "per-file cap" in str(info.value) and "SIMREEL_MAX_SCENE_FILE_BYTES" in str(info.value)
+    monkeypatch.setenv("SIMREEL_MAX_SCENE_FILE_BYTES", "1000000")
+    monkeypatch.setenv("SIMREEL_MAX_SCENE_BYTES", "150")
+    with pytest.raises(SystemExit) as info:
+        _request(tmp_path / "robot.xml")
+    assert "per-scene cap" in str(info.value) and "SIMREEL_MAX_SCENE_BYTES" in str(info.value)
 
 
 def test_engine_and_its_options_reach_the_request():

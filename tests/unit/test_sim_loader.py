@@ -113,6 +113,8 @@ def test_resolve_scene_kinds():
     m, label = resolve_scene("pendulum")
     assert label == "pendulum" and m.nu == 1
     m, label = resolve_scene("  <mujoco model='x'/>")
+    assert label == "x"  # runs of inline MJCF are listed by the model's own name
+    m, label = resolve_scene("<mujoco/>")
     assert label.startswith("inline:")
     with pytest.raises(SceneError, match="cartpole"):
         resolve_scene("no-such-scene")
@@ -144,3 +146,63 @@ def test_compiled_xml_survives_other_loads():
 def test_camera_names():
     m, _ = resolve_scene("workbench")
     assert loader.camera_names(m) == ["main", "top"]
+
+
+def _tree(**files):
+    return {k.replace("__", "/"): (v.encode() if isinstance(v, str) else v) for k, v in files.items()}
+
+
+def test_a_reference_may_climb_inside_the_tree():
+    files = {"robot/scene.xml": b"<mujoco><compiler meshdir='../meshes'/><asset><mesh name='m' file='a.obj'/>"
+                                b"</asset><worldbody><geom type='mesh' mesh='m'/></worldbody></mujoco>",
+             "meshes/a.obj": TETRA}
+    assert loader.load_tree("robot/scene.xml", files).nmesh == 1
+
+
+@pytest.mark.parametrize("meshdir", ["../../meshes", "../meshes/../../x"])
+def test_a_reference_climbing_out_of_the_tree_is_refused(meshdir):
+    files = {"robot/scene.xml": f"<mujoco><compiler meshdir='{meshdir}'/><asset><mesh name='m' file='a.obj'/>"
+                                f"</asset></mujoco>".encode(),
+             "meshes/a.obj": TETRA}
+    with pytest.raises(loader.SceneForbidden, match="outside the scene's tree"):
+        loader.load_tree("robot/scene.xml", files)
+
+
+def test_same_named_meshes_in_different_folders_stay_apart():
+    """MuJoCo's in-memory VFS matches by base name; a tree on disk keeps them apart."""
+    big = b"v 0 0 0\nv 3 0 0\nv 0 3 0\nv 0 0 3\nf 1 2 3\nf 1 2 4\nf 1 3 4\nf 2 3 4\n"
+    files = {"scene.xml": b"<mujoco><asset><mesh name='l' file='left/f.obj'/><mesh name='r' file='right/f.obj'/>"
+                          b"</asset><worldbody><geom type='mesh' mesh='l'/><geom type='mesh' mesh='r'/></worldbody>"
+                          b"</mujoco>",
+             "left/f.obj": TETRA, "right/f.obj": big}
+    m = loader.load_tree("scene.xml", files)
+    sizes = [float(np.ptp(m.mesh_vert[m.mesh_vertadr[i]:m.mesh_vertadr[i] + m.mesh_vertnum[i]])) for i in range(2)]
+    assert sizes[1] == pytest.approx(3 * sizes[0])
+
+
+def test_nested_includes_resolve_as_mujoco_does(tmp_path):
+    """An include inside an included file is looked up beside the file that includes it; a mesh named
+    in an included file falls back to that file's folder."""
+    files = {"main.xml": b"<mujoco><include file='parts/arm.xml'/></mujoco>",
+             "parts/arm.xml": b"<mujoco><include file='hand/hand.xml'/></mujoco>",
+             "parts/hand/hand.xml": b"<mujoco><asset><mesh name='m' file='f.obj'/></asset>"
+                                    b"<worldbody><geom type='mesh' mesh='m'/></worldbody></mujoco>",
+             "parts/hand/f.obj": TETRA}
+    assert loader.load_tree("main.xml", files).nmesh == 1
+    # and MuJoCo itself agrees, loading the same tree from disk
+    for k, v in files.items():
+        (tmp_path / k).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / k).write_bytes(v)
+    assert mujoco.MjModel.from_xml_path(str(tmp_path / "main.xml")).nmesh == 1
+
+
+def test_a_missing_tree_file_is_named_with_its_element():
+    files = {"scene.xml": b"<mujoco><asset><texture name='t' type='cube' fileright='r.png'/></asset></mujoco>"}
+    with pytest.raises(SceneError, match=r"'r\.png'.*<texture fileright"):
+        loader.load_tree("scene.xml", files)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../up.xml", "a/../../b.xml", "x\x00.xml"])
+def test_bad_file_names_in_a_tree_are_refused(name):
+    with pytest.raises(SceneError):
+        loader.load_tree("scene.xml", {"scene.xml": b"<mujoco/>", name: b"<mujoco/>"})

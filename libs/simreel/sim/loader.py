@@ -1,16 +1,23 @@
 """Load MJCF into an `MjModel` without letting a request read files it was not given.
 
-Requests carry inline MJCF from strangers (DESIGN §7). MuJoCo opens any `file=` it meets, relative or
-absolute, so every file reference is checked here *before* compiling: absolute paths, URL-like schemes
-and `..` are refused; each referenced file must be in the request's `assets` or under one of the
-configured scene `roots` (read here and handed to MuJoCo through its in-memory VFS). MuJoCo therefore
-never needs to open a file itself.
+A request's scene is a *tree*: the MJCF and the files it references, named by their paths inside the
+tree (shipped by content through the scene-file store, inline in `assets`, or read under a configured
+scene root). Every reference is resolved with MuJoCo's own rules (`mjcf_files`) before compiling, and
+must stay inside the tree after normalisation: a reference may climb with `..` as robot packages do
+(`meshdir="../meshes"`), but absolute paths, URLs, NUL bytes, escapes above the tree and symlinks out
+of a scene root are refused.
+
+The referenced files are then laid out as plain files in a private sandbox directory and compiled with
+`MjModel.from_xml_path`, so MuJoCo resolves them exactly as on the user's disk. MuJoCo's in-memory VFS
+is not used for this: it matches files by base name only, so two `finger.stl` in different folders
+(common in robot packages) would be confused.
 """
 from __future__ import annotations
 
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import threading
 import weakref
@@ -22,171 +29,125 @@ from pathlib import Path, PurePosixPath
 import mujoco
 
 from simreel import log
+from simreel.sim import mjcf_files
 from simreel.sim.errors import SceneError, SceneForbidden
 
 __all__ = [
     "SceneError",
     "load_model",
     "load_path",
+    "load_tree",
     "resolve_scene",
     "compiled_xml",
     "camera_names",
     "source_of",
     "ensure_offscreen",
-    "scan_references",
-    "FileRef",
+    "Source",
 ]
 
 _log = log.get(__name__)
 
-# Attributes that name files: `file` (mesh, hfield, skin, texture, include, model, flexcomp) and the
-# six cube-texture faces (`fileright`, `fileup`, ...).
-_FILE_ATTR = re.compile(r"^file[a-z]*$")
-_DIR_ATTRS = ("assetdir", "meshdir", "texturedir")
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
-_MAX_INCLUDE_DEPTH = 16
-
 # mj_saveLastXML works on MuJoCo's process-global "last loaded model"; loads and saves are serialized
 # so that compiled_xml() can make its model the last one before saving.
 _LOAD_LOCK = threading.Lock()
-_SOURCES: "weakref.WeakKeyDictionary[mujoco.MjModel, tuple[str, dict[str, bytes]]]" = (
-    weakref.WeakKeyDictionary()
-)
+_SOURCES: "weakref.WeakKeyDictionary[mujoco.MjModel, Source]" = weakref.WeakKeyDictionary()
+_INLINE_NAME = "scene.xml"
 
 
 @dataclass(frozen=True)
-class FileRef:
-    """One file named by the MJCF: `<tag attr="value">`, to be looked up as one of `candidates`."""
+class Source:
+    """Where a model was compiled from: the MJCF text and its file in a sandbox that lives as long as
+    the model (so it can be recompiled, e.g. as an MjSpec with an added camera)."""
 
-    tag: str
-    attr: str
-    value: str
-    candidates: tuple[str, ...]
-
-    @property
-    def is_include(self) -> bool:
-        return self.tag == "include"
+    xml: str
+    path: Path
 
 
-def _check_relative(value: str, what: str) -> str:
-    """Return `value` as a normalized relative POSIX path, or refuse it."""
-    if not value or value != value.strip():
-        raise SceneForbidden(f"{what} {value!r}: empty or padded file names are refused")
-    if "\x00" in value:
-        raise SceneForbidden(f"{what} {value!r}: NUL byte in file name")
-    posix = value.replace("\\", "/")
-    if posix.startswith("/") or posix.startswith("~") or _SCHEME.match(posix):
-        raise SceneForbidden(
-            f"{what} {value!r}: absolute paths are refused; name the file relative to the scene and "
-            "ship it in the request's assets (or place it under a configured scene root)"
-        )
-    parts = PurePosixPath(posix).parts
-    if ".." in parts:
-        raise SceneForbidden(f"{what} {value!r}: '..' in file paths is refused (it could leave the scene root)")
-    return str(PurePosixPath(*[p for p in parts if p != "."])) if parts else posix
+FileData = bytes | Path
 
 
-def _parse(text: str | bytes, source: str) -> ET.Element:
+class _Namespace:
+    """A scene tree: files given by path (bytes, or a local file such as a cache entry), then files
+    under scene roots. Paths are normalized, relative, and never climb above the tree."""
+
+    def __init__(self, files: Mapping[str, FileData] = {}, roots: Sequence[Path] = ()) -> None:
+        self.files: dict[str, FileData] = {}
+        for key, data in files.items():
+            if not isinstance(data, (bytes, bytearray, memoryview, Path)):
+                raise SceneError(f"file {key!r}: expected bytes, got {type(data).__name__}")
+            name = mjcf_files.clean(key, "file name")
+            norm = mjcf_files.join(name)
+            if norm.startswith("..") or norm == ".":
+                raise SceneForbidden(f"file name {key!r} climbs out of the scene's tree")
+            self.files[norm] = bytes(data) if not isinstance(data, Path) else data
+        self.roots = [Path(r).resolve() for r in roots]
+
+    def _from_roots(self, path: str) -> Path | None:
+        for r in self.roots:
+            p = r / path
+            if p.is_file():
+                real = p.resolve()
+                if any(real.is_relative_to(a) for a in self.roots):
+                    return real
+        return None
+
+    def get(self, path: str) -> FileData | None:
+        if path.startswith("..") or path.startswith("/"):
+            return None
+        data = self.files.get(path)
+        return data if data is not None else self._from_roots(path)
+
+    def exists(self, path: str) -> bool:
+        return self.get(path) is not None
+
+    def read(self, path: str) -> bytes:
+        data = self.get(path)
+        if data is None:
+            raise SceneError(f"file {path!r} is not in the scene's tree")
+        return data.read_bytes() if isinstance(data, Path) else bytes(data)
+
+
+def _resolve(ns: _Namespace, entry: str, entry_label: str) -> mjcf_files.Resolution:
+    def label(p: str) -> str:
+        return entry_label if p == entry else p
+
+    res = mjcf_files.resolve(entry, ns.exists, ns.read, label=label)
+    for ref in res.references:
+        if ref.path is not None:
+            continue
+        climbing = [c for c in ref.candidates if c.startswith("..")]
+        if climbing and len(climbing) == len(ref.candidates):
+            raise SceneForbidden(
+                f"{ref.describe()}: resolves to {climbing[0]!r}, outside the scene's tree; references may "
+                "climb with '..' only as far as the tree's top")
+        raise SceneError(
+            f"file {ref.value!r} referenced by {ref.describe()} not found (looked for "
+            f"{', '.join(repr(c) for c in ref.candidates if not c.startswith('..'))}): ship it with the request "
+            "or place it under a configured scene root")
+    return res
+
+
+def _sandbox(ns: _Namespace, res: mjcf_files.Resolution, entry_text: bytes | None) -> tuple[Path, Path]:
+    """(sandbox dir, entry path): the tree's referenced files as plain files, below as many empty
+    levels as any candidate path climbs, so a path MuJoCo merely tries finds nothing of ours."""
+    top = Path(tempfile.mkdtemp(prefix="simreel-scene-"))
+    tree = top.joinpath(*(["up"] * res.climb()), "tree")
     try:
-        return ET.fromstring(text)
-    except ET.ParseError as e:
-        line, col = e.position
-        msg = str(e).split(":")[0]
-        where = "" if source == "<inline>" else f" in {source}"
-        snippet = ""
-        lines = (text.decode("utf-8", "replace") if isinstance(text, bytes) else text).splitlines()
-        if 0 < line <= len(lines):
-            snippet = f" (near {lines[line - 1].strip()[:60]!r})"
-        raise SceneError(f"MJCF parse error{where} at line {line}, column {col + 1}: {msg}{snippet}") from None
-
-
-def scan_references(root: ET.Element, dirs: dict[str, str] | None = None) -> tuple[list[FileRef], dict[str, str]]:
-    """Every file an MJCF document names, with the compiler directories that apply to it.
-
-    `dirs` carries compiler directories across includes (MuJoCo resolves files of included documents
-    against the top-level model). Raises SceneError for refused paths.
-    """
-    dirs = dict(dirs or {})
-    for comp in root.iter("compiler"):
-        for attr in _DIR_ATTRS:
-            if attr in comp.attrib:
-                dirs[attr] = _check_relative(comp.attrib[attr], f"<compiler {attr}>")
-    refs: list[FileRef] = []
-    for el in root.iter():
-        tag = el.tag if isinstance(el.tag, str) else ""
-        for attr, value in el.attrib.items():
-            if not _FILE_ATTR.match(attr):
-                continue
-            rel = _check_relative(value, f"<{tag} {attr}>")
-            if tag in ("include", "model"):
-                prefix = ""
-            elif tag == "texture":
-                prefix = dirs.get("texturedir", dirs.get("assetdir", ""))
-            else:  # mesh, hfield, skin, flexcomp
-                prefix = dirs.get("meshdir", dirs.get("assetdir", ""))
-            cands = [str(PurePosixPath(prefix) / rel)] if prefix else []
-            cands.append(rel)
-            refs.append(FileRef(tag, attr, value, tuple(dict.fromkeys(cands))))
-    return refs, dirs
-
-
-def _under(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path.is_relative_to(r) for r in roots)
-
-
-def _read_from_roots(ref: FileRef, search: Sequence[Path], allowed: Sequence[Path]) -> tuple[str, bytes] | None:
-    for base in search:
-        for cand in ref.candidates:
-            p = (base / cand).resolve()
-            if p.is_file() and _under(p, allowed):
-                return cand, p.read_bytes()
-    return None
-
-
-def _gather_assets(
-    xml: str, assets: Mapping[str, bytes], search: Sequence[Path], allowed: Sequence[Path]
-) -> dict[str, bytes]:
-    """Check every reference (recursively through includes); return the complete VFS dict."""
-    vfs: dict[str, bytes] = {}
-    for key, data in assets.items():
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise SceneError(f"asset {key!r}: expected bytes, got {type(data).__name__}")
-        vfs[key] = bytes(data)
-    normalized = {str(PurePosixPath(k.replace("\\", "/"))): k for k in vfs}
-
-    def visit(text: str | bytes, source: str, dirs: dict[str, str], depth: int, seen: frozenset[str]) -> None:
-        if depth > _MAX_INCLUDE_DEPTH:
-            raise SceneError(f"includes nested deeper than {_MAX_INCLUDE_DEPTH} levels at {source}")
-        refs, dirs = scan_references(_parse(text, source), dirs)
-        for ref in refs:
-            key = next((normalized[c] for c in ref.candidates if c in normalized), None)
-            if key is None:
-                found = _read_from_roots(ref, search, allowed)
-                if found is None:
-                    origin = "" if source == "<inline>" else f" (in {source})"
-                    raise SceneError(
-                        f"file {ref.value!r} referenced by <{ref.tag} {ref.attr}>{origin} not found: "
-                        "ship it in the request's assets or place it under a configured scene root"
-                    )
-                key, data = found
-                vfs[key] = data
-                normalized[key] = key
-            if ref.is_include:
-                if key in seen:
-                    raise SceneError(f"include cycle: {ref.value!r} includes itself")
-                visit(vfs[key], ref.value, dirs, depth + 1, seen | {key})
-
-    visit(xml, "<inline>", {}, 0, frozenset())
-    return vfs
-
-
-def collect_assets(path: Path | str, extra: Mapping[str, bytes] | None = None) -> tuple[str, dict[str, bytes]]:
-    """A local MJCF file as a request ships it: its text and every file it references (includes,
-    meshes, textures) read from its own directory, so `simreel run robot.xml` works from anywhere.
-    Files outside that directory are refused, as the simulator would refuse them."""
-    p = Path(path).resolve()
-    text = p.read_text(encoding="utf-8")
-    return text, _gather_assets(text, extra or {}, [p.parent], [p.parent])
+        for path in res.files:
+            dst = tree / path
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            data = entry_text if (path == res.entry and entry_text is not None) else ns.get(path)
+            if isinstance(data, Path):
+                try:
+                    os.link(data, dst)
+                except OSError:
+                    shutil.copyfile(data, dst)
+            else:
+                dst.write_bytes(bytes(data or b""))
+    except BaseException:
+        shutil.rmtree(top, ignore_errors=True)
+        raise
+    return top, tree / res.entry
 
 
 _LINE = re.compile(r"line(?: number)?\s*=?\s*(\d+)", re.IGNORECASE)
@@ -210,43 +171,68 @@ def _humanize(err: Exception) -> str:
     return f"MJCF error{where}: {head}{detail}"
 
 
+def _compile(ns: _Namespace, entry: str, entry_label: str, *, width: int, height: int,
+             entry_text: str | None = None) -> mujoco.MjModel:
+    """Resolve, sandbox and compile the tree's scene at `entry`."""
+    res = _resolve(ns, entry, entry_label)
+    top, path = _sandbox(ns, res, entry_text.encode() if entry_text is not None else None)
+    try:
+        with _LOAD_LOCK:
+            model = mujoco.MjModel.from_xml_path(str(path))
+    except ValueError as e:
+        shutil.rmtree(top, ignore_errors=True)
+        tree = str(path)[: len(str(path)) - len(res.entry)]
+        raise SceneError(_humanize(e).replace(tree, "").replace(str(top), "<sandbox>")) from None
+    except BaseException:
+        shutil.rmtree(top, ignore_errors=True)
+        raise
+    weakref.finalize(model, shutil.rmtree, top, True)
+    ensure_offscreen(model, width, height)
+    text = entry_text if entry_text is not None else ns.read(res.entry).decode("utf-8", "replace")
+    _SOURCES[model] = Source(text, path)
+    return model
+
+
+def _tree_root(entry: str) -> str:
+    return str(PurePosixPath(entry).parent)
+
+
 def load_model(
     xml: str,
-    assets: Mapping[str, bytes] | None = None,
+    assets: Mapping[str, FileData] | None = None,
     *,
     roots: Sequence[Path | str] = (),
     width: int = 0,
     height: int = 0,
 ) -> mujoco.MjModel:
-    """Compile `xml` after checking its file references; grow the offscreen buffer to width×height.
-
-    Files are looked up in `assets` first (keys are paths relative to the scene, e.g.
-    `"meshes/arm.stl"`), then under each of `roots`.
-    """
-    root_paths = [Path(r).resolve() for r in roots]
-    return _load(xml, assets or {}, search=root_paths, allowed=root_paths, width=width, height=height)
-
-
-def _load(
-    xml: str,
-    assets: Mapping[str, bytes],
-    *,
-    search: Sequence[Path],
-    allowed: Sequence[Path],
-    width: int,
-    height: int,
-) -> mujoco.MjModel:
+    """Compile inline `xml`, which sits at the top of its tree: its references are looked up in
+    `assets` (keys are paths relative to the scene, e.g. `"meshes/arm.stl"`), then under `roots`."""
     if not isinstance(xml, str):
         raise SceneError(f"MJCF must be text, got {type(xml).__name__}")
-    vfs = _gather_assets(xml, assets, search, allowed)
-    with _LOAD_LOCK:
-        try:
-            model = mujoco.MjModel.from_xml_string(xml, vfs)
-        except ValueError as e:
-            raise SceneError(_humanize(e)) from None
-    ensure_offscreen(model, width, height)
-    _SOURCES[model] = (xml, vfs)
-    return model
+    files = dict(assets or {})
+    entry = _INLINE_NAME
+    while entry in files:
+        entry = "_" + entry
+    files[entry] = b""
+    ns = _Namespace(files, [Path(r) for r in roots])
+    ns.files[entry] = xml.encode()
+    return _compile(ns, entry, "the scene", width=width, height=height, entry_text=xml)
+
+
+def load_tree(
+    entry: str,
+    files: Mapping[str, FileData],
+    *,
+    width: int = 0,
+    height: int = 0,
+) -> mujoco.MjModel:
+    """Compile the scene file `entry` of a request's tree of `files` (path in the tree → bytes or a
+    local file holding them)."""
+    ns = _Namespace(files)
+    norm = mjcf_files.join(mjcf_files.clean(entry, "scene"))
+    if norm not in ns.files:
+        raise SceneError(f"scene {entry!r} is not one of the request's files")
+    return _compile(ns, norm, norm, width=width, height=height)
 
 
 def ensure_offscreen(model: mujoco.MjModel, width: int, height: int) -> None:
@@ -263,11 +249,12 @@ def load_path(
     path: Path | str,
     *,
     roots: Sequence[Path | str],
-    assets: Mapping[str, bytes] | None = None,
+    assets: Mapping[str, FileData] | None = None,
     width: int = 0,
     height: int = 0,
 ) -> mujoco.MjModel:
-    """Load a scene file that lies under one of `roots` (a relative path is tried under each root)."""
+    """Load a scene file that lies under one of `roots` (a relative path is tried under each root);
+    its tree is that root."""
     allowed = [Path(r).resolve() for r in roots]
     if not allowed:
         raise SceneForbidden("scene files are disabled: no scene roots are configured")
@@ -277,40 +264,64 @@ def load_path(
     candidates = [p] if p.is_absolute() else [r / p for r in allowed]
     for cand in candidates:
         real = cand.resolve()
-        if not _under(real, allowed):
-            continue
-        if real.is_file():
-            text = real.read_text(encoding="utf-8")
-            return _load(text, assets or {}, search=[real.parent], allowed=allowed, width=width, height=height)
+        for root in allowed:
+            if real.is_relative_to(root) and real.is_file():
+                ns = _Namespace(assets or {}, [root])
+                rel = real.relative_to(root).as_posix()
+                return _compile(ns, rel, rel, width=width, height=height)
     raise SceneForbidden(
         f"scene file {str(path)!r} not found under the scene roots ({', '.join(map(str, allowed))})"
     )
 
 
+def scene_label(spec: str, model_name: str | None = None) -> str:
+    """What a run of this scene is called in lists: the file's name, else the model's own name."""
+    if spec.lstrip().startswith("<"):
+        if model_name:
+            return model_name
+        return "inline:" + hashlib.sha256(spec.lstrip().encode()).hexdigest()[:12]
+    return PurePosixPath(spec.removeprefix("file:")).name or spec
+
+
+def _model_name(xml: str) -> str | None:
+    try:
+        return ET.fromstring(xml).attrib.get("model") or None
+    except ET.ParseError:
+        return None
+
+
 def resolve_scene(
     spec: str,
-    assets: Mapping[str, bytes] | None = None,
+    assets: Mapping[str, FileData] | None = None,
     roots: Sequence[Path | str] = (),
     width: int = 0,
     height: int = 0,
+    files: Mapping[str, FileData] | None = None,
 ) -> tuple[mujoco.MjModel, str]:
-    """A request's `scene` field → (model, label): builtin name, inline MJCF, or `file:<path>`."""
+    """A request's `scene` field → (model, label): builtin name, inline MJCF, `file:<path>`, or the
+    path of one of the request's `files` (fetched by the caller: path → bytes or local file)."""
     from simreel.sim import scenes  # local: scenes imports this module's error type only
 
+    tree = {**(assets or {}), **(files or {})}
     text = spec.lstrip()
     if text.startswith("<"):
-        digest = hashlib.sha256(text.encode()).hexdigest()[:12]
-        return load_model(spec, assets, roots=roots, width=width, height=height), f"inline:{digest}"
+        model = load_model(spec, tree, roots=roots, width=width, height=height)
+        return model, scene_label(spec, model_name=_model_name(spec))
+    if files and spec in files:
+        return load_tree(spec, tree, width=width, height=height), scene_label(spec)
     if spec.startswith("file:"):
         rel = spec[len("file:"):]
         return load_path(rel, roots=roots, assets=assets, width=width, height=height), f"file:{rel}"
     if spec in scenes.BUILTIN:
         info = scenes.BUILTIN[spec]
-        return _load(info.xml, assets or {}, search=[info.path.parent], allowed=[info.path.parent.resolve()],
-                     width=width, height=height), spec
+        root = info.path.parent.resolve()
+        ns = _Namespace(assets or {}, [root])
+        ns.files[info.path.name] = info.xml.encode()
+        return _compile(ns, info.path.name, spec, width=width, height=height, entry_text=info.xml), spec
     raise SceneError(
         f"unknown scene {spec!r}: use a builtin ({', '.join(sorted(scenes.BUILTIN))}), "
-        "inline MJCF starting with '<', or 'file:<path under a scene root>'"
+        "inline MJCF starting with '<', 'file:<path under a scene root>', or the path of one of the "
+        "request's files"
     )
 
 
@@ -325,7 +336,7 @@ def compiled_xml(model: mujoco.MjModel) -> str:
     with _LOAD_LOCK:
         source = _SOURCES.get(model)
         if source is not None:
-            mujoco.MjModel.from_xml_string(*source)
+            mujoco.MjModel.from_xml_path(str(source.path))
         fd, tmp = tempfile.mkstemp(suffix=".xml", prefix="simreel-scene-")
         os.close(fd)
         try:
@@ -339,8 +350,8 @@ def compiled_xml(model: mujoco.MjModel) -> str:
             os.unlink(tmp)
 
 
-def source_of(model: mujoco.MjModel) -> tuple[str, dict[str, bytes]] | None:
-    """(MJCF text, files) a model was compiled from by this module, to rebuild it as an MjSpec."""
+def source_of(model: mujoco.MjModel) -> Source | None:
+    """Where a model was compiled from by this module, to rebuild it as an MjSpec."""
     return _SOURCES.get(model)
 
 

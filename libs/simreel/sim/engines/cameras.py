@@ -48,8 +48,7 @@ def fixed_cameras(model: mujoco.MjModel, cameras: Sequence[Any]) -> tuple[mujoco
     if source is None:
         raise SceneError("a free camera needs the scene's source: load it with simreel.sim.loader, "
                          "or name one of the scene's cameras")
-    xml, files = source
-    spec = mujoco.MjSpec.from_string(xml, assets=files)
+    spec = mujoco.MjSpec.from_file(str(source.path))
     wanted: list[tuple[str, int]] = []  # ("own", original id) or ("free", n-th added camera)
     for c in cams:
         if c.type == mujoco.mjtCamera.mjCAMERA_FIXED:

@@ -1,0 +1,122 @@
+"""The simulator's local copies of scene files, by digest, bounded in bytes.
+
+A robot's meshes are fetched from the scene-file store once per simulator host and reused by every
+later run of that robot. Each copy is hashed again when a run reads it (a disk can rot, a hand can
+edit), and the least recently used copies go first when the cache is over its size. Files of runs
+being prepared are pinned: they are never evicted under a run that is about to link them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simreel import events as ev
+from simreel import log as logs
+from simreel.scenefiles import SceneFileError, SceneFileStore
+from simreel.sim.errors import SceneError
+
+_log = logs.get("simulator.scene_cache")
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    fetched_bytes: int = 0
+    evicted: int = 0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class SceneCache:
+    store: SceneFileStore
+    root: Path
+    max_bytes: int
+    stats: CacheStats = field(default_factory=CacheStats)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _pins: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    @contextlib.asynccontextmanager
+    async def files(self, manifest: Mapping[str, ev.SceneFile]) -> AsyncIterator[dict[str, Path]]:
+        """Local, verified copies of a request's files (path in the tree -> cached file), pinned
+        while the context is open. Raises SceneError naming the first file that cannot be had."""
+        digests = {f.sha256 for f in manifest.values()}
+        for d in digests:
+            self._pins[d] = self._pins.get(d, 0) + 1
+        try:
+            by_digest: dict[str, Path] = {}
+            for path, f in sorted(manifest.items()):
+                if f.sha256 not in by_digest:
+                    try:
+                        by_digest[f.sha256] = await self._ensure(f)
+                    except SceneFileError as e:
+                        raise SceneError(f"scene file {path!r} (sha256 {f.sha256[:12]}…): {e}") from None
+            yield {path: by_digest[f.sha256] for path, f in manifest.items()}
+        finally:
+            for d in digests:
+                self._pins[d] -= 1
+                if not self._pins[d]:
+                    del self._pins[d]
+            await asyncio.to_thread(self._evict)
+
+    async def _ensure(self, f: ev.SceneFile) -> Path:
+        lock = self._locks.setdefault(f.sha256, asyncio.Lock())
+        async with lock:
+            path = self._path(f.sha256)
+            if path.is_file() and path.stat().st_size == f.size:
+                if await asyncio.to_thread(_sha256, path) == f.sha256:
+                    self.stats.hits += 1
+                    os.utime(path)
+                    return path
+                _log.warning("scene_cache_corrupt_copy_dropped", digest=f.sha256)
+                path.unlink(missing_ok=True)
+            self.stats.misses += 1
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{f.sha256}.{uuid.uuid4().hex}")
+            try:
+                await self.store.fetch(f.sha256, tmp)
+                if tmp.stat().st_size != f.size:
+                    raise SceneFileError(f"the store holds {tmp.stat().st_size} bytes, the request says {f.size}")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            self.stats.fetched_bytes += f.size
+            return path
+
+    def _evict(self) -> None:
+        entries = []
+        for p in self.root.glob("??/*"):
+            if p.name.startswith("."):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                entries.append((st.st_mtime, st.st_size, p))
+        total = sum(size for _, size, _ in entries)
+        for _, size, p in sorted(entries):
+            if total <= self.max_bytes:
+                break
+            if p.name in self._pins:
+                continue
+            p.unlink(missing_ok=True)
+            total -= size
+            self.stats.evicted += 1
