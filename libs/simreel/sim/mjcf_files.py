@@ -43,8 +43,10 @@ class Reference:
     attr: str
     value: str
     document: str
-    candidates: tuple[str, ...]
-    path: str | None
+    candidates: tuple[str, ...]  # every path MuJoCo may look at, the one it opens first
+    path: str | None  # the file MuJoCo opens, when it exists
+    # Other candidates that exist: MuJoCo's choice depends on their existence, so they travel too.
+    present: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"<{self.tag} {self.attr}={self.value!r}> in {self.document}"
@@ -65,6 +67,7 @@ class Resolution:
         for r in self.references:
             if r.path is not None:
                 out[r.path] = None
+            out.update(dict.fromkeys(r.present))
         return list(out)
 
     @property
@@ -180,34 +183,43 @@ def _expand(res, model: _Model, path: str, inc_dir: str | None, exists, read, la
 def _assets(res, model: _Model, root: ET.Element, doc: str, inc_dir: str | None, exists, read, label,
             depth, stack) -> None:
     d = model.dirs
+    asset_dir = d.get("assetdir", "")
+    mesh_dir = d.get("meshdir", asset_dir)
+    texture_dir = d.get("texturedir", asset_dir)
     for el in root.iter():
         tag = el.tag if isinstance(el.tag, str) else ""
-        if tag == "include":
-            continue
-        if tag in ("mesh", "flexcomp"):
-            attrs, prefix = ("file",), d.get("meshdir", d.get("assetdir", ""))
+        # (attributes, directory MuJoCo's parser checks the file in, directory it is compiled from)
+        if tag == "mesh":
+            attrs, check, compiled = ("file",), mesh_dir, mesh_dir
         elif tag == "texture":
-            attrs, prefix = _TEXTURE_ATTRS, d.get("texturedir", d.get("assetdir", ""))
+            attrs, check, compiled = _TEXTURE_ATTRS, texture_dir, texture_dir
         elif tag in ("hfield", "skin"):
-            attrs, prefix = ("file",), d.get("assetdir", "")
+            attrs, check, compiled = ("file",), asset_dir, mesh_dir
+        elif tag == "flexcomp":
+            attrs, check, compiled = ("file",), "", mesh_dir
         elif tag == "model":
-            attrs, prefix = ("file",), ""
+            attrs, check, compiled = ("file",), "", ""
         else:
-            _refuse_unknown_files(el, tag, doc, label)
+            if tag != "include":
+                _refuse_unknown_files(el, tag, doc, label)
             continue
         for attr in attrs:
             if attr not in el.attrib:
                 continue
             value = clean(el.attrib[attr], f"<{tag} {attr}> in {label(doc)}")
-            names = [value, posixpath.basename(value)] if model.strippath and tag != "model" else [value]
-            cands: list[str] = []
-            for name in names:
-                cands.append(join(model.dir, prefix, name))
-                if inc_dir is not None:
-                    cands.append(join(inc_dir, name))
-            cands = list(dict.fromkeys(cands))
-            found = next((c for c in cands if exists(c)), None)
-            res.references.append(Reference(tag, attr, el.attrib[attr], label(doc), tuple(cands), found))
+            checked = join(model.dir, check, value)
+            primary = join(model.dir, compiled, value)
+            fallback = join(inc_dir, value) if inc_dir is not None else None
+            if model.strippath and tag != "model":
+                opened = join(model.dir, compiled, posixpath.basename(value))
+            elif exists(checked) or fallback is None:
+                opened = primary
+            else:
+                opened = fallback
+            cands = tuple(dict.fromkeys(c for c in (opened, checked, primary, fallback) if c is not None))
+            found = opened if exists(opened) else None
+            present = tuple(c for c in cands if c != opened and exists(c))
+            res.references.append(Reference(tag, attr, el.attrib[attr], label(doc), cands, found, present))
             if tag == "model" and found is not None:
                 _model(res, found, exists, read, label, depth + 1, (*stack, doc))
 
