@@ -33,7 +33,11 @@ VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": 
 
 
 def _add_request_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scene", help="builtin scene name, path to an MJCF .xml file, or file:<path under a scene root>")
+    p.add_argument("scene", nargs="?", default=None,
+                   help="builtin scene name, path to an MJCF .xml file, or file:<path under a scene root>")
+    p.add_argument("--again", metavar="RUN_ID", default=None,
+                   help="run a stored run's request again (its scene files come from the stack's store: the "
+                        "same seeds give byte-identical videos); needs the stack that ran it (--nats)")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="seed of episode 0; episode i uses seed+i")
     p.add_argument("--duration", type=float, default=None, help="simulated seconds per episode (default 5)")
@@ -105,6 +109,10 @@ def pack_scene(a: argparse.Namespace):
     """The local MJCF file named on the command line as a scene package (None for other scenes):
     every file it references, `..` included, under their common folder, digested for upload."""
     scene = a.scene
+    if scene is None:
+        if a.again is None:
+            raise SystemExit("simreel: name a scene (or --again RUN_ID)")
+        return None
     if not (scene.endswith(".xml") and Path(scene).is_file()):
         return None
     from .config import Limits
@@ -296,7 +304,27 @@ def _bus_configured(a: argparse.Namespace) -> bool:
 # --- commands --------------------------------------------------------------------------------------
 
 
+async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str | None) -> ev.SimRequested:
+    """The request a run was made from, as a new run (its files stay in the stack's store)."""
+    from .client import Client
+
+    async with await Client.connect(settings) as client:
+        original = await client.request_of(run_id)
+    if original is None:
+        raise SystemExit(f"simreel: no run {run_id!r} in this stack's event log")
+    return msgspec.structs.replace(original, run_id=new_run_id or ev.new_id(), event_id=ev.new_id(), ts=time.time())
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    if a.again is not None:
+        if a.scene is not None:
+            raise SystemExit("simreel: --again runs a stored request; name no scene with it")
+        if not _bus_configured(a):
+            raise SystemExit("simreel: --again needs the stack that ran the run: --nats URL or SIMREEL_NATS_URL")
+        req = asyncio.run(_stored_request(_nats_settings(a), a.again, a.run_id))
+        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout))
+        _print_result(result, as_json=a.json, out=Path(a.out))
+        return 0 if result.ok else 1
     package = pack_scene(a)
     req = build_request(a, package)
     if _bus_configured(a):
@@ -324,9 +352,12 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_submit(a: argparse.Namespace) -> int:
-    package = pack_scene(a)
-    req = build_request(a, package)
     settings = _nats_settings(a)
+    if a.again is not None:
+        package, req = None, asyncio.run(_stored_request(settings, a.again, a.run_id))
+    else:
+        package = pack_scene(a)
+        req = build_request(a, package)
     if not a.wait:
         from .client import Client
 

@@ -138,6 +138,14 @@ class Client:
             if isinstance(e, ev.ArtifactStored):
                 yield e
 
+    async def request_of(self, run_id: str) -> ev.SimRequested | None:
+        """The SimRequested a run was made from, read back from the event log."""
+        found = None
+        async for e in self.bus.replay(subjects.SIM_REQUESTED):
+            if isinstance(e, ev.SimRequested) and e.run_id == run_id:
+                found = e
+        return found
+
     async def runs(self) -> list[RunState]:
         events = [e async for e in self.bus.replay()]
         return sorted(fold_runs(events).values(), key=lambda r: r.requested_at or r.updated_at)

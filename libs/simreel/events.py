@@ -359,6 +359,15 @@ class ArtifactDeleted(Event, kw_only=True):
     reason: Literal["count", "age", "bytes", "manual"]
 
 
+class SceneFileDeleted(Event, kw_only=True):
+    """Retention removed a scene file from the scene-file store: no run that still exists references
+    it, and none has for `unreferenced_s` seconds. `run_id` is "scene-files"."""
+
+    sha256: Sha256
+    size: Count
+    unreferenced_s: float
+
+
 class DeleteRequested(Event, kw_only=True):
     """A person or system asks for a run's artifacts to go (`simreel rm`); retention carries it out."""
 
@@ -435,6 +444,7 @@ AnyEvent = Union[
     SimCompleted,
     SimFailed,
     SceneSaved,
+    SceneFileDeleted,
     VideoAvailable,
     TelemetryStaged,
     EncodeFailed,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import events as ev
+from .scene_name import scene_name
 
 
 @dataclass
@@ -56,7 +57,7 @@ class RunState:
     def apply(self, e: ev.Event) -> None:
         self.updated_at = max(self.updated_at, e.ts)
         if isinstance(e, ev.SimRequested):
-            self.scene = e.scene if len(e.scene) < 80 else "inline MJCF"
+            self.scene = scene_name(e.scene)
             self.session = e.session
             self.requested_at = e.ts
             self.episodes = e.episodes

@@ -36,6 +36,7 @@ _PER_RUN = {
     ev.StoreFailed: "simreel.evt.store.failed",
     ev.ArtifactDeleted: "simreel.evt.artifact.deleted",
     ev.DeleteRequested: "simreel.evt.delete.requested",
+    ev.SceneFileDeleted: "simreel.evt.scenefile.deleted",
     # Live recorders: the "run" is the recorder id.
     ev.RecorderAnnounced: "simreel.evt.recorder.announced",
     ev.CaptureControlRequested: "simreel.evt.recorder.control",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
 from simreel import events as ev
 from simreel import log as logs
@@ -12,7 +13,10 @@ from simreel.bus import Bus
 from simreel.config import Settings
 from simreel.store.settings import store_from_env
 
+from simreel.scenefiles import SceneFileStore
+
 from .handlers import Retention
+from .scene_files import SceneFileIndex
 from simreel.retention import Policy, RetentionIndex, policies_from_json
 
 NAME = "retention"
@@ -30,6 +34,23 @@ async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event
         index.apply(e)
 
 
+async def follow_scene_files(bus: Bus, index: SceneFileIndex, caught_up: asyncio.Event) -> None:
+    """Requests, run ends and artifacts, past and future: which runs still reference which files."""
+    async for e in bus.follow(subjects.ALL_EVENTS, caught_up=caught_up):
+        index.apply(e)
+
+
+async def sweep_scene_files(bus: Bus, index: SceneFileIndex, store: SceneFileStore, grace_s: float) -> int:
+    """Delete the scene files unreferenced for the grace period, then announce each (delete first: a
+    crash in between deletes again, a no-op, and announces)."""
+    victims = index.victims(await store.list(), time.time(), grace_s)
+    for e in victims:
+        await store.delete(e.sha256)
+        logs.get(NAME).info("scene_file_deleted", sha256=e.sha256, size=e.size, unreferenced_s=e.unreferenced_s)
+    await bus.publish_all(victims)
+    return len(victims)
+
+
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     log = logs.get(NAME)
     store = store_from_env()
@@ -40,6 +61,9 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     follower = asyncio.create_task(follow_index(bus, index, caught_up))
     await caught_up.wait()
     log.info("index_rebuilt", artifacts=len(index.entries), digest=index.digest(), policy=default.__dict__)
+    file_index, files_caught_up = SceneFileIndex(), asyncio.Event()
+    file_follower = asyncio.create_task(follow_scene_files(bus, file_index, files_caught_up))
+    scene_files = SceneFileStore(bus)
 
     async def sweeper() -> None:
         while not stop.is_set():
@@ -48,6 +72,8 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
             if not stop.is_set():
                 try:
                     await bus.publish_all(await ret.sweep())
+                    if files_caught_up.is_set():
+                        await sweep_scene_files(bus, file_index, scene_files, settings.scene_file_grace_s)
                 except Exception as e:  # noqa: BLE001 - next sweep tries again
                     log.warning("sweep_failed", error=f"{type(e).__name__}: {e}")
 
@@ -57,7 +83,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
                                  ev.DeleteRequested: ret.on_delete_requested}, stop=stop, concurrency=1,
                           ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
     finally:
-        for t in (sweep, follower):
+        for t in (sweep, follower, file_follower):
             t.cancel()
-        await asyncio.gather(sweep, follower, return_exceptions=True)
+        await asyncio.gather(sweep, follower, file_follower, return_exceptions=True)
         await store.close()

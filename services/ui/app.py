@@ -20,6 +20,7 @@ from aiohttp import web
 from simreel import events as ev
 from simreel import log as logs
 from simreel.projections import RunFilter, RunState
+from simreel.scene_name import scene_name
 from simreel.store.base import ArtifactStore, StoreError, check_key
 
 from . import security, telemetry
@@ -392,6 +393,7 @@ def _request_summary(r: ev.SimRequested | None) -> dict[str, Any] | None:
     for k in ("type", "event_id", "v"):
         out.pop(k, None)
     out["assets"] = sorted(r.assets)
+    out["scene_name"] = scene_name(r.scene)
     if len(r.scene) > 200:
         out["scene"] = "inline MJCF"
     return out

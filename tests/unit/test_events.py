@@ -38,6 +38,7 @@ EXAMPLES: list[ev.Event] = [
     ev.StoreFailed(run_id="r1", code="store_failed", message="sha256 mismatch", key="k"),
     ev.ArtifactDeleted(run_id="r1", session="s", key="k", bucket="b", reason="bytes"),
     ev.DeleteRequested(run_id="r1", requested_by="ops"),
+    ev.SceneFileDeleted(run_id="scene-files", sha256="ab" * 32, size=1024, unreferenced_s=604800.0),
     ev.RecorderAnnounced(run_id="rec-1", session="s", env_id="CartPole-v1", trigger="every 2 episodes",
                          episodes_seen=3, videos_recorded=2, recording_next=True, cadence=2, state="closed"),
     ev.CaptureControlRequested(run_id="rec-1", action="every", every=5, requested_by="ui"),

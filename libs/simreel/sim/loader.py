@@ -14,14 +14,12 @@ is not used for this: it matches files by base name only, so two `finger.stl` in
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
 import tempfile
 import threading
 import weakref
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import mujoco
 
 from simreel import log
+from simreel.scene_name import scene_name
 from simreel.sim import mjcf_files
 from simreel.sim.errors import SceneError, SceneForbidden
 
@@ -274,22 +273,6 @@ def load_path(
     )
 
 
-def scene_label(spec: str, model_name: str | None = None) -> str:
-    """What a run of this scene is called in lists: the file's name, else the model's own name."""
-    if spec.lstrip().startswith("<"):
-        if model_name:
-            return model_name
-        return "inline:" + hashlib.sha256(spec.lstrip().encode()).hexdigest()[:12]
-    return PurePosixPath(spec.removeprefix("file:")).name or spec
-
-
-def _model_name(xml: str) -> str | None:
-    try:
-        return ET.fromstring(xml).attrib.get("model") or None
-    except ET.ParseError:
-        return None
-
-
 def resolve_scene(
     spec: str,
     assets: Mapping[str, FileData] | None = None,
@@ -305,10 +288,9 @@ def resolve_scene(
     tree = {**(assets or {}), **(files or {})}
     text = spec.lstrip()
     if text.startswith("<"):
-        model = load_model(spec, tree, roots=roots, width=width, height=height)
-        return model, scene_label(spec, model_name=_model_name(spec))
+        return load_model(spec, tree, roots=roots, width=width, height=height), scene_name(spec)
     if files and spec in files:
-        return load_tree(spec, tree, width=width, height=height), scene_label(spec)
+        return load_tree(spec, tree, width=width, height=height), scene_name(spec)
     if spec.startswith("file:"):
         rel = spec[len("file:"):]
         return load_path(rel, roots=roots, assets=assets, width=width, height=height), f"file:{rel}"
