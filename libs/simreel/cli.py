@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -105,27 +106,63 @@ def _free_camera(spec: str | None) -> dict | None:
     return out
 
 
+_POLICY_FILE = re.compile(r"^(?P<path>.+\.py):(?P<func>[A-Za-z_]\w*)$")
+POLICY_DIR = ".policy"  # where a policy file sits in a request's tree
+
+
 def pack_scene(a: argparse.Namespace):
-    """The local MJCF file named on the command line as a scene package (None for other scenes):
-    every file it references, `..` included, under their common folder, digested for upload."""
+    """The local MJCF file named on the command line, and a `--policy ./file.py:function`, as a scene
+    package (None when neither is local): every file the scene references, `..` included, under their
+    common folder, digested for upload; the policy file under `.policy/`."""
     scene = a.scene
     if scene is None:
         if a.again is None:
             raise SystemExit("simreel: name a scene (or --again RUN_ID)")
         return None
-    if not (scene.endswith(".xml") and Path(scene).is_file()):
-        return None
     from .config import Limits
     from .sim.errors import SceneError
-    from .sim.package import pack
+    from .sim.package import ScenePackage, pack, sha256_file
 
-    limits = Limits.from_env()
-    try:
-        return pack(scene, max_file_bytes=limits.max_scene_file_bytes, max_scene_bytes=limits.max_scene_bytes)
-    except SceneError as e:
-        raise SystemExit(f"simreel: {scene}: {e}") from None
-    except OSError as e:
-        raise SystemExit(f"simreel: {scene}: {e.strerror}: {e.filename}") from None
+    package = None
+    if scene.endswith(".xml") and Path(scene).is_file():
+        limits = Limits.from_env()
+        try:
+            package = pack(scene, max_file_bytes=limits.max_scene_file_bytes, max_scene_bytes=limits.max_scene_bytes)
+        except SceneError as e:
+            raise SystemExit(f"simreel: {scene}: {e}") from None
+        except OSError as e:
+            raise SystemExit(f"simreel: {scene}: {e.strerror}: {e.filename}") from None
+    m = _POLICY_FILE.match(a.policy or "")
+    if m is None:
+        return package
+    policy = Path(m["path"])
+    if not policy.is_file():
+        raise SystemExit(f"simreel: --policy {a.policy}: no such file {policy}")
+    path = f"{POLICY_DIR}/{policy.name}"
+    digest = ev.SceneFile(sha256=sha256_file(policy), size=policy.stat().st_size)
+    if package is None:
+        return ScenePackage(root=policy.parent.resolve(), entry="", local={path: policy}, files={path: digest})
+    return ScenePackage(root=package.root, entry=package.entry, local={**package.local, path: policy},
+                        files={**package.files, path: digest})
+
+
+def policy_spec(a: argparse.Namespace) -> str:
+    """The request's policy: a local `./file.py:function` becomes `file:.policy/file.py:function`."""
+    m = _POLICY_FILE.match(a.policy or "")
+    if m is None or not Path(m["path"]).is_file():
+        return a.policy
+    return f"file:{POLICY_DIR}/{Path(m['path']).name}:{m['func']}"
+
+
+def allowed_policy(a: argparse.Namespace, package) -> str | None:
+    """The allow-list entry for the policy named on this command line: the stack `simreel run`
+    starts for itself is the caller's own, so it allows the policy its caller asked for."""
+    spec = policy_spec(a)
+    if spec.startswith("entrypoint:"):
+        return spec
+    if spec.startswith("file:") and package is not None:
+        return f"file:{package.files[spec[len('file:'):].rpartition(':')[0]].sha256}"
+    return None
 
 
 def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
@@ -134,7 +171,7 @@ def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
     assets: dict[str, bytes] = {name: Path(file).read_bytes() for name, file in _pairs(a.asset, "--asset").items()}
     files: dict[str, Any] = {}
     if package is not None:
-        scene, files = package.entry, package.files
+        scene, files = package.entry or scene, package.files
     raw: dict[str, Any] = {
         "type": "SimRequested",
         "scene": scene,
@@ -144,7 +181,7 @@ def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
         "seed": a.seed,
         "duration_s": a.duration,
         "max_steps": a.max_steps,
-        "policy": a.policy,
+        "policy": policy_spec(a),
         "session": a.session,
         "tags": _pairs(a.tag, "--tag"),
         "fail_on_blank": a.fail_on_blank,
@@ -337,7 +374,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         out = Path(a.out).resolve()
         if not a.json:
             console.print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
-        with Stack(out_dir=out) as stack:
+        env = dict(os.environ)
+        allow = allowed_policy(a, package)
+        if allow:
+            env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [env.get("SIMREEL_POLICY_ALLOWLIST"), allow]))
+        with Stack(out_dir=out, env=env) as stack:
             try:
                 result = asyncio.run(_submit_and_wait(NatsSettings(url=stack.url), req, quiet=a.json,
                                                       timeout=a.timeout, package=package))

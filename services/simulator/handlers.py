@@ -120,6 +120,7 @@ class Simulator:
                              fetched_bytes=s.fetched_bytes)
                 model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
                                                        self.settings.scene_roots, r.width, r.height, local)
+                policy_source = _policy_source(req, local)
         except SceneError as e:
             code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"
             log.warning("scene_refused", reason=str(e))
@@ -153,7 +154,7 @@ class Simulator:
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist, engine=r.engine,
                         engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds,
-                        state_fields=recorded.fields)
+                        state_fields=recorded.fields, policy_source=policy_source)
         return Prepared(job, label, n_frames, recorded)
 
     def _state_plan(self, req: ev.SimRequested, available: dict[str, list[str]],
@@ -346,3 +347,18 @@ def _request_summary(req: ev.SimRequested) -> dict:
         d["scene"] = d["scene"][:200] + "…"
     d["asset_names"] = sorted(req.assets)
     return d
+
+
+def _policy_source(req: ev.SimRequested, local) -> bytes | None:
+    """The content of a `file:<path>:function` policy, from the request's (fetched) files."""
+    from simreel.sim.policies import file_policy_parts
+
+    parts = file_policy_parts(req.policy)
+    if parts is None:
+        return None
+    data = local.get(parts[0])
+    if data is None:
+        data = req.assets.get(parts[0])
+    if data is None:
+        raise SceneError(f"policy file {parts[0]!r} is not among the request's files")
+    return data.read_bytes() if hasattr(data, "read_bytes") else bytes(data)

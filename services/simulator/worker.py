@@ -40,6 +40,7 @@ class WorkerJob:
     engine_options: dict[str, Any] = field(default_factory=dict)
     max_worlds: int = 64
     state_fields: tuple[str, ...] = ()  # qpos/qvel/sensordata (MJCF) or obs (gymnasium) per frame
+    policy_source: bytes | None = None  # a `file:` policy's content, read from the request's files
 
 
 # --- what the render thread says -------------------------------------------------------------------
@@ -123,7 +124,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
 
         def make(model, seed: int):
             return policies.make_policy(job.policy, model, seed=seed, params=job.policy_params,
-                                        allow=job.policy_allow)
+                                        allow=job.policy_allow, source=job.policy_source)
 
         run_batched(job.engine, job.model, width=job.width, height=job.height, fps=job.fps, cameras=cameras,
                     quality=job.quality, options=job.engine_options, seeds=job.seeds, make_policy=make,
@@ -156,7 +157,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                     policy = gymenv.make_policy(job.policy, runner.action_space, seed=seed, params=job.policy_params)
                 else:
                     policy = policies.make_policy(job.policy, job.model, seed=seed, params=job.policy_params,
-                                                  allow=job.policy_allow)
+                                                  allow=job.policy_allow, source=job.policy_source)
 
                 def on_frame(f, episode=episode) -> None:
                     pixels = f.pixels.tobytes()

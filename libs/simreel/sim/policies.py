@@ -6,13 +6,18 @@ keep state, so build a fresh one per episode (with that episode's seed).
 
 Builtins: `zero`, `random` (seeded, held for `hold_s` so motion is visible instead of jitter),
 `sine` (per-actuator phase offsets), `actions` (a recorded action sequence). Anything else is
-`entrypoint:module:function`, allowed only when listed in the service's allow-list (DESIGN §7): the
-function is a factory `make(model, *, seed, params) -> policy`.
+`entrypoint:module:function`, or `file:<path>:function` for a Python file shipped with the request
+(by content, like scene files), each allowed only when listed in the service's allow-list (DESIGN §7;
+a file by its digest, `file:<sha256>`): the function is a factory `make(model, *, seed, params) ->
+policy`, called once per episode, so it is where a trained checkpoint is loaded (once, then cached).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import math
+import sys
+import types
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -27,6 +32,8 @@ Policy = Callable[[mujoco.MjModel, mujoco.MjData, float], np.ndarray]
 
 BUILTIN_POLICIES = ("zero", "random", "sine", "actions")
 _ENTRY = "entrypoint:"
+_FILE = "file:"
+_FILE_MODULES: dict[str, types.ModuleType] = {}
 _EPS = 1e-9
 
 
@@ -149,6 +156,56 @@ def _entrypoint(spec: str, model: mujoco.MjModel, seed: int, params: Mapping[str
     return policy
 
 
+def file_policy_parts(spec: str) -> tuple[str, str] | None:
+    """`file:<path>:<function>` -> (path, function); None for other policies."""
+    if not spec.startswith(_FILE):
+        return None
+    path, _, func = spec[len(_FILE):].rpartition(":")
+    return (path, func) if path and func.isidentifier() else None
+
+
+def _file_module(source: bytes, path: str) -> types.ModuleType:
+    """The module of a shipped policy file, executed once per content (a checkpoint it loads at
+    import stays loaded for every later episode)."""
+    digest = hashlib.sha256(source).hexdigest()
+    module = _FILE_MODULES.get(digest)
+    if module is None:
+        module = types.ModuleType(f"simreel_policy_{digest[:16]}")
+        module.__file__ = path
+        sys.modules[module.__name__] = module
+        try:
+            exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 - allow-listed by digest
+        except Exception as e:
+            del sys.modules[module.__name__]
+            raise PolicyError(f"policy file {path!r} failed to load: {type(e).__name__}: {e}") from None
+        _FILE_MODULES[digest] = module
+    return module
+
+
+def _file(spec: str, model: mujoco.MjModel, seed: int, params: Mapping[str, Any] | None,
+          allow: Collection[str], source: bytes | None) -> Policy:
+    parts = file_policy_parts(spec)
+    if parts is None:
+        raise PolicyError(f"policy {spec!r}: expected 'file:<path>:function'")
+    if source is None:
+        raise PolicyError(f"policy {spec!r}: the file is not among the request's files")
+    path, func = parts
+    if f"file:{hashlib.sha256(source).hexdigest()}" not in allow:
+        raise PolicyError(
+            f"policy file {path!r} is not in the policy allow-list of this simulator (entries 'file:<sha256>'); "
+            "ask the operator to add it, or run it with `simreel run`, whose own stack allows its policy")
+    factory = getattr(_file_module(source, path), func, None)
+    if not callable(factory):
+        raise PolicyError(f"policy file {path!r} has no function {func!r}")
+    try:
+        policy = factory(model, seed=seed, params=dict(params or {}))
+    except Exception as e:
+        raise PolicyError(f"policy {spec!r} factory failed: {type(e).__name__}: {e}") from None
+    if not callable(policy):
+        raise PolicyError(f"policy {spec!r}: factory returned {type(policy).__name__}, expected a callable")
+    return policy
+
+
 def make_policy(
     name: str,
     model: mujoco.MjModel,
@@ -156,14 +213,18 @@ def make_policy(
     seed: int,
     params: Mapping[str, Any] | None = None,
     allow: Collection[str] = (),
+    source: bytes | None = None,
 ) -> Policy:
     """Build a policy for one episode. `allow` lists the permitted `entrypoint:...` policies (either
-    the full string or just `module:function`)."""
+    the full string or just `module:function`) and policy files (`file:<sha256>`); `source` is the
+    content of a `file:` policy."""
     if name in _FACTORIES:
         return _FACTORIES[name](model, int(seed), params)
     if name.startswith(_ENTRY):
         return _entrypoint(name, model, int(seed), params, allow)
+    if name.startswith(_FILE):
+        return _file(name, model, int(seed), params, allow, source)
     raise PolicyError(
         f"unknown policy {name!r}; use one of {', '.join(BUILTIN_POLICIES)} "
-        "or an allow-listed 'entrypoint:module:function'"
+        "or an allow-listed 'entrypoint:module:function' or 'file:<path>:function'"
     )
