@@ -12,7 +12,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 import msgspec
 from aiohttp import web
@@ -20,13 +20,15 @@ from aiohttp import web
 from simreel import events as ev
 from simreel import log as logs
 from simreel.projections import RunFilter, RunState
+from simreel.config import Limits
 from simreel.scene_name import scene_name
+from simreel.sim.package import sha256_file
 from simreel.store.base import ArtifactStore, StoreError, check_key
 
 from . import security, telemetry
 from .live import Live
 from .preview import Previews
-from .submission import TooLarge, check_mjcf, default_scenes, field_of, read_submission
+from .submission import TooLarge, check_scene, default_scenes, field_of, read_submission, referenced
 
 log = logs.get("ui")
 
@@ -40,9 +42,24 @@ class UiConfig:
     host: str = "127.0.0.1"
     port: int = 8787
     token: str | None = None
-    max_upload_bytes: int = 16 * 1024 * 1024
+    max_upload_bytes: int = 16 * 1024 * 1024  # a JSON request
+    # An uploaded robot (MJCF with meshes, folder or .zip): each file, and the whole scene.
+    max_scene_file_bytes: int = Limits.max_scene_file_bytes
+    max_scene_bytes: int = Limits.max_scene_bytes
     max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
     page_limit: int = 500
+
+
+class SceneFiles(Protocol):
+    """What the ui uses of the scene-file store (simreel.scenefiles.SceneFileStore)."""
+
+    async def upload(self, local: dict[str, Path], files: dict[str, ev.SceneFile]) -> Any: ...
+
+    async def missing(self, files: dict[str, ev.SceneFile]) -> dict[str, ev.SceneFile]: ...
+
+
+def _manifest(files: dict[str, Path]) -> dict[str, ev.SceneFile]:
+    return {p: ev.SceneFile(sha256=sha256_file(f), size=f.stat().st_size) for p, f in sorted(files.items())}
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -55,7 +72,9 @@ def _error(message: str, status: int = 400, **extra: Any) -> web.Response:
 
 class Ui:
     def __init__(self, live: Live, store: ArtifactStore, publish: Publish, config: UiConfig = UiConfig(),
-                 previews: Previews | None = None, scenes: Callable[[], dict[str, list[str]]] | None = None) -> None:
+                 previews: Previews | None = None, scenes: Callable[[], dict[str, list[str]]] | None = None,
+                 scene_files: SceneFiles | None = None) -> None:
+        self.scene_files = scene_files
         self.live = live
         self.store = store
         self.publish = publish
@@ -273,7 +292,8 @@ class Ui:
     async def list_scenes(self, request: web.Request) -> web.Response:
         if self._scenes_cache is None:
             self._scenes_cache = await asyncio.to_thread(self.scenes)
-        return _json(self._scenes_cache)
+        return _json({**self._scenes_cache, "limits": {"max_scene_file_bytes": self.config.max_scene_file_bytes,
+                                                       "max_scene_bytes": self.config.max_scene_bytes}})
 
     # --- live --------------------------------------------------------------------------------------
 
@@ -321,32 +341,54 @@ class Ui:
     # --- writing (events only) ---------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.Response:
-        """A new run from the form: the contract's own validation, errors with the field path."""
+        """A new run from the form: the contract's own validation, errors with the field path; an
+        uploaded robot is checked by the simulator's loader and its files go to the scene-file store."""
+        cfg = self.config
         try:
-            raw, assets, uploaded = await read_submission(request, self.config.max_upload_bytes)
+            raw, upload = await read_submission(request, cfg.max_upload_bytes, max_scene_bytes=cfg.max_scene_bytes,
+                                                max_file_bytes=cfg.max_scene_file_bytes)
         except TooLarge:
-            return _error(f"upload larger than {self.config.max_upload_bytes} bytes", 413, field="scene_file")
+            return _error(f"upload over the per-scene cap of {cfg.max_scene_bytes} bytes (SIMREEL_MAX_SCENE_BYTES "
+                          "raises it)", 413, field="scene_file")
         except ValueError as e:
             return _error(str(e), field=getattr(e, "field", None))
-        if assets:
-            raw["assets"] = {**(raw.get("assets") or {}), **assets}
-        if not raw.get("run_id"):
-            raw.pop("run_id", None)
         try:
-            req = msgspec.convert({**raw, "type": "SimRequested"}, ev.SimRequested)
-        except msgspec.ValidationError as e:
-            return _error(str(e), field=field_of(str(e)))
+            if not raw.get("run_id"):
+                raw.pop("run_id", None)
+            try:
+                req = msgspec.convert({**raw, "type": "SimRequested"}, ev.SimRequested)
+            except msgspec.ValidationError as e:
+                return _error(str(e), field=field_of(str(e)))
+            if upload is not None:
+                try:
+                    entry = upload.entry()
+                except ValueError as e:
+                    return _error(str(e), field=getattr(e, "field", None))
+                problem = await asyncio.to_thread(check_scene, entry, upload.files, req.render.width,
+                                                  req.render.height)
+                if problem:
+                    return _error(problem, field="scene_file")
+                if self.scene_files is None:
+                    return _error("this ui has no scene-file store to upload to", 503, field="scene_file")
+                needed = await asyncio.to_thread(referenced, entry, upload.files)
+                manifest = await asyncio.to_thread(_manifest, needed)
+                await self.scene_files.upload(needed, manifest)
+                req = msgspec.structs.replace(req, scene=entry, files=manifest)
+            elif req.files:
+                if self.scene_files is None:
+                    return _error("this ui has no scene-file store", 503, field="scene")
+                gone = await self.scene_files.missing(req.files)
+                if gone:
+                    return _error(f"{len(gone)} of this scene's files are no longer in the scene-file store; "
+                                  "upload the robot again", field="scene")
+        finally:
+            if upload is not None:
+                upload.close()
         req = msgspec.structs.replace(req, event_id=f"req-{req.run_id}")
-        if req.scene.lstrip().startswith("<"):
-            # Uploaded MJCF goes through the simulator's own sandboxed loader here too, so a broken file
-            # or a forbidden reference is shown next to the upload instead of as a failed run later.
-            problem = await asyncio.to_thread(check_mjcf, req)
-            if problem:
-                return _error(problem, field="scene_file" if uploaded else "scene")
         if req.run_id in self.live.index.runs:
             return _error(f"run {req.run_id} exists already", 409, field="run_id")
         await self.publish(req)
-        log.info("run_submitted", run_id=req.run_id, scene=req.scene[:60])
+        log.info("run_submitted", run_id=req.run_id, scene=scene_name(req.scene), files=len(req.files))
         return _json({"run_id": req.run_id, "href": f"/runs/{req.run_id}"}, status=202)
 
     async def delete(self, request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from simreel import log as logs
 from simreel.bus import Bus
 from simreel.config import Settings
 from simreel.store.base import ArtifactStore
+from simreel.scenefiles import SceneFileStore
 from simreel.store.settings import store_from_env
 
 from .app import Ui, UiConfig
@@ -39,7 +40,9 @@ def config_from_env(env: Mapping[str, str] = os.environ, *, host: str | None = N
     cfg = UiConfig(host=host or env.get("SIMREEL_UI_HOST") or UiConfig.host,
                    port=port if port is not None else _int("SIMREEL_UI_PORT", UiConfig.port),
                    token=env.get("SIMREEL_UI_TOKEN") or None,
-                   max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes))
+                   max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes),
+                   max_scene_file_bytes=_int("SIMREEL_MAX_SCENE_FILE_BYTES", UiConfig.max_scene_file_bytes),
+                   max_scene_bytes=_int("SIMREEL_MAX_SCENE_BYTES", UiConfig.max_scene_bytes))
     check_bind(cfg.host, cfg.token)
     return cfg
 
@@ -62,7 +65,7 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event, config: UiConfi
     live = Live()
     store = store or store_from_env()
     previews = Previews(live, bus.watch_frames)
-    ui = Ui(live, store, bus.publish, config, previews=previews)
+    ui = Ui(live, store, bus.publish, config, previews=previews, scene_files=SceneFileStore(bus))
     follower = asyncio.create_task(follow_log(bus, live))
     runner = web.AppRunner(ui.app(), access_log=None, shutdown_timeout=2.0)
     await runner.setup()

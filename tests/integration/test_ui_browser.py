@@ -198,6 +198,46 @@ def test_new_run_form_shows_the_contract_error_then_runs_a_valid_request(env, pa
     assert d["request"]["render"]["width"] == 96 and d["summary"]["session"] == "browser-form"
 
 
+def test_new_run_form_takes_a_robot_zip_and_runs_it_again_from_stored_files(env, page, tmp_path):
+    """A .zip of a robot whose meshes sit in a sibling folder: the form names the scene inside it; the
+    files go to the scene-file store; the run is listed by its file's name; Run again needs no upload."""
+    import zipfile
+
+    from tests.integration.test_scene_files import SCENE, _stl
+
+    archive = tmp_path / "tetra.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("tetra/robot/bot.xml", SCENE.replace(b"tetra-bot", b"zip-bot"))
+        z.writestr("tetra/meshes/tet.stl", _stl(8.0))
+        z.writestr("tetra/robot/other.xml", b"<mujoco/>")
+    page.goto(env["url"] + "/new")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    expect(page.locator("#caps")).to_contain_text("per file")
+    page.set_input_files('input[name="scene_zip"]', str(archive))
+    for name, value in (("render.width", "96"), ("render.height", "64"), ("render.fps", "10"), ("duration_s", "0.5")):
+        page.fill(f'input[name="{name}"]', value)
+    page.select_option('select[name="render.quality"]', "fast")
+    page.click("#submit")  # two MJCF files in the zip: the form asks which one is the scene
+    expect(page.locator('.err[data-for="scene_path"]')).to_contain_text("name the scene")
+    page.fill('input[name="scene_path"]', "tetra/robot/bot.xml")
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    run_id = page.url.rsplit("/", 1)[-1]
+    _, d = env["client"].json("GET", f"/api/runs/{run_id}")
+    assert d["request"]["scene"] == "tetra/robot/bot.xml"
+    assert set(d["request"]["files"]) == {"tetra/robot/bot.xml", "tetra/meshes/tet.stl"}
+    assert d["summary"]["scene"] == "bot.xml"
+    page.screenshot(path=str(env["shots"] / "ui-robot-upload.png"), full_page=False)
+    page.click("#again")
+    page.wait_for_url("**/new?from=*")
+    expect(page.locator("#scene")).to_have_value("tetra/robot/bot.xml")
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#identical")).to_contain_text("byte-identical (sha256")
+
+
 def test_run_again_prefills_the_form_and_the_same_seed_gives_the_same_video(env, page):
     page.goto(f'{env["url"]}/runs/{env["run"]}')
     expect(page.locator("body")).to_have_attribute("data-loaded", "1")

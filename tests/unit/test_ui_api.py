@@ -69,7 +69,7 @@ async def ui(tmp_path):
     async def publish(e):
         published.append(e)
 
-    app = Ui(live, LocalStore(tmp_path), publish, UiConfig(max_upload_bytes=64 * 1024),
+    app = Ui(live, LocalStore(tmp_path), publish, UiConfig(max_upload_bytes=64 * 1024, max_scene_bytes=64 * 1024),
              scenes=lambda: {"builtin": ["cartpole"], "gymnasium": [], "policies": ["zero"]})
     client = TestClient(TestServer(app.app()))
     await client.start_server()
@@ -171,31 +171,31 @@ async def test_delete_publishes_delete_requested(ui):
     assert isinstance(ui.published[-1], ev.DeleteRequested) and ui.published[-1].run_id == RUN
 
 
-async def test_mjcf_upload_with_assets_and_oversized_upload(ui):
+async def test_an_uploaded_robot_is_checked_before_anything_is_stored(ui):
+    """The same sandboxed loader as the simulator's, before any upload: a reference outside the upload
+    is refused at once, next to the upload field; over-cap uploads are refused while they stream."""
     import aiohttp
 
-    form = aiohttp.FormData()
-    form.add_field("request", json.dumps({"episodes": 1, "scene": "placeholder"}))
     mjcf = b"<mujoco><asset><texture name='t' file='t.png' type='2d'/></asset><worldbody><geom size='1'/></worldbody></mujoco>"
-    form.add_field("scene_file", mjcf, filename="robot.xml")
-    form.add_field("assets", _png(), filename="t.png")
-    r = await ui.post("/api/runs", data=form, headers=ui.csrf_headers)
-    assert r.status == 202, await r.text()
-    req = ui.published[-1]
-    assert req.scene.startswith("<mujoco>") and set(req.assets) == {"t.png"}
-    # The same sandboxed loader as the simulator's: a reference outside the upload is refused at once.
     evil = aiohttp.FormData()
     evil.add_field("request", json.dumps({"scene": "placeholder"}))
     evil.add_field("scene_file", mjcf.replace(b"t.png", b"/etc/passwd"), filename="robot.xml")
     r = await ui.post("/api/runs", data=evil, headers=ui.csrf_headers)
     body = await r.json()
     assert r.status == 400 and body["field"] == "scene_file" and body["error"].startswith("scene_forbidden")
-    assert len(ui.published) == 1
+    climbing = aiohttp.FormData()
+    climbing.add_field("request", json.dumps({"scene": "placeholder"}))
+    climbing.add_field("tree", mjcf, filename="robot/robot.xml")
+    climbing.add_field("tree", _png(), filename="../t.png")
+    r = await ui.post("/api/runs", data=climbing, headers=ui.csrf_headers)
+    assert r.status == 400 and "outside the upload" in (await r.json())["error"]
     big = aiohttp.FormData()
     big.add_field("request", json.dumps({"scene": "cartpole"}))
     big.add_field("assets", b"x" * (65 * 1024), filename="big.bin")
     r = await ui.post("/api/runs", data=big, headers=ui.csrf_headers)
-    assert r.status == 413 and len(ui.published) == 1
+    body = await r.json()
+    assert r.status == 413 and "per-scene cap" in body["error"] and "SIMREEL_MAX_SCENE_BYTES" in body["error"]
+    assert ui.published == []
 
 
 def _png() -> bytes:

@@ -17,7 +17,7 @@
     const req = JSON.parse(JSON.stringify(base));
     for (const inp of form.querySelectorAll("input[name], select[name]")) {
       const name = inp.name;
-      if (inp.type === "file" || name === "outputs.formats") continue;
+      if (inp.type === "file" || name === "outputs.formats" || name === "scene_path") continue;
       let v = inp.value.trim();
       if (name === "tags") { setPath(req, name, Object.fromEntries(v ? v.split(",").map((kv) => { const [k, ...r] = kv.trim().split("="); return [k, r.join("=")]; }) : [])); continue; }
       if (v === "") { if (getPath(req, name) !== undefined) setPath(req, name, null); continue; }
@@ -32,11 +32,12 @@
   function fill(req) {
     base = req;
     for (const inp of form.querySelectorAll("input[name], select[name]")) {
-      if (inp.type === "file") continue;
+      if (inp.type === "file" || inp.name === "scene_path") continue;
       const v = getPath(req, inp.name);
       if (inp.name === "outputs.formats") { inp.checked = (v || []).includes(inp.value); continue; }
       if (inp.name === "tags") { inp.value = Object.entries(v || {}).map(([k, x]) => `${k}=${x}`).join(", "); continue; }
       if (inp.name === "scene" && v && v.startsWith("<")) { inp.append(el("option", { value: v, text: "inline MJCF (from the run)" })); }
+      if (inp.name === "scene" && v && req.files && v in req.files) { inp.append(el("option", { value: v, text: `${v} (from the run's stored files)` })); }
       if (v !== undefined && v !== null) inp.value = v; else if (inp.type === "number") inp.value = "";
     }
   }
@@ -57,6 +58,12 @@
     fd.append("request", JSON.stringify(req));
     if (file) fd.append("scene_file", file, file.name);
     for (const a of form.querySelector('input[name="assets"]').files) fd.append("assets", a, a.name);
+    // a folder's files keep their paths inside it: the robot's tree, meshes beside the MJCF's folder
+    for (const f of form.querySelector('input[name="tree"]').files) fd.append("tree", f, f.webkitRelativePath || f.name);
+    const zip = form.querySelector('input[name="scene_zip"]').files[0];
+    if (zip) fd.append("scene_zip", zip, zip.name);
+    const scenePath = form.querySelector('input[name="scene_path"]').value.trim();
+    if (scenePath) fd.append("scene_path", scenePath);
     document.querySelector("#submit").disabled = true;
     const { ok, status, body } = await api("/api/runs", { method: "POST", body: fd });
     document.querySelector("#submit").disabled = false;
@@ -70,6 +77,10 @@
     sel.replaceChildren(el("optgroup", { label: "builtin" }, ...body.builtin.map((s) => el("option", { value: s, text: s }))),
       body.gymnasium.length ? el("optgroup", { label: "gymnasium" }, ...body.gymnasium.map((s) => el("option", { value: s, text: s }))) : null);
     if (body.builtin.includes("cartpole")) sel.value = "cartpole";
+    if (body.limits) {
+      const mib = (n) => `${Math.round(n / 1048576)} MiB`;
+      document.querySelector("#caps").textContent = `uploads: up to ${mib(body.limits.max_scene_file_bytes)} per file, ${mib(body.limits.max_scene_bytes)} per scene`;
+    }
     const from = new URLSearchParams(location.search).get("from");
     if (from) {
       const r = await api(`/api/runs/${encodeURIComponent(from)}/request`);
