@@ -125,9 +125,14 @@ def pack_scene(a: argparse.Namespace):
 
     package = None
     if scene.endswith(".xml") and Path(scene).is_file():
+        from .sim.loader import load_tree
+
         limits = Limits.from_env()
         try:
             package = pack(scene, max_file_bytes=limits.max_scene_file_bytes, max_scene_bytes=limits.max_scene_bytes)
+            # MuJoCo on this machine compiles the packed tree alone, as the simulator will: a mesh it
+            # refuses is reported here, before anything is uploaded.
+            load_tree(package.entry, package.local)
         except SceneError as e:
             raise SystemExit(f"simreel: {scene}: {e}") from None
         except OSError as e:
@@ -227,6 +232,7 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .client import Client, RequestTooLarge
+    from .scenefiles import SceneFileError
 
     client = await Client.connect(settings)
     try:
@@ -255,7 +261,7 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                     progress.update(sim, note=f"[red]{state.error_code}")
 
             return await client.run(req, timeout=timeout, on_event=on_event)
-    except RequestTooLarge as e:
+    except (RequestTooLarge, SceneFileError) as e:
         raise SystemExit(f"simreel: {e}") from None
     finally:
         await client.close()
@@ -268,7 +274,9 @@ def _print_result(result, *, as_json: bool, out: Path | None = None) -> None:
         return
     console = _console()
     if result.error:
-        console.print(f"[red]run {result.run_id} {result.status}: [{result.error_code}] {result.error}")
+        from rich.markup import escape
+
+        console.print(f"[red]run {result.run_id} {result.status}: {escape(f'[{result.error_code}] {result.error}')}")
     console.print(artifact_table(result, out))
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import nats.errors
 import nats.js.errors
 from nats.js import api
 
@@ -43,16 +44,24 @@ class SceneFileStore:
     async def _os(self):
         if self._store is None:
             try:
-                self._store = await self.bus.js.object_store(self.bucket)
-            except nats.js.errors.NotFoundError:
-                try:
-                    self._store = await self.bus.js.create_object_store(
-                        self.bucket, config=api.ObjectStoreConfig(storage=api.StorageType.FILE,
-                                                                  replicas=self.bus.replicas,
-                                                                  description="simreel scene files by SHA-256"))
-                except nats.js.errors.BadRequestError:  # created meanwhile by another client
-                    self._store = await self.bus.js.object_store(self.bucket)
+                self._store = await self._open()
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError, nats.js.errors.APIError) as e:
+                raise SceneFileError(
+                    f"the scene-file store (JetStream object store {self.bucket!r}) is not reachable: "
+                    f"{type(e).__name__}{f': {e}' if str(e) else ''} (is JetStream enabled on this NATS server?)"
+                ) from None
         return self._store
+
+    async def _open(self):
+        try:
+            return await self.bus.js.object_store(self.bucket)
+        except nats.js.errors.NotFoundError:
+            try:
+                return await self.bus.js.create_object_store(
+                    self.bucket, config=api.ObjectStoreConfig(storage=api.StorageType.FILE, replicas=self.bus.replicas,
+                                                              description="simreel scene files by SHA-256"))
+            except nats.js.errors.BadRequestError:  # created meanwhile by another client
+                return await self.bus.js.object_store(self.bucket)
 
     async def has(self, digest: str, size: int) -> bool:
         store = await self._os()
@@ -78,7 +87,12 @@ class SceneFileStore:
         store = await self._os()
         for digest, f in lacking.items():
             with open(by_digest[digest], "rb") as fh:
-                await store.put(digest, fh)
+                try:
+                    await store.put(digest, fh)
+                except (nats.errors.Error, nats.js.errors.Error) as e:
+                    path = next(p for p, x in files.items() if x.sha256 == digest)
+                    raise SceneFileError(f"cannot store scene file {path!r} ({f.size} bytes) in the scene-file store "
+                                         f"{self.bucket!r}: {type(e).__name__}{f': {e}' if str(e) else ''}") from None
             done += f.size
             if on_progress is not None:
                 on_progress(done, total)

@@ -154,3 +154,24 @@ async def test_no_message_exceeds_max_payload_for_a_scene_far_over_it(stack, tmp
         assert result.status == "completed", result.error
         assert await SceneFileStore(client.bus).has(package.files["meshes/tet.stl"].sha256, len(stl))
     assert os.path.exists(tmp_path / "meshes" / "tet.stl")
+
+
+async def test_a_store_that_cannot_take_the_files_is_one_clear_error(nats_server, tmp_path):
+    """A scene-file store at its size limit: the client says which file and why, before any request."""
+    from nats.js.api import ObjectStoreConfig
+
+    from simreel.scenefiles import SceneFileError
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().create_object_store("simreel-scene-files", config=ObjectStoreConfig(max_bytes=4096))
+    finally:
+        await nc.close()
+    (tmp_path / "robot").mkdir()
+    (tmp_path / "meshes").mkdir()
+    (tmp_path / "robot" / "bot.xml").write_bytes(SCENE)
+    (tmp_path / "meshes" / "tet.stl").write_bytes(_stl() * 60)
+    package = pack(tmp_path / "robot" / "bot.xml", max_file_bytes=1 << 20, max_scene_bytes=1 << 20)
+    async with await Client.connect(NatsSettings(url=nats_server.url)) as client:
+        with pytest.raises(SceneFileError, match=r"cannot store scene file 'meshes/tet\.stl'"):
+            await client.upload_scene(package)
