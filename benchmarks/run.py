@@ -33,6 +33,7 @@ STEPS = [
     ("netns", [sys.executable, "-m", "benchmarks.bench_netns", "--json"]),
     ("engines", [sys.executable, "-m", "benchmarks.bench_engines", "--json"]),
     ("batched", [sys.executable, "-m", "benchmarks.bench_batched", "--json"]),
+    ("scene_files", [sys.executable, "-m", "benchmarks.bench_scene_files", "--rounds", "4", "--json"]),
     # Needs Debian's chromium (/usr/bin/chromium) and playwright (test extras).
     ("ui", [sys.executable, "-m", "benchmarks.bench_ui", "--json"]),
 ]

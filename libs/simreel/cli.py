@@ -125,14 +125,9 @@ def pack_scene(a: argparse.Namespace):
 
     package = None
     if scene.endswith(".xml") and Path(scene).is_file():
-        from .sim.loader import load_tree
-
         limits = Limits.from_env()
         try:
             package = pack(scene, max_file_bytes=limits.max_scene_file_bytes, max_scene_bytes=limits.max_scene_bytes)
-            # MuJoCo on this machine compiles the packed tree alone, as the simulator will: a mesh it
-            # refuses is reported here, before anything is uploaded.
-            load_tree(package.entry, package.local)
         except SceneError as e:
             raise SystemExit(f"simreel: {scene}: {e}") from None
         except OSError as e:
@@ -213,12 +208,27 @@ def _console():
     return Console(stderr=True)
 
 
+def check_package(package) -> None:
+    """MuJoCo on this machine compiles the packed tree alone, as the simulator will: a mesh it refuses
+    is reported before anything is uploaded (skipped when every file is stored already: then the
+    same content was uploaded, and checked, before)."""
+    from .sim.errors import SceneError
+    from .sim.loader import load_tree
+
+    try:
+        load_tree(package.entry, package.local)
+    except SceneError as e:
+        raise SystemExit(f"simreel: {package.root / package.entry}: {e}") from None
+
+
 async def _upload(client, package, progress=None) -> None:
     """Upload the scene's files the store lacks, with a progress bar in bytes when there are any."""
     from .scenefiles import SceneFileStore
 
     store = SceneFileStore(client.bus)
     lacking = await store.missing(package.files)
+    if lacking and package.entry:
+        await asyncio.to_thread(check_package, package)
     if progress is None or not lacking:
         await client.upload_scene(package)
         return
@@ -413,7 +423,9 @@ def cmd_submit(a: argparse.Namespace) -> int:
         async def _go() -> str:
             c = await Client.connect(settings)
             try:
-                return await c.submit(req, scene=package)
+                if package is not None:
+                    await _upload(c, package)
+                return await c.submit(req)
             finally:
                 await c.close()
 

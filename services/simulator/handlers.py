@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -113,13 +114,16 @@ class Simulator:
             log.warning("request_refused", reason=str(e))
             return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
         try:
+            t0 = time.perf_counter()
             async with self._scene_files(req) as local:
                 if req.files and self.scene_cache is not None:
                     s = self.scene_cache.stats
                     log.info("scene_files_ready", files=len(req.files), cache_hits=s.hits, cache_misses=s.misses,
-                             fetched_bytes=s.fetched_bytes)
+                             fetched_bytes=s.fetched_bytes, seconds=round(time.perf_counter() - t0, 3))
+                t1 = time.perf_counter()
                 model, label = await asyncio.to_thread(loader.resolve_scene, req.scene, req.assets,
                                                        self.settings.scene_roots, r.width, r.height, local)
+                log.info("scene_loaded", scene=label, seconds=round(time.perf_counter() - t1, 3))
                 policy_source = _policy_source(req, local)
         except SceneError as e:
             code = "scene_forbidden" if isinstance(e, SceneForbidden) else "scene_invalid"

@@ -2,7 +2,7 @@
 
 A robot's meshes are fetched from the scene-file store once per simulator host and reused by every
 later run of that robot. Each copy is hashed again when a run reads it (a disk can rot, a hand can
-edit), and the least recently used copies go first when the cache is over its size. Files of runs
+edit), and the least recently used copies (by access time) go first when the cache is over its size. Files of runs
 being prepared are pinned: they are never evicted under a run that is about to link them.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,13 @@ class CacheStats:
     misses: int = 0
     fetched_bytes: int = 0
     evicted: int = 0
+
+
+def _touch(path: Path) -> None:
+    """Mark a copy as just used (its access time orders evictions); its modification time stays, so
+    MuJoCo's own cache, keyed by path and modification time, keeps hitting."""
+    st = path.stat()
+    os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
 
 
 def _sha256(path: Path) -> str:
@@ -64,7 +72,8 @@ class SceneCache:
         for d in digests:
             self._pins[d] = self._pins.get(d, 0) + 1
         try:
-            by_digest: dict[str, Path] = {}
+            unique = {f.sha256: f for f in manifest.values()}
+            by_digest = await asyncio.to_thread(self._verified_copies, unique)  # one thread hop for all
             for path, f in sorted(manifest.items()):
                 if f.sha256 not in by_digest:
                     try:
@@ -79,17 +88,27 @@ class SceneCache:
                     del self._pins[d]
             await asyncio.to_thread(self._evict)
 
+    def _verified_copies(self, files: Mapping[str, ev.SceneFile]) -> dict[str, Path]:
+        """The cached copies whose bytes still hash to their digest (hits); the rest are fetched."""
+        out = {}
+        for digest, f in files.items():
+            path = self._path(digest)
+            if path.is_file() and path.stat().st_size == f.size:
+                if _sha256(path) == digest:
+                    self.stats.hits += 1
+                    _touch(path)
+                    out[digest] = path
+                    continue
+                _log.warning("scene_cache_corrupt_copy_dropped", digest=digest)
+                path.unlink(missing_ok=True)
+        return out
+
     async def _ensure(self, f: ev.SceneFile) -> Path:
         lock = self._locks.setdefault(f.sha256, asyncio.Lock())
         async with lock:
             path = self._path(f.sha256)
-            if path.is_file() and path.stat().st_size == f.size:
-                if await asyncio.to_thread(_sha256, path) == f.sha256:
-                    self.stats.hits += 1
-                    os.utime(path)
-                    return path
-                _log.warning("scene_cache_corrupt_copy_dropped", digest=f.sha256)
-                path.unlink(missing_ok=True)
+            if path.is_file() and path.stat().st_size == f.size:  # fetched meanwhile by another run
+                return path
             self.stats.misses += 1
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{f.sha256}.{uuid.uuid4().hex}")
@@ -110,7 +129,7 @@ class SceneCache:
                 continue
             with contextlib.suppress(FileNotFoundError):
                 st = p.stat()
-                entries.append((st.st_mtime, st.st_size, p))
+                entries.append((st.st_atime, st.st_size, p))
         total = sum(size for _, size, _ in entries)
         for _, size, p in sorted(entries):
             if total <= self.max_bytes:

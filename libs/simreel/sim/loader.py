@@ -14,11 +14,14 @@ is not used for this: it matches files by base name only, so two `finger.stl` in
 """
 from __future__ import annotations
 
+import atexit
+import hashlib
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -126,27 +129,93 @@ def _resolve(ns: _Namespace, entry: str, entry_label: str) -> mjcf_files.Resolut
     return res
 
 
-def _sandbox(ns: _Namespace, res: mjcf_files.Resolution, entry_text: bytes | None) -> tuple[Path, Path]:
-    """(sandbox dir, entry path): the tree's referenced files as plain files, below as many empty
-    levels as any candidate path climbs, so a path MuJoCo merely tries finds nothing of ours."""
-    top = Path(tempfile.mkdtemp(prefix="simreel-scene-"))
-    tree = top.joinpath(*(["up"] * res.climb()), "tree")
-    try:
-        for path in res.files:
-            dst = tree / path
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            data = entry_text if (path == res.entry and entry_text is not None) else ns.get(path)
-            if isinstance(data, Path):
+class _Sandboxes:
+    """The scene trees laid out on disk, one directory per content, reused while the process lives.
+
+    MuJoCo caches compiled meshes by file path (and modification time): a robot's second run in the
+    same simulator finds its meshes at the same paths and compiles several times faster (dm_control's
+    dog: about 1 s, then 0.3 s). Files are hard links into the scene-file cache where possible, so a
+    kept tree costs directory entries, not bytes. Trees no model uses are kept up to `keep`, then the
+    least recently used go.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self._root: Path | None = None
+        self._users: dict[str, int] = {}
+        self._last_used: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="simreel-scenes-"))
+            atexit.register(shutil.rmtree, self._root, True)
+        return self._root
+
+    def acquire(self, ns: _Namespace, res: mjcf_files.Resolution, entry_text: bytes | None) -> tuple[str, Path]:
+        """(key, entry path) of the tree laid out for this content; release(key) when done."""
+        layout = {path: (entry_text if path == res.entry and entry_text is not None else ns.get(path))
+                  for path in res.files}
+        key = _content_key(layout, res.climb())
+        with self._lock:
+            self._users[key] = self._users.get(key, 0) + 1
+            self._last_used[key] = time.monotonic()
+        top = self.root() / key
+        try:
+            if not top.exists():
+                tmp = Path(tempfile.mkdtemp(dir=self.root(), prefix=".new-"))
                 try:
-                    os.link(data, dst)
+                    _lay_out(tmp.joinpath(*(["up"] * res.climb()), "tree"), layout)
+                    os.rename(tmp, top)
                 except OSError:
-                    shutil.copyfile(data, dst)
-            else:
-                dst.write_bytes(bytes(data or b""))
-    except BaseException:
-        shutil.rmtree(top, ignore_errors=True)
-        raise
-    return top, tree / res.entry
+                    if not top.exists():
+                        raise
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            self.release(key)
+            raise
+        return key, top.joinpath(*(["up"] * res.climb()), "tree", res.entry)
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._users[key] -= 1
+            idle = sorted((t, k) for k, t in self._last_used.items() if not self._users.get(k))
+            stale = [k for _, k in idle[: max(0, len(idle) - self.keep)]]
+            for k in stale:
+                self._users.pop(k, None)
+                self._last_used.pop(k, None)
+        for k in stale:
+            shutil.rmtree(self.root() / k, ignore_errors=True)
+
+
+def _content_key(layout: Mapping[str, FileData | None], climb: int) -> str:
+    h = hashlib.sha256(f"climb={climb}".encode())
+    for path in sorted(layout):
+        data = layout[path]
+        if isinstance(data, Path):
+            st = data.stat()
+            ident = f"file:{data}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}".encode()
+        else:
+            ident = b"bytes:" + hashlib.sha256(bytes(data or b"")).digest()
+        h.update(path.encode() + b"\0" + ident + b"\0")
+    return h.hexdigest()[:32]
+
+
+def _lay_out(tree: Path, layout: Mapping[str, FileData | None]) -> None:
+    for path, data in layout.items():
+        dst = tree / path
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, Path):
+            try:
+                os.link(data, dst)
+            except OSError:
+                shutil.copyfile(data, dst)
+        else:
+            dst.write_bytes(bytes(data or b""))
+
+
+_SANDBOXES = _Sandboxes()
 
 
 _LINE = re.compile(r"line(?: number)?\s*=?\s*(\d+)", re.IGNORECASE)
@@ -174,18 +243,18 @@ def _compile(ns: _Namespace, entry: str, entry_label: str, *, width: int, height
              entry_text: str | None = None) -> mujoco.MjModel:
     """Resolve, sandbox and compile the tree's scene at `entry`."""
     res = _resolve(ns, entry, entry_label)
-    top, path = _sandbox(ns, res, entry_text.encode() if entry_text is not None else None)
+    key, path = _SANDBOXES.acquire(ns, res, entry_text.encode() if entry_text is not None else None)
     try:
         with _LOAD_LOCK:
             model = mujoco.MjModel.from_xml_path(str(path))
     except ValueError as e:
-        shutil.rmtree(top, ignore_errors=True)
+        _SANDBOXES.release(key)
         tree = str(path)[: len(str(path)) - len(res.entry)]
-        raise SceneError(_humanize(e).replace(tree, "").replace(str(top), "<sandbox>")) from None
+        raise SceneError(_humanize(e).replace(tree, "").replace(str(_SANDBOXES.root()), "<sandbox>")) from None
     except BaseException:
-        shutil.rmtree(top, ignore_errors=True)
+        _SANDBOXES.release(key)
         raise
-    weakref.finalize(model, shutil.rmtree, top, True)
+    weakref.finalize(model, _SANDBOXES.release, key)
     ensure_offscreen(model, width, height)
     text = entry_text if entry_text is not None else ns.read(res.entry).decode("utf-8", "replace")
     _SOURCES[model] = Source(text, path)
