@@ -37,6 +37,12 @@ def stack(tmp_path_factory):
     outside = base / "outside.xml"
     outside.write_bytes(PARTS_XML)
     (roots / "escape.xml").symlink_to(outside)  # a symlink out of the scene root
+    # a robot whose included parts sit in a sibling folder: climbing with '..', inside the root
+    (roots / "robot").mkdir()
+    (roots / "shared").mkdir()
+    (roots / "shared" / "parts.xml").write_bytes(PARTS_XML)
+    (roots / "robot" / "climbs.xml").write_text("<mujoco><include file='../shared/parts.xml'/></mujoco>")
+    (roots / "robot" / "climbs-out.xml").write_text("<mujoco><include file='../../outside.xml'/></mujoco>")
     env = dict(os.environ)
     env.update(BASE_ENV)
     env.update(LIMITS)
@@ -74,7 +80,11 @@ REFUSED = [
      "scene_forbidden", "scene", ["<mesh file>", "absolute"]),
     (R("texdir-dotdot", scene="<mujoco><compiler texturedir='../../etc'/><worldbody/></mujoco>"),
      "scene_forbidden", "scene", ["texturedir", "'..'"]),
-    (R("not-shipped", scene=INCLUDING), None, "scene", ["'parts.xml'", "ship it in the request's assets"]),
+    (R("not-shipped", scene=INCLUDING), None, "scene", ["'parts.xml'", "ship it with the request"]),
+    (R("climbs-out", scene="file:robot/climbs-out.xml"), "scene_forbidden", "scene",
+     ["'../../outside.xml'", "climbs out of the scene's tree"]),
+    (R("meshdir-out", scene="<mujoco><compiler meshdir='../meshes'/><asset><mesh name='m' file='a.stl'/></asset>"
+                            "</mujoco>"), "scene_forbidden", "scene", ["meshdir='../meshes'", "climbs out of the scene's tree"]),
     (R("file-absolute", scene="file:/etc/hostname"), "scene_forbidden", "scene", ["/etc/hostname", "scene roots"]),
     (R("file-dotdot", scene="file:../outside.xml"), "scene_forbidden", "scene", ["'..'"]),
     (R("file-symlink", scene="file:escape.xml"), "scene_forbidden", "scene", ["escape.xml", "scene roots"]),
@@ -109,7 +119,8 @@ async def test_refused_requests_fail_precisely_and_service_keeps_serving(stack, 
     # Shipping the asset, or an allow-listed entrypoint, or a file under the root: accepted.
     good = [R("shipped", scene=INCLUDING, assets={"parts.xml": PARTS_XML}),
             R("policy-allowed", policy=ALLOWED_POLICY, policy_params={"level": 0.3}),
-            R("file-ok", scene="file:ok.xml")]
+            R("file-ok", scene="file:ok.xml"),
+            R("climbs-inside", scene="file:robot/climbs.xml")]
     await submit(nats, *good)
     for req in good:
         result = await wait_result(nats, req.run_id, timeout=60)

@@ -81,3 +81,42 @@ def test_engine_and_its_options_reach_the_request():
     assert build_request(parser().parse_args(["run", "cartpole"])).render.engine == "gl"
     with pytest.raises(SystemExit, match="engine"):
         build_request(parser().parse_args(["run", "cartpole", "--engine", "os:system"]))
+
+
+def _png(path):
+    from simreel.bench.png import encode_png
+    import numpy as np
+
+    path.write_bytes(encode_png(np.full((4, 4, 3), 128, np.uint8)))
+
+
+def test_attached_models_cube_faces_and_strippath_are_packed_as_mujoco_reads_them(tmp_path):
+    """An attached <model file> resolves inside its own folder with its own meshdir; a cube texture's
+    six faces come from texturedir; strippath reduces a mesh path to its base name."""
+    (tmp_path / "arm" / "meshes").mkdir(parents=True)
+    _tetrahedron_stl(tmp_path / "arm" / "meshes" / "link.stl")
+    (tmp_path / "arm" / "arm.xml").write_text(
+        '<mujoco model="arm"><compiler meshdir="meshes"/><asset><mesh name="link" file="link.stl"/></asset>'
+        '<worldbody><body name="base"><geom type="mesh" mesh="link"/></body></worldbody></mujoco>')
+    (tmp_path / "scene" / "sky").mkdir(parents=True)
+    faces = ["right", "left", "up", "down", "front", "back"]
+    for f in faces:
+        _png(tmp_path / "scene" / "sky" / f"{f}.png")
+    (tmp_path / "scene" / "tools").mkdir()
+    _tetrahedron_stl(tmp_path / "scene" / "tool.stl")
+    cube = " ".join(f'file{f}="{f}.png"' for f in faces)
+    (tmp_path / "scene" / "world.xml").write_text(
+        '<mujoco><compiler texturedir="sky" strippath="true"/>'
+        f'<asset><model name="arm" file="../arm/arm.xml"/><texture name="sky" type="skybox" {cube}/>'
+        '<mesh name="tool" file="tools/../tool.stl"/></asset>'
+        '<worldbody><light pos="0 0 3"/><geom type="mesh" mesh="tool"/>'
+        '<body name="mount"><attach model="arm" body="base" prefix="a-"/></body></worldbody></mujoco>')
+    import mujoco
+
+    reference = mujoco.MjModel.from_xml_path(str(tmp_path / "scene" / "world.xml"))  # MuJoCo on the user's disk
+    req, package = _request(tmp_path / "scene" / "world.xml")
+    assert req.scene == "scene/world.xml"
+    assert {"arm/arm.xml", "arm/meshes/link.stl", "scene/tool.stl"} <= set(req.files)
+    assert {f"scene/sky/{f}.png" for f in faces} <= set(req.files)
+    model = load_tree(req.scene, package.local)  # the packed tree alone, elsewhere
+    assert (model.nmesh, model.ntex, model.ngeom) == (reference.nmesh, reference.ntex, reference.ngeom) == (2, 1, 2)

@@ -164,7 +164,7 @@ def test_a_reference_climbing_out_of_the_tree_is_refused(meshdir):
     files = {"robot/scene.xml": f"<mujoco><compiler meshdir='{meshdir}'/><asset><mesh name='m' file='a.obj'/>"
                                 f"</asset></mujoco>".encode(),
              "meshes/a.obj": TETRA}
-    with pytest.raises(loader.SceneForbidden, match="outside the scene's tree"):
+    with pytest.raises(loader.SceneForbidden, match="climbs out of the scene's tree"):
         loader.load_tree("robot/scene.xml", files)
 
 

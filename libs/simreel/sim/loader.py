@@ -120,8 +120,8 @@ def _resolve(ns: _Namespace, entry: str, entry_label: str) -> mjcf_files.Resolut
         climbing = [c for c in ref.candidates if c.startswith("..")]
         if climbing and len(climbing) == len(ref.candidates):
             raise SceneForbidden(
-                f"{ref.describe()}: resolves to {climbing[0]!r}, outside the scene's tree; references may "
-                "climb with '..' only as far as the tree's top")
+                f"{ref.describe()}: resolves to {climbing[0]!r}, which climbs out of the scene's tree; "
+                "references may climb with '..' only as far as the tree's top")
         raise SceneError(
             f"file {ref.value!r} referenced by {ref.describe()} not found (looked for "
             f"{', '.join(repr(c) for c in ref.candidates if not c.startswith('..'))}): ship it with the request "

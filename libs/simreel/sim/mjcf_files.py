@@ -168,7 +168,11 @@ def _expand(res, model: _Model, path: str, inc_dir: str | None, exists, read, la
         if el.tag == "compiler":
             for attr in _DIR_ATTRS:
                 if attr in el.attrib:
-                    model.dirs[attr] = clean(el.attrib[attr], f"<compiler {attr}> in {label(path)}")
+                    value = clean(el.attrib[attr], f"<compiler {attr}> in {label(path)}")
+                    if join(model.dir, value).startswith(".."):  # every file found through it would escape
+                        raise SceneForbidden(f"<compiler {attr}={value!r}> in {label(path)}: '..' climbs out of "
+                                             "the scene's tree")
+                    model.dirs[attr] = value
             if el.attrib.get("strippath", "").strip().lower() == "true":
                 model.strippath = True
         elif el.tag == "include" and "file" in el.attrib:
