@@ -10,8 +10,10 @@ import asyncio
 import importlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -185,10 +187,27 @@ def _print_result(result, *, as_json: bool, out: Path | None = None) -> None:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         sys.stdout.flush()
         return
+    from rich.markup import escape
+
     console = _console()
     if result.error:
-        console.print(f"[red]run {result.run_id} {result.status}: [{result.error_code}] {result.error}")
-    console.print(artifact_table(result, out))
+        console.print(f"[red]run {result.run_id} {result.status}: {escape(f'[{result.error_code}]')} "
+                      f"{escape(one_line(result.error))}", soft_wrap=True)
+    if result.ok or result.artifacts:
+        console.print(artifact_table(result, out))
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """A failure as the CLI shows it: one line, bounded; the details are in the service log."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def failed_service_log(result, log_dir: Path) -> Path:
+    """The log of the service whose event failed the run (the log directory when unknown)."""
+    service = result.state.failed_in if result.state else None
+    found = sorted(log_dir.glob(f"{service}-*.log")) if service else []
+    return found[0] if found else log_dir
 
 
 def artifact_table(result, out: Path | None = None):
@@ -271,17 +290,31 @@ def cmd_run(a: argparse.Namespace) -> int:
         out = Path(a.out).resolve()
         if not a.json:
             console.print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
-        with Stack(out_dir=out) as stack:
-            try:
+        # The service logs outlive the stack's temporary state when the run fails: the failure line
+        # names the one to read.
+        log_dir = Path(tempfile.mkdtemp(prefix="simreel-logs-"))
+        try:
+            with Stack(out_dir=out, log_dir=log_dir) as stack:
                 result = asyncio.run(_submit_and_wait(NatsSettings(url=stack.url), req, quiet=a.json,
                                                       timeout=a.timeout))
-            except KeyboardInterrupt:
-                console.print("interrupted: stopping the stack")
-                return 130
-            if not result.ok:
-                console.print(f"service logs: {stack.log_dir} (kept until exit)")
-                console.print(stack.logs()[-4000:], markup=False, highlight=False)
+        except KeyboardInterrupt:
+            console.print("interrupted: stopping the stack")
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return 130
+        except Exception as e:
+            e.add_note(f"details: {log_dir}")
+            raise
+        _print_result(result, as_json=a.json, out=Path(a.out))
+        if result.ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            console.print(f"details: {failed_service_log(result, log_dir)}", markup=False, highlight=False,
+                          soft_wrap=True)
+        return 0 if result.ok else 1
     _print_result(result, as_json=a.json, out=Path(a.out))
+    if not result.ok and result.state and result.state.failed_in:
+        _console().print(f"details: the log of the {result.state.failed_in} service", markup=False,
+                        highlight=False, soft_wrap=True)
     return 0 if result.ok else 1
 
 
@@ -618,9 +651,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except ConnectionError as e:
-        print(f"simreel: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - one line with the cause, never a traceback wall
+        print(f"simreel: {one_line(e if isinstance(e, ConnectionError) else f'{type(e).__name__}: {e}')}",
+              *getattr(e, "__notes__", ()), sep="\n", file=sys.stderr)
+        return 2 if isinstance(e, ConnectionError) else 1
 
 
 if __name__ == "__main__":
