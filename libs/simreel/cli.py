@@ -64,7 +64,7 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", choices=["libx264", "libsvtav1"], default="libx264", help="MP4 video codec (AV1: libsvtav1)")
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--no-telemetry", action="store_true", help="do not store telemetry.jsonl")
-    p.add_argument("--fail-on-blank", action="store_true", help="fail the run when frames are all black or frozen")
+    p.add_argument("--fail-on-blank", action="store_true", help="fail the run when nothing was drawn (every frame a uniform fill) or the frames never change")
     p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                    help="a file the inline MJCF references (repeatable)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")

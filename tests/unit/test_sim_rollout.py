@@ -18,7 +18,7 @@ from simreel.sim.rollout import EpisodeRunner, FrameSchedule, FrameStats  # noqa
 DARK = """<mujoco>
   <visual><headlight active="0" ambient="0 0 0" diffuse="0 0 0" specular="0 0 0"/></visual>
   <worldbody>
-    <camera name="void" pos="0 0 5" xyaxes="1 0 0 0 1 0"/>
+    <camera name="void" pos="0 0 5" xyaxes="1 0 0 0 -1 0"/>
     <geom type="box" size="1 1 1" pos="0 0 -5"/>
   </worldbody>
 </mujoco>"""
@@ -120,8 +120,12 @@ def test_frame_stats_constant_memory_rules():
     assert st.black and not st.frozen  # one frame is not "frozen"
     st.update(frame)
     assert st.frozen
-    st.update(frame + 100)
-    assert not st.frozen and not st.black
+    st.update(frame + 100)  # another uniform fill: still nothing drawn
+    assert not st.frozen and st.black
+    drawn = frame.copy()
+    drawn[1, 2] = (40, 0, 0)
+    st.update(drawn)
+    assert not st.black
 
 
 def test_pixels_buffer_is_reused_and_max_steps_rule():
