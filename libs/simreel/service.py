@@ -22,6 +22,41 @@ from .config import Settings
 
 RunFn = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
 
+# After the stop signal a service gets its shutdown grace, the bus's hand-back (5 s) and this much
+# more to return; then it is named as stuck instead of being waited on forever.
+STOP_MARGIN_S = 15.0
+
+
+async def run_until_stopped(tasks: dict[asyncio.Task, str], stop: asyncio.Event, grace_s: float) -> None:
+    """Wait for the services' tasks until one fails or `stop` is set, then at most `grace_s` +
+    STOP_MARGIN_S for all of them to return. The first failure is raised; tasks still running then
+    are cancelled and named in a TimeoutError."""
+    stopping = asyncio.ensure_future(stop.wait())
+    pending, failed = set(tasks), None
+    try:
+        while pending and failed is None and not stop.is_set():
+            done, pending = await asyncio.wait(pending | {stopping}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stopping)
+            failed = next((t.exception() for t in done
+                           if t is not stopping and not t.cancelled() and t.exception() is not None), None)
+    finally:
+        stopping.cancel()
+    stop.set()
+    limit = grace_s + STOP_MARGIN_S
+    if pending:
+        _, stuck = await asyncio.wait(pending, timeout=limit)
+        for t in pending:
+            if not t.cancelled() and t.done() and t.exception() is not None and failed is None:
+                failed = t.exception()
+        if stuck:
+            for t in stuck:
+                t.cancel()
+            names = ", ".join(sorted(tasks[t] for t in stuck))
+            raise TimeoutError(f"{names} did not stop within {limit:.0f}s of the stop signal "
+                               f"(SIMREEL_SHUTDOWN_GRACE_S + {STOP_MARGIN_S:.0f}s)") from failed
+    if failed is not None:
+        raise failed
+
 
 async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None:
     settings = settings or Settings.from_env()
@@ -34,7 +69,8 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     bus.shutdown_grace_s = settings.shutdown_grace_s
     log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
     try:
-        await run(bus, settings, stop)
+        await run_until_stopped({asyncio.create_task(run(bus, settings, stop), name=f"service-{name}"): name},
+                                stop, settings.shutdown_grace_s)
     finally:
         await bus.close()
         log.info("service_stopped")
@@ -78,14 +114,9 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
             with contextlib.suppress(OSError):
                 os.nice(nice_later)
 
-    tasks = [asyncio.create_task(_one(n, r), name=f"service-{n}") for n, r in runs.items()]
+    tasks = {asyncio.create_task(_one(n, r), name=f"service-{n}"): n for n, r in runs.items()}
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-        if failed:
-            stop.set()
-            await asyncio.wait(tasks)
-            raise failed[0].exception()
+        await run_until_stopped(tasks, stop, grace)
     finally:
         stop.set()
         for t in tasks:

@@ -3,6 +3,7 @@ import hashlib
 import math
 import os
 import threading
+import time
 from fractions import Fraction
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -189,18 +190,21 @@ def test_runner_lives_in_one_worker_thread():
         out["summary"] = runner.run_episode(seed=0, policy=make_policy("sine", model, seed=0),
                                             duration_s=0.1, on_frame=lambda f: None)
         out["gl"] = runner.gl
-        done.wait()
+        done.wait(60)
         runner.close()
 
     done = threading.Event()
     t = threading.Thread(target=worker)
     t.start()
+    deadline = time.monotonic() + 60
     while "gl" not in out:
+        assert time.monotonic() < deadline and t.is_alive(), "the rendering thread did not render within 60 s"
         t.join(0.05)
     with pytest.raises(RuntimeError, match="thread"):
         out["runner"].run_episode(seed=0, policy=make_policy("zero", model, seed=0), duration_s=0.1,
                                   on_frame=lambda f: None)
     done.set()
-    t.join()
+    t.join(60)
+    assert not t.is_alive(), "the rendering thread did not finish within 60 s"
     assert out["summary"].frames == 3
     assert out["gl"]["renderer"] and isinstance(out["gl"]["software"], bool)
