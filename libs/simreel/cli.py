@@ -279,15 +279,29 @@ def _bus_configured(a: argparse.Namespace) -> bool:
 # --- commands --------------------------------------------------------------------------------------
 
 
+def _check_store(out: Path, dir_setting: str) -> None:
+    """The embedded stack's store, as its services will see it, before anything starts."""
+    from . import startcheck
+
+    env = dict(os.environ)
+    env.setdefault("SIMREEL_STORE_DIR", str(out))
+    asyncio.run(startcheck.store(env, dir_setting=dir_setting))
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    from . import startcheck
+
     req = build_request(a)
     if _bus_configured(a):
-        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout))
+        settings = _nats_settings(a)
+        startcheck.nats(settings, url_setting="--nats / SIMREEL_NATS_URL")
+        result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout))
     else:
         from .embedded import Stack
 
         console = _console()
         out = Path(a.out).resolve()
+        _check_store(out, "--out / SIMREEL_STORE_DIR")
         if not a.json:
             console.print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
         # The service logs outlive the stack's temporary state when the run fails: the failure line
@@ -349,8 +363,12 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 def cmd_up(a: argparse.Namespace) -> int:
     from .embedded import Stack
 
+    from . import startcheck
+
     console = _console()
     data = Path(a.data).resolve()
+    startcheck.writable_dir(data, "--data")
+    _check_store(Path(a.out).resolve(), "--out")
     services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
     if not a.no_ui:
         from simreel.services.ui.security import check_bind
@@ -652,9 +670,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - one line with the cause, never a traceback wall
-        print(f"simreel: {one_line(e if isinstance(e, ConnectionError) else f'{type(e).__name__}: {e}')}",
+        from .startcheck import SettingError
+
+        plain = isinstance(e, (ConnectionError, SettingError))  # their message is the whole story
+        print(f"simreel: {one_line(e if plain else f'{type(e).__name__}: {e}')}",
               *getattr(e, "__notes__", ()), sep="\n", file=sys.stderr)
-        return 2 if isinstance(e, ConnectionError) else 1
+        return 2 if plain else 1
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import sys
 from typing import Awaitable, Callable, Sequence
 
 from . import log as logs
+from . import startcheck
 from .bus import Bus
 from .config import Settings
 
@@ -65,6 +66,7 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await startcheck.services([name], settings)
     bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
     bus.shutdown_grace_s = settings.shutdown_grace_s
     log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
@@ -87,6 +89,7 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
         loop.add_signal_handler(sig, stop.set)
     runs = {name: importlib.import_module(f"simreel.services.{name}.service").run for name in names}
     grace = settings.shutdown_grace_s
+    await startcheck.services(names, settings)
 
     async def _one(name: str, run: RunFn) -> None:
         log = logs.get(name)
@@ -131,8 +134,7 @@ def main_many(names: Sequence[str], settings: Settings | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
-        logs.get("+".join(names)).error("service_crashed", error=f"{type(e).__name__}: {e}")
-        sys.exit(1)
+        _crashed("+".join(names), e)
 
 
 def main(name: str, run: RunFn, settings: Settings | None = None) -> None:
@@ -142,5 +144,12 @@ def main(name: str, run: RunFn, settings: Settings | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
-        logs.get(name).error("service_crashed", error=f"{type(e).__name__}: {e}")
-        sys.exit(1)
+        _crashed(name, e)
+
+
+def _crashed(name: str, e: Exception) -> None:
+    if isinstance(e, startcheck.SettingError):  # the message names the setting: nothing to add
+        logs.get(name).error("settings_invalid", error=str(e))
+        sys.exit(2)
+    logs.get(name).error("service_crashed", error=f"{type(e).__name__}: {e}")
+    sys.exit(1)

@@ -2,8 +2,8 @@
 
 NATS with user/password, S3 with keys, everything configured through the environment. Each service is
 made to fail on a deliberate error — the simulator on a policy that raises, the encoder on a message
-it cannot decode, the uploader on S3 credentials the server rejects, retention on a retention policy
-that does not parse — and the CLI on a failed run. Then every log file and every captured output is
+it cannot decode, the uploader on S3 credentials the server stops accepting (rotated after it started),
+retention on a retention policy that does not parse — and the CLI on a failed run. Then every log file and every captured output is
 searched for the secret values. Failures are where tracebacks (and their frames' locals: a signed
 request's Authorization header, a client holding its keys) used to be logged.
 """
@@ -21,6 +21,8 @@ import pytest
 from simreel import events as ev
 from simreel.config import NatsSettings
 
+from tests.support.s3server import S3Server
+
 from .helpers import request, submit, until, wait_result
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -28,18 +30,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 BOOM = "entrypoint:tests.reliability.policies:boom"
 
 
-async def test_no_secret_in_any_log_or_output_when_each_service_fails(make_stack, s3server, tmp_path):
+@pytest.fixture
+def s3_own(tmp_path):
+    """An S3 server of this test alone: it rotates the server's secret key."""
+    with S3Server(tmp_path / "weed") as server:
+        yield server
+
+
+async def test_no_secret_in_any_log_or_output_when_each_service_fails(make_stack, s3_own, tmp_path):
+    s3server = s3_own
     user, password = "simreel-svc", "pw-" + secrets.token_hex(12)
-    wrong_secret = "wrong-" + secrets.token_hex(16)
+    old_secret = s3server.secret_key
     env = {**s3server.env("rel-secrets"), "SIMREEL_NATS_USER": user, "SIMREEL_NATS_PASSWORD": password,
            "SIMREEL_POLICY_ALLOWLIST": BOOM, "SIMREEL_MAX_DELIVER": "2"}
     stack = make_stack(env=env, services=(), nats_args=["--user", user, "--pass", password])
     base = stack.service_env()
     stack.start_service("simulator", base)
     stack.start_service("encoder", base)
-    stack.start_service("uploader", {**base, "SIMREEL_S3_SECRET_KEY": wrong_secret})
+    uploader = stack.start_service("uploader", base)
     stack.start_service("retention", {**base, "SIMREEL_RETENTION_POLICIES": "{not json"})
     good = NatsSettings(url=stack.url, user=user, password=password)
+    await until(lambda: "service_started" in (stack.log_dir / "uploader-0.log").read_text(), timeout=60,
+                what="the uploader to pass its start checks")
+    # The server's secret is rotated under the running uploader: its key is rejected from now on.
+    s3server.secret_key = "rotated-" + secrets.token_hex(16)
+    s3server.restart()
 
     # simulator: a policy that raises.
     await submit(good, request("secrets-boom", policy=BOOM))
@@ -50,6 +65,7 @@ async def test_no_secret_in_any_log_or_output_when_each_service_fails(make_stack
     await submit(good, request("secrets-store"))
     stored = await wait_result(good, "secrets-store", timeout=120)
     assert stored.status == "failed" and stored.state.failed_in == "uploader", (stored.status, stored.error)
+    assert uploader.poll() is None  # a rejected upload fails the run, not the service
 
     # encoder: a message on its work subject that does not decode.
     nc = await nats.connect(stack.url, user=user, password=password)
@@ -85,8 +101,8 @@ async def test_no_secret_in_any_log_or_output_when_each_service_fails(make_stack
         texts["uploader-0.log"][-3000:]
     outputs = {"cli submit stdout": cli.stdout, "cli submit stderr": cli.stderr,
                "cli runs stdout": cli_json.stdout, "cli runs stderr": cli_json.stderr, **texts}
-    for secret, what in ((password, "NATS password"), (s3server.secret_key, "S3 secret key"),
-                         (s3server.access_key, "S3 access key"), (wrong_secret, "the uploader's S3 secret key"),
+    for secret, what in ((password, "NATS password"), (old_secret, "S3 secret key"),
+                         (s3server.access_key, "S3 access key"), (s3server.secret_key, "the rotated S3 secret key"),
                          ("X-Amz-Signature", "presigned URL signature"), ("Signature=", "request signature")):
         leaks = [name for name, text in outputs.items() if secret in text]
         assert not leaks, f"{what} appears in {leaks}"

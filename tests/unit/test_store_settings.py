@@ -197,8 +197,9 @@ async def test_unreachable_server_gives_up_with_a_clear_error_and_no_secret_in_l
         await store.put("p/s/r/all/v.mp4", src, content_type="video/mp4", metadata={})
     assert "127.0.0.1:1" in str(err.value) and "bkt" in str(err.value)
     logs = [getattr(r, FIELDS_ATTR) for r in caplog.records if hasattr(r, FIELDS_ATTR)]
-    retries = [e for e in logs if e["event"] == "s3 call failed, retrying"]
+    retries = [e for e in logs if e["event"].startswith("waiting for S3 at 127.0.0.1:1 (connection refused), retry ")]
     assert [e["attempt"] for e in retries] == [1, 2]
+    assert [e["event"][-1] for e in retries] == ["1", "2"]
     assert all(e["key"] == "p/s/r/all/v.mp4" and e["bucket"] == "bkt" for e in retries)
     text = caplog.text + repr(logs) + str(err.value)
     assert secret not in text and "AKID-not-logged" not in text
