@@ -361,9 +361,8 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    from .embedded import Stack
-
     from . import startcheck
+    from .embedded import Stack
 
     console = _console()
     data = Path(a.data).resolve()
