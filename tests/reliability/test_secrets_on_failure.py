@@ -18,7 +18,6 @@ import sys
 import nats
 import pytest
 
-from simreel import events as ev
 from simreel.config import NatsSettings
 
 from tests.support.s3server import S3Server
