@@ -118,3 +118,18 @@ async def test_a_permanent_store_error_fails_the_upload_at_once(s3, tmp_path):
     with pytest.raises(StoreRejectedError):
         await store.check()
     await store.close()
+
+
+async def test_an_s3_endpoint_that_accepts_but_never_answers_is_refused_within_the_deadline():
+    import socket
+
+    with socket.socket() as silent:  # the kernel completes the handshake; nobody ever reads or answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        host, port = silent.getsockname()
+        store = S3Store(f"{host}:{port}", "k", "s", "start-checks")
+        t0 = time.monotonic()
+        with pytest.raises(StoreRejectedError, match=rf"cannot reach S3 at 127.0.0.1:{port} within 2s \(timed out\)"):
+            await store.check(deadline_s=2)
+        assert time.monotonic() - t0 < 6
+        await store.close()

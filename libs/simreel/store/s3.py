@@ -379,7 +379,10 @@ class S3Store:
         attempt = 0
         while True:
             try:
-                await asyncio.to_thread(self._client.bucket_exists, self.bucket)
+                # A frozen server would hold the call for the whole read timeout: each attempt is
+                # bounded by what is left of the deadline (the thread ends at its own read timeout).
+                left = max(1.0, give_up - time.monotonic())
+                await asyncio.wait_for(asyncio.to_thread(self._client.bucket_exists, self.bucket), min(left, 10.0))
                 return
             except Exception as exc:  # noqa: BLE001 - classified right below
                 status = _status_of(exc)
