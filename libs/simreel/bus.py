@@ -37,8 +37,9 @@ log = logs.get("simreel.bus")
 # when the server can hold it; below 64 MiB (a few hundred compressed 640x480 frames) it is no use.
 FRAMES_DEFAULT_BYTES = 8 * 1024**3
 FRAMES_MIN_BYTES = 64 * 1024**2
-# JetStream's answer when a stream's max_bytes is more than its storage can reserve.
-_INSUFFICIENT_STORAGE = 10047
+# JetStream's answers when a stream's max_bytes is more than its storage can reserve: a single server
+# (10047, insufficient storage resources) or a cluster with no peer that has room (10023).
+_INSUFFICIENT_STORAGE = {10047, 10023}
 
 
 class FramesStorageError(RuntimeError):
@@ -273,7 +274,7 @@ class Bus:
                 created = await self._ensure_stream(subjects.frames_stream(max_bytes=size, replicas=self.replicas))
                 break
             except nats.js.errors.APIError as e:
-                if e.err_code != _INSUFFICIENT_STORAGE:
+                if e.err_code not in _INSUFFICIENT_STORAGE:
                     raise
                 if self.frames_max_bytes:
                     raise FramesStorageError(
