@@ -59,7 +59,7 @@ async def _frames_max_bytes(url: str) -> int:
         await nc.close()
 
 
-async def test_frames_stream_fits_the_servers_storage_and_says_so(tmp_path, caplog):
+async def test_frames_stream_fits_the_servers_storage_and_says_so(tmp_path, library_state, caplog):
     caplog.set_level("INFO", logger="simreel")
     with tmpfs(tmp_path / "fs", 300) as fs, NatsServer(store_dir=fs / "nats") as server:
         bus = await Bus.connect(NatsSettings(url=server.url))

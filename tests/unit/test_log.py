@@ -9,17 +9,9 @@ from simreel import log as logs
 
 
 @pytest.fixture
-def own_process(capsys):
-    """setup() as the CLI and services call it (to stderr); the library's state restored after."""
-    root = logging.getLogger(logs.ROOT)
-    before = (root.level, root.propagate, list(root.handlers), logs._renderer.mode, logs._handler)
+def own_process(library_state, capsys):
+    """setup() as the CLI and services call it (to stderr)."""
     yield capsys
-    for h in root.handlers:
-        if h not in before[2]:
-            root.removeHandler(h)
-    root.setLevel(before[0])
-    root.propagate = before[1]
-    logs._renderer.mode, logs._handler = before[3], before[4]
 
 
 def _fail_with_a_secret_in_scope(log) -> None:
@@ -39,7 +31,7 @@ def test_tracebacks_are_logged_without_locals(own_process, json):
     assert "hunter2-in-a-local" not in text and "also-secret" not in text and "locals" not in text
 
 
-def test_in_a_library_process_lines_go_to_logging_only(caplog, capsys):
+def test_in_a_library_process_lines_go_to_logging_only(library_state, caplog, capsys):
     caplog.set_level(logging.INFO, logger="simreel")
     logs.get("simreel.embedded").info("nats_started", url="nats://127.0.0.1:1", password="pw")
     logs.quiet("simreel.gym").info("dropped_below_warning")
