@@ -28,6 +28,7 @@ STEPS = [
     ("gym_cartpole", [sys.executable, "benchmarks/bench_gym.py", "cartpole", "--repeat", "3", "--json"]),
     ("gym_vector", [sys.executable, "benchmarks/bench_vector.py", "--repeat", "1", "--json"]),
     ("frames", [sys.executable, "-m", "benchmarks.bench_frames", "--json"]),
+    ("blank_guard", [sys.executable, "-m", "benchmarks.bench_blank_guard", "--json"]),
     ("sizing", [sys.executable, "-m", "benchmarks.bench_sizing", "--json"]),
     # Needs root and iproute2; exits 3 (reported as skipped) where network namespaces are not allowed.
     ("netns", [sys.executable, "-m", "benchmarks.bench_netns", "--json"]),

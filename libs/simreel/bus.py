@@ -33,6 +33,23 @@ from .config import NatsSettings
 log = logs.get("simreel.bus")
 
 
+# FRAMES holds the frames of runs in flight until their videos are staged. 8 GiB is what it asks for
+# when the server can hold it; below 64 MiB (a few hundred compressed 640x480 frames) it is no use.
+FRAMES_DEFAULT_BYTES = 8 * 1024**3
+FRAMES_MIN_BYTES = 64 * 1024**2
+# JetStream's answers when a stream's max_bytes is more than its storage can reserve: a single server
+# (10047, insufficient storage resources) or a cluster with no peer that has room (10023).
+_INSUFFICIENT_STORAGE = {10047, 10023}
+
+
+class FramesStorageError(RuntimeError):
+    """The NATS server cannot hold a useful FRAMES stream; the message says what to change."""
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024**2:,.0f} MiB"
+
+
 class PermanentError(Exception):
     """A handler failure that no retry can fix (bad input): dead-letter at once."""
 
@@ -155,10 +172,11 @@ async def connect(settings: NatsSettings, *, name: str = "simreel", connect_time
 
 
 class Bus:
-    def __init__(self, nc: nats.NATS, *, replicas: int = 1) -> None:
+    def __init__(self, nc: nats.NATS, *, replicas: int = 1, frames_max_bytes: int = 0) -> None:
         self.nc = nc
         self.js = nc.jetstream(timeout=10)
         self.replicas = replicas
+        self.frames_max_bytes = frames_max_bytes  # 0: sized from what the server can hold
         # How long in-flight work may run on after stop before it is cancelled and nak'ed back
         # (service.serve sets it from SIMREEL_SHUTDOWN_GRACE_S; keep it below the orchestrator's kill timeout).
         self.shutdown_grace_s = 20.0
@@ -172,9 +190,13 @@ class Bus:
     async def connect(cls, settings: NatsSettings, *, name: str = "simreel", replicas: int = 1) -> "Bus":
         listeners: list[Callable[[], None]] = []
         nc = await connect(settings, name=name, on_reconnected=lambda: [f() for f in listeners])
-        bus = cls(nc, replicas=replicas)
+        bus = cls(nc, replicas=replicas, frames_max_bytes=settings.frames_max_bytes)
         listeners.append(bus.notify_reconnected)
-        await bus.ensure_streams()
+        try:
+            await bus.ensure_streams()
+        except BaseException:
+            await nc.close()
+            raise
         return bus
 
     @property
@@ -207,27 +229,74 @@ class Bus:
         Retried while JetStream does not answer: in a cluster that just lost a node, the stream info
         request waits for a leader election (it timed out after 10 s on a busy machine), and a
         service that died of that at start stayed dead while runs waited on it forever."""
-        for cfg in (subjects.events_stream(replicas=self.replicas), subjects.frames_stream(replicas=self.replicas)):
+        for name in (subjects.EVENTS_STREAM, subjects.FRAMES_STREAM):
             delay = 0.25
             while True:
                 try:
-                    await self._ensure_stream(cfg)
+                    if name == subjects.EVENTS_STREAM:
+                        await self._ensure_stream(subjects.events_stream(replicas=self.replicas))
+                    else:
+                        await self._ensure_frames()
                     break
                 except JS_UNAVAILABLE as e:
                     self.retries["ensure_streams"] += 1
-                    log.warning("ensure_streams_retry", stream=cfg.name, error=type(e).__name__)
+                    log.warning("ensure_streams_retry", stream=name, error=type(e).__name__)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
 
-    async def _ensure_stream(self, cfg: api.StreamConfig) -> None:
+    async def _ensure_stream(self, cfg: api.StreamConfig) -> bool:
+        """Create the stream unless it exists; True if this call created it."""
         try:
             await self.js.stream_info(cfg.name)
+            return False
         except nats.js.errors.NotFoundError:
             try:
                 await self.js.add_stream(cfg)
+                return True
             except nats.js.errors.BadRequestError as e:  # created concurrently by another process
                 if "already in use" not in str(e):
                     raise
+                return False
+
+    async def _ensure_frames(self) -> None:
+        """FRAMES, sized from what the server can hold and what the operator set.
+
+        JetStream reserves a stream's max_bytes up front and refuses a stream larger than its storage
+        (err 10047): a fixed 8 GiB kept every machine with less than ~11 GB free disk from starting.
+        An operator's SIMREEL_FRAMES_MAX_BYTES is taken as it is or refused with a clear error.
+        Otherwise the size halves from 8 GiB until the server accepts it, and when the server's
+        storage was the limit the stream takes half of what it accepted, leaving the rest to the event
+        log and staged files on the same disk."""
+        wanted = self.frames_max_bytes or FRAMES_DEFAULT_BYTES
+        size = wanted
+        while True:
+            try:
+                created = await self._ensure_stream(subjects.frames_stream(max_bytes=size, replicas=self.replicas))
+                break
+            except nats.js.errors.APIError as e:
+                if e.err_code not in _INSUFFICIENT_STORAGE:
+                    raise
+                if self.frames_max_bytes:
+                    raise FramesStorageError(
+                        f"the NATS server cannot hold a FRAMES stream of {_mib(size)} (SIMREEL_FRAMES_MAX_BYTES; "
+                        "JetStream: insufficient storage resources): lower it, or give the server more "
+                        "disk (its JetStream store directory, max_file_store)") from None
+                size //= 2
+                if size < FRAMES_MIN_BYTES:
+                    raise FramesStorageError(
+                        f"the NATS server cannot hold even {_mib(FRAMES_MIN_BYTES)} for the FRAMES stream "
+                        "(JetStream: insufficient storage resources): free disk space where its JetStream "
+                        "store directory is (the embedded stack keeps it under its data directory, "
+                        "TMPDIR by default), or raise the server's max_file_store") from None
+        if not created:
+            return
+        limited = size < wanted
+        if limited and size // 2 >= FRAMES_MIN_BYTES:
+            size //= 2
+            await self.js.update_stream(subjects.frames_stream(max_bytes=size, replicas=self.replicas))
+        log.info("frames_stream_created", max_bytes=size, wanted=wanted,
+                 sized_by="server storage" if limited else
+                 ("SIMREEL_FRAMES_MAX_BYTES" if self.frames_max_bytes else "default"))
 
     # --- publishing --------------------------------------------------------------------------------
 

@@ -11,8 +11,10 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", choices=["libx264", "libsvtav1"], default="libx264", help="MP4 video codec (AV1: libsvtav1)")
     p.add_argument("--preset", default="veryfast")
     p.add_argument("--no-telemetry", action="store_true", help="do not store telemetry.jsonl")
-    p.add_argument("--fail-on-blank", action="store_true", help="fail the run when frames are all black or frozen")
+    p.add_argument("--fail-on-blank", action="store_true", help="fail the run when nothing was drawn (every frame a uniform fill) or the frames never change")
     p.add_argument("--asset", action="append", default=[], metavar="NAME=PATH",
                    help="a file the inline MJCF references (repeatable)")
     p.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
@@ -282,12 +284,27 @@ def _print_result(result, *, as_json: bool, out: Path | None = None) -> None:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
         sys.stdout.flush()
         return
+    from rich.markup import escape
+
     console = _console()
     if result.error:
-        from rich.markup import escape
+        console.print(f"[red]run {result.run_id} {result.status}: {escape(f'[{result.error_code}]')} "
+                      f"{escape(one_line(result.error))}", soft_wrap=True)
+    if result.ok or result.artifacts:
+        console.print(artifact_table(result, out))
 
-        console.print(f"[red]run {result.run_id} {result.status}: {escape(f'[{result.error_code}] {result.error}')}")
-    console.print(artifact_table(result, out))
+
+def one_line(text: object, limit: int = 300) -> str:
+    """A failure as the CLI shows it: one line, bounded; the details are in the service log."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
+def failed_service_log(result, log_dir: Path) -> Path:
+    """The log of the service whose event failed the run (the log directory when unknown)."""
+    service = result.state.failed_in if result.state else None
+    found = sorted(log_dir.glob(f"{service}-*.log")) if service else []
+    return found[0] if found else log_dir
 
 
 def artifact_table(result, out: Path | None = None):
@@ -370,43 +387,72 @@ async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str |
     return msgspec.structs.replace(original, run_id=new_run_id or ev.new_id(), event_id=ev.new_id(), ts=time.time())
 
 
+def _check_store(out: Path, dir_setting: str) -> None:
+    """The embedded stack's store, as its services will see it, before anything starts."""
+    from . import startcheck
+
+    env = dict(os.environ)
+    env.setdefault("SIMREEL_STORE_DIR", str(out))
+    asyncio.run(startcheck.store(env, dir_setting=dir_setting))
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    from . import startcheck
+
     if a.again is not None:
         if a.scene is not None:
             raise SystemExit("simreel: --again runs a stored request; name no scene with it")
         if not _bus_configured(a):
             raise SystemExit("simreel: --again needs the stack that ran the run: --nats URL or SIMREEL_NATS_URL")
-        req = asyncio.run(_stored_request(_nats_settings(a), a.again, a.run_id))
-        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout))
+        settings = _nats_settings(a)
+        startcheck.nats(settings, url_setting="--nats / SIMREEL_NATS_URL")
+        req = asyncio.run(_stored_request(settings, a.again, a.run_id))
+        result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout))
         _print_result(result, as_json=a.json, out=Path(a.out))
         return 0 if result.ok else 1
     package = pack_scene(a)
     req = build_request(a, package)
     if _bus_configured(a):
-        result = asyncio.run(_submit_and_wait(_nats_settings(a), req, quiet=a.json, timeout=a.timeout,
-                                              package=package))
+        settings = _nats_settings(a)
+        startcheck.nats(settings, url_setting="--nats / SIMREEL_NATS_URL")
+        result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout, package=package))
     else:
         from .embedded import Stack
 
         console = _console()
         out = Path(a.out).resolve()
+        _check_store(out, "--out / SIMREEL_STORE_DIR")
         if not a.json:
             console.print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
         env = dict(os.environ)
         allow = allowed_policy(a, package)
         if allow:
             env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [env.get("SIMREEL_POLICY_ALLOWLIST"), allow]))
-        with Stack(out_dir=out, env=env) as stack:
-            try:
+        # The service logs outlive the stack's temporary state when the run fails: the failure line
+        # names the one to read.
+        log_dir = Path(tempfile.mkdtemp(prefix="simreel-logs-"))
+        try:
+            with Stack(out_dir=out, log_dir=log_dir, env=env) as stack:
                 result = asyncio.run(_submit_and_wait(NatsSettings(url=stack.url), req, quiet=a.json,
                                                       timeout=a.timeout, package=package))
-            except KeyboardInterrupt:
-                console.print("interrupted: stopping the stack")
-                return 130
-            if not result.ok:
-                console.print(f"service logs: {stack.log_dir} (kept until exit)")
-                console.print(stack.logs()[-4000:], markup=False, highlight=False)
+        except KeyboardInterrupt:
+            console.print("interrupted: stopping the stack")
+            shutil.rmtree(log_dir, ignore_errors=True)
+            return 130
+        except Exception as e:
+            e.add_note(f"details: {log_dir}")
+            raise
+        _print_result(result, as_json=a.json, out=Path(a.out))
+        if result.ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            console.print(f"details: {failed_service_log(result, log_dir)}", markup=False, highlight=False,
+                          soft_wrap=True)
+        return 0 if result.ok else 1
     _print_result(result, as_json=a.json, out=Path(a.out))
+    if not result.ok and result.state and result.state.failed_in:
+        _console().print(f"details: the log of the {result.state.failed_in} service", markup=False,
+                        highlight=False, soft_wrap=True)
     return 0 if result.ok else 1
 
 
@@ -445,10 +491,13 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
+    from . import startcheck
     from .embedded import Stack
 
     console = _console()
     data = Path(a.data).resolve()
+    startcheck.writable_dir(data, "--data")
+    _check_store(Path(a.out).resolve(), "--out")
     services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
     if not a.no_ui:
         from simreel.services.ui.security import check_bind
@@ -749,9 +798,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except ConnectionError as e:
-        print(f"simreel: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # noqa: BLE001 - one line with the cause, never a traceback wall
+        from .startcheck import SettingError
+
+        plain = isinstance(e, (ConnectionError, SettingError))  # their message is the whole story
+        print(f"simreel: {one_line(e if plain else f'{type(e).__name__}: {e}')}",
+              *getattr(e, "__notes__", ()), sep="\n", file=sys.stderr)
+        return 2 if plain else 1
 
 
 if __name__ == "__main__":

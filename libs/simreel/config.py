@@ -35,6 +35,9 @@ class NatsSettings:
     name: str = "simreel"
     # Deadline for the first connection (then reconnects forever): a wrong URL is a clear error.
     connect_timeout_s: float = 30.0
+    # Size of the FRAMES stream when this process creates it; 0: as large as the server can hold,
+    # up to 8 GiB (simreel.bus.frames_size).
+    frames_max_bytes: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, **overrides) -> "NatsSettings":
@@ -48,6 +51,7 @@ class NatsSettings:
             tls_cert=env.get("SIMREEL_NATS_TLS_CERT") or None,
             tls_key=env.get("SIMREEL_NATS_TLS_KEY") or None,
             connect_timeout_s=_float(env, "SIMREEL_NATS_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            frames_max_bytes=envvars.size(env, "SIMREEL_FRAMES_MAX_BYTES", cls.frames_max_bytes),
         )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)

@@ -26,6 +26,8 @@ log = logs.get("simreel.embedded")
 
 # The worker services, in start order: the one list (`simreel serve` adds the ui).
 SERVICES = ("simulator", "encoder", "uploader", "retention")
+# How long the services of a stack get after SIGTERM (their shutdown grace, then hand-back) before SIGKILL.
+SERVICE_STOP_S = 25.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,7 +59,14 @@ def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, wha
     raise TimeoutError(f"{what} did not listen on {host}:{port} within {timeout:.0f}s")
 
 
-def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
+# How long a process may take to die after SIGKILL before stopping it counts as failed.
+KILL_WAIT_S = 5.0
+
+
+def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10.0, sig: int = signal.SIGTERM,
+                 what: str | None = None) -> None:
+    """Signal, wait up to `timeout`, then SIGKILL; TimeoutError naming the process if even that does
+    not end it (a process stuck in the kernel), so a caller never waits forever."""
     if proc is None or proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -67,7 +76,12 @@ def stop_process(proc: subprocess.Popen | None, *, timeout: float = 10.0, sig: i
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        proc.wait(timeout=5)
+        try:
+            proc.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            name = what or Path(str(proc.args[0] if isinstance(proc.args, (list, tuple)) else proc.args)).name
+            raise TimeoutError(f"{name} (pid {proc.pid}) did not exit within {timeout + KILL_WAIT_S:.0f}s "
+                               f"of signal {int(sig)} and SIGKILL") from None
 
 
 class NatsServer:
@@ -106,12 +120,12 @@ class NatsServer:
         return self
 
     def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        stop_process(proc, what="nats-server")
 
     def kill(self) -> None:
-        stop_process(self.proc, sig=signal.SIGKILL)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        stop_process(proc, sig=signal.SIGKILL, what="nats-server")
 
     def cleanup(self) -> None:
         self.stop()
@@ -253,22 +267,45 @@ class Stack:
             parts.append(f"--- {f.name}\n{f.read_text(errors='replace')[-20000:]}")
         return "\n".join(parts)
 
-    def stop(self) -> None:
+    def alive(self) -> list[str]:
+        """What still runs, e.g. `encoder-0 (pid 123)`, `nats-server (pid 120)`."""
+        out = [f"{name}-{i} (pid {p.pid})" for name, procs in self.procs.items() for i, p in enumerate(procs)
+               if p.poll() is None]
+        if self.nats.proc is not None and self.nats.proc.poll() is None:
+            out.append(f"nats-server (pid {self.nats.proc.pid})")
+        return out
+
+    def stop(self, timeout: float = SERVICE_STOP_S) -> None:
+        """SIGTERM every service (they hand back their work within SIMREEL_SHUTDOWN_GRACE_S), SIGKILL
+        those still running after `timeout`, then stop NATS. Never waits longer than that: what did
+        not stop is named in a TimeoutError, after everything else was stopped."""
         for procs in self.procs.values():
             for p in procs:
                 with contextlib.suppress(ProcessLookupError):
                     if p.poll() is None:
                         p.send_signal(signal.SIGTERM)
-        for procs in self.procs.values():
-            for p in procs:
-                stop_process(p, timeout=25)
+        stuck = []
+        deadline = time.monotonic() + timeout
+        for name, procs in self.procs.items():
+            for i, p in enumerate(procs):
+                try:
+                    stop_process(p, timeout=max(0.0, deadline - time.monotonic()), what=f"{name}-{i}")
+                except TimeoutError as e:
+                    stuck.append(str(e))
         self.procs.clear()
-        self.nats.stop()
+        try:
+            self.nats.stop()
+        except TimeoutError as e:
+            stuck.append(str(e))
+        if stuck:
+            raise TimeoutError("the embedded stack did not stop: " + "; ".join(stuck))
 
     def cleanup(self) -> None:
-        self.stop()
-        if self._own_data:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+        try:
+            self.stop()
+        finally:
+            if self._own_data:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
 
     def __enter__(self) -> "Stack":
         try:

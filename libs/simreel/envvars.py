@@ -37,6 +37,25 @@ def number(env: Mapping[str, str], name: str, default: float, error: type[Except
     return _converted(env, name, default, float, "a number", error)
 
 
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+
+
+def parse_size(raw: str) -> int:
+    """Bytes from `123`, `512MiB`, `2GiB`, `1.5G`, `800MB` (k/M/G/T are powers of 1000, Ki/Mi/Gi/Ti of 1024;
+    a trailing B is optional)."""
+    text = raw.strip().replace(" ", "")
+    number = text.rstrip("BbIiKkMmGgTt")
+    unit = text[len(number):].lower().removesuffix("b")
+    if not number or unit not in _UNITS:
+        raise ValueError(f"{raw!r} is not a size")
+    return int(float(number) * _UNITS[unit])
+
+
+def size(env: Mapping[str, str], name: str, default: int, error: type[Exception] = ValueError) -> int:
+    return _converted(env, name, default, parse_size, "a size (bytes, or e.g. 512MiB, 2GiB)", error)
+
+
 def boolean(env: Mapping[str, str], name: str, error: type[Exception] = ValueError) -> bool | None:
     """True/False from 1/0, true/false, yes/no, on/off; None when unset."""
     raw = text(env, name)

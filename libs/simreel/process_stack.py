@@ -135,13 +135,18 @@ class _Keeper:
         return self._stack
 
     def wait_stopped(self, timeout: float) -> bool:
-        """Block until no stack runs (after the last user let go); False on timeout."""
+        """Block until no stack runs (after the last user let go): True, or a TimeoutError naming
+        the processes that still run."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while self._stack is not None or self._stopping:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return False
+                    stack = self._stack
+                    running = ", ".join(stack.alive()) if stack is not None else "its keeper thread"
+                    users = f"{self._users} user(s) still hold it" if self._users else "no user holds it"
+                    raise TimeoutError(f"the embedded stack did not stop within {timeout:.0f}s ({users}); "
+                                       f"still running: {running or 'nothing (stopping)'}")
                 self._cond.wait(left)
             return True
 
@@ -153,6 +158,10 @@ class _Keeper:
             thread = self._thread
         if thread is not None:
             thread.join(wait)
+            if thread.is_alive():
+                stack = self._stack
+                log.warning("embedded_stack_not_stopped", wait_s=wait,
+                            running=stack.alive() if stack is not None else [])
 
     # --- the keeper thread -------------------------------------------------------------------------
 
@@ -203,6 +212,8 @@ class _Keeper:
     def _stop(self, stack: Stack) -> None:
         try:
             stack.cleanup()
+        except Exception as e:  # noqa: BLE001 - the keeper thread must live on to serve the next user
+            log.error("embedded_stack_stop_failed", error=str(e))
         finally:
             log.info("embedded_stack_stopped", url=stack.url)
             with self._cond:
@@ -226,7 +237,8 @@ def starts() -> int:
 
 
 def wait_stopped(timeout: float = 60.0) -> bool:
-    """Wait until the stack has stopped after its last user (it stops in the background)."""
+    """Wait until the stack has stopped after its last user (it stops in the background); True, or a
+    TimeoutError that names what still runs."""
     return _keeper.wait_stopped(timeout)
 
 

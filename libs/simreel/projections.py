@@ -29,6 +29,7 @@ class RunState:
     completed: ev.SimCompleted | None = None
     error: str | None = None
     error_code: str | None = None
+    failed_in: str | None = None  # the service whose event failed the run (its log has the details)
     gl_renderer: str = ""
     gl_backend: str = ""
     updated_at: float = 0.0
@@ -92,15 +93,15 @@ class RunState:
         elif isinstance(e, ev.SimCompleted):
             self.completed = e
         elif isinstance(e, ev.SimFailed):
-            self.error, self.error_code = e.message, e.code
+            self.error, self.error_code, self.failed_in = e.message, e.code, "simulator"
         elif isinstance(e, ev.EncodeFailed):
             # A failure of an attempt that was superseded by a retry does not fail the run.
             if e.attempt >= self.attempt:
-                self.error, self.error_code = e.message, e.code
+                self.error, self.error_code, self.failed_in = e.message, e.code, "encoder"
         elif isinstance(e, ev.StoreFailed):
-            self.error, self.error_code = e.message, e.code
+            self.error, self.error_code, self.failed_in = e.message, e.code, "uploader"
         elif isinstance(e, ev.DeadLettered):
-            self.error, self.error_code = f"{e.service}: {e.reason}", "dead_lettered"
+            self.error, self.error_code, self.failed_in = f"{e.service}: {e.reason}", "dead_lettered", e.service
 
 
     # --- derived figures, for listings (simreel ui) ------------------------------------------------

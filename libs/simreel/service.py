@@ -17,10 +17,46 @@ import sys
 from typing import Awaitable, Callable, Sequence
 
 from . import log as logs
+from . import startcheck
 from .bus import Bus
 from .config import Settings
 
 RunFn = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
+
+# After the stop signal a service gets its shutdown grace, the bus's hand-back (5 s) and this much
+# more to return; then it is named as stuck instead of being waited on forever.
+STOP_MARGIN_S = 15.0
+
+
+async def run_until_stopped(tasks: dict[asyncio.Task, str], stop: asyncio.Event, grace_s: float) -> None:
+    """Wait for the services' tasks until one fails or `stop` is set, then at most `grace_s` +
+    STOP_MARGIN_S for all of them to return. The first failure is raised; tasks still running then
+    are cancelled and named in a TimeoutError."""
+    stopping = asyncio.ensure_future(stop.wait())
+    pending, failed = set(tasks), None
+    try:
+        while pending and failed is None and not stop.is_set():
+            done, pending = await asyncio.wait(pending | {stopping}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(stopping)
+            failed = next((t.exception() for t in done
+                           if t is not stopping and not t.cancelled() and t.exception() is not None), None)
+    finally:
+        stopping.cancel()
+    stop.set()
+    limit = grace_s + STOP_MARGIN_S
+    if pending:
+        _, stuck = await asyncio.wait(pending, timeout=limit)
+        for t in pending:
+            if not t.cancelled() and t.done() and t.exception() is not None and failed is None:
+                failed = t.exception()
+        if stuck:
+            for t in stuck:
+                t.cancel()
+            names = ", ".join(sorted(tasks[t] for t in stuck))
+            raise TimeoutError(f"{names} did not stop within {limit:.0f}s of the stop signal "
+                               f"(SIMREEL_SHUTDOWN_GRACE_S + {STOP_MARGIN_S:.0f}s)") from failed
+    if failed is not None:
+        raise failed
 
 
 async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None:
@@ -30,11 +66,13 @@ async def serve(name: str, run: RunFn, settings: Settings | None = None) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    await startcheck.services([name], settings)
     bus = await Bus.connect(settings.nats, name=f"simreel-{name}", replicas=settings.stream_replicas)
     bus.shutdown_grace_s = settings.shutdown_grace_s
     log.info("service_started", nats=settings.nats.url.split("@")[-1], staging=settings.staging)
     try:
-        await run(bus, settings, stop)
+        await run_until_stopped({asyncio.create_task(run(bus, settings, stop), name=f"service-{name}"): name},
+                                stop, settings.shutdown_grace_s)
     finally:
         await bus.close()
         log.info("service_stopped")
@@ -51,6 +89,7 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
         loop.add_signal_handler(sig, stop.set)
     runs = {name: importlib.import_module(f"simreel.services.{name}.service").run for name in names}
     grace = settings.shutdown_grace_s
+    await startcheck.services(names, settings)
 
     async def _one(name: str, run: RunFn) -> None:
         log = logs.get(name)
@@ -78,14 +117,9 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
             with contextlib.suppress(OSError):
                 os.nice(nice_later)
 
-    tasks = [asyncio.create_task(_one(n, r), name=f"service-{n}") for n, r in runs.items()]
+    tasks = {asyncio.create_task(_one(n, r), name=f"service-{n}"): n for n, r in runs.items()}
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [t for t in done if not t.cancelled() and t.exception() is not None]
-        if failed:
-            stop.set()
-            await asyncio.wait(tasks)
-            raise failed[0].exception()
+        await run_until_stopped(tasks, stop, grace)
     finally:
         stop.set()
         for t in tasks:
@@ -100,8 +134,7 @@ def main_many(names: Sequence[str], settings: Settings | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
-        logs.get("+".join(names)).error("service_crashed", error=f"{type(e).__name__}: {e}")
-        sys.exit(1)
+        _crashed("+".join(names), e)
 
 
 def main(name: str, run: RunFn, settings: Settings | None = None) -> None:
@@ -111,5 +144,12 @@ def main(name: str, run: RunFn, settings: Settings | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback wall, then non-zero exit
-        logs.get(name).error("service_crashed", error=f"{type(e).__name__}: {e}")
-        sys.exit(1)
+        _crashed(name, e)
+
+
+def _crashed(name: str, e: Exception) -> None:
+    if isinstance(e, startcheck.SettingError):  # the message names the setting: nothing to add
+        logs.get(name).error("settings_invalid", error=str(e))
+        sys.exit(2)
+    logs.get(name).error("service_crashed", error=f"{type(e).__name__}: {e}")
+    sys.exit(1)

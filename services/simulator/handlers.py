@@ -241,8 +241,7 @@ class Simulator:
                         log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
                                  frozen=s.frozen)
                         if warnings:
-                            log.warning("blank_or_frozen_frames", episode=episode, warnings=warnings,
-                                        remedy="set MUJOCO_GL=egl or MUJOCO_GL=osmesa")
+                            log.warning("blank_or_frozen_frames", episode=episode, warnings=warnings)
                         if req.fail_on_blank and (s.blank or s.frozen):
                             cancel.set()
                             await pub.abort(episode + 1)

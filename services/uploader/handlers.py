@@ -16,7 +16,7 @@ from simreel import log as logs
 from simreel.bus import Delivery
 from simreel.outputs import video_file_name
 from simreel.staging import Staging
-from simreel.store.base import ArtifactStore, make_key
+from simreel.store.base import ArtifactStore, StoreRejectedError, make_key
 
 CONTENT_TYPES = {
     "mp4": "video/mp4",
@@ -53,6 +53,10 @@ class Uploader:
         try:
             async with self.staging.local(staged) as path:
                 stored = await self.store.put(key, Path(path), content_type=CONTENT_TYPES[fmt], metadata=metadata)
+        except StoreRejectedError as e:
+            # Another delivery would be refused the same way: fail the run now, saying why.
+            log.error("store_rejected", key=key, error=str(e))
+            return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=run_id, message=str(e), key=key)]
         except FileNotFoundError:
             # Redelivery after the staged file was already stored and removed: announce it again, as it
             # is in the store (past the duplicate window this is a new fact in the log, and retention
@@ -98,8 +102,12 @@ class Uploader:
         with tempfile.TemporaryDirectory(prefix="simreel-report-") as d:
             p = Path(d) / "report.json"
             p.write_text(json.dumps(c.report, indent=2, sort_keys=True, default=str), encoding="utf-8")
-            stored = await self.store.put(key, p, content_type=CONTENT_TYPES["json"],
-                                          metadata={"run_id": c.run_id, "kind": "report"})
+            try:
+                stored = await self.store.put(key, p, content_type=CONTENT_TYPES["json"],
+                                              metadata={"run_id": c.run_id, "kind": "report"})
+            except StoreRejectedError as e:
+                logs.get("uploader", run_id=c.run_id).error("store_rejected", key=key, error=str(e))
+                return [ev.StoreFailed(event_id=f"storefail-{key}", run_id=c.run_id, message=str(e), key=key)]
         logs.get("uploader", run_id=c.run_id).info("artifact_stored", kind="report", key=key,
                                                     url=_loggable(stored.url))
         return [ev.ArtifactStored(

@@ -40,7 +40,8 @@ def rendered() -> list[bytes]:
 
     t = threading.Thread(target=body)
     t.start()
-    t.join()
+    t.join(120)
+    assert not t.is_alive(), "the rendering thread did not finish within 120 s"
     assert len(frames) == FPS
     return frames
 

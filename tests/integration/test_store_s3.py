@@ -15,7 +15,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import structlog.testing
 
 from simreel import events as ev
 from simreel.retention import RetentionIndex

@@ -42,9 +42,14 @@ def make_stack(tmp_path):
         return s
 
     yield make
+    stuck = []
     for s in stacks:
-        s.stop()
+        try:
+            s.stop()  # bounded: a process that does not stop is named, after the others were stopped
+        except TimeoutError as e:
+            stuck.append(str(e))
         print(f"==== logs of {s.data_dir}\n{s.logs()[-15000:]}")
+    assert not stuck, "; ".join(stuck)
 
 
 @pytest.fixture(scope="session")

@@ -38,3 +38,12 @@ def gated(model, *, seed: int, params: dict):
         return inner(m, d, t)
 
     return act
+
+
+def boom(model, *, seed: int, params: dict):
+    """Fails at the first step: a policy bug, as the simulator meets it."""
+
+    def act(m, d, t):
+        raise RuntimeError("deliberate policy failure")
+
+    return act

@@ -62,6 +62,17 @@ def _frozen(s3):
         os.killpg(pgid, signal.SIGCONT)
 
 
+async def _uploader_claiming(tap: Tap) -> None:
+    """Until the uploader's work consumer exists: the uploader passed its start checks (one HEAD of the
+    bucket, which a frozen S3 would hold) and claims work. Only then may a test freeze S3."""
+    js = tap.nc.jetstream()
+
+    async def claiming() -> bool:
+        return bool(await js.consumer_info(subjects.EVENTS_STREAM, "uploader"))
+
+    await until(claiming, timeout=60, what="the uploader to claim work")
+
+
 async def test_uploader_killed_mid_upload_stores_each_artifact_once(make_stack, s3server):
     bucket = "rel-upload-kill"
     stack = make_stack(env=s3server.env(bucket))
@@ -69,6 +80,7 @@ async def test_uploader_killed_mid_upload_stores_each_artifact_once(make_stack, 
     req = request("upload-kill", episodes=2)
     n_inputs = 2 + 3  # two VideoAvailable, SceneSaved, TelemetryStaged, SimCompleted (report)
     async with Tap(nats) as tap:
+        await _uploader_claiming(tap)
         with _frozen(s3server):
             await submit(nats, req)
             await tap.wait(lambda evs: tap.of(req.run_id, ev.SimCompleted), timeout=60, what="SimCompleted")
@@ -131,6 +143,7 @@ async def test_uploader_sigterm_mid_upload_hands_back(make_stack, s3server):
     nats = NatsSettings(url=stack.url)
     req = request("upload-term", episodes=1)
     async with Tap(nats) as tap:
+        await _uploader_claiming(tap)
         with _frozen(s3server):
             await submit(nats, req)
             await tap.wait(lambda evs: tap.of(req.run_id, ev.SimCompleted), timeout=60, what="SimCompleted")

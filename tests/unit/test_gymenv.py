@@ -93,7 +93,8 @@ def test_runner_belongs_to_its_thread(reacher):
 
     t = threading.Thread(target=other)
     t.start()
-    t.join()
+    t.join(60)
+    assert not t.is_alive(), "the other thread did not return within 60 s"
     assert errors and "thread" in errors[0]
 
 

@@ -3,6 +3,7 @@ import hashlib
 import math
 import os
 import threading
+import time
 from fractions import Fraction
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -18,7 +19,7 @@ from simreel.sim.rollout import EpisodeRunner, FrameSchedule, FrameStats  # noqa
 DARK = """<mujoco>
   <visual><headlight active="0" ambient="0 0 0" diffuse="0 0 0" specular="0 0 0"/></visual>
   <worldbody>
-    <camera name="void" pos="0 0 5" xyaxes="1 0 0 0 1 0"/>
+    <camera name="void" pos="0 0 5" xyaxes="1 0 0 0 -1 0"/>
     <geom type="box" size="1 1 1" pos="0 0 -5"/>
   </worldbody>
 </mujoco>"""
@@ -120,8 +121,12 @@ def test_frame_stats_constant_memory_rules():
     assert st.black and not st.frozen  # one frame is not "frozen"
     st.update(frame)
     assert st.frozen
-    st.update(frame + 100)
-    assert not st.frozen and not st.black
+    st.update(frame + 100)  # another uniform fill: still nothing drawn
+    assert not st.frozen and st.black
+    drawn = frame.copy()
+    drawn[1, 2] = (40, 0, 0)
+    st.update(drawn)
+    assert not st.black
 
 
 def test_pixels_buffer_is_reused_and_max_steps_rule():
@@ -185,18 +190,21 @@ def test_runner_lives_in_one_worker_thread():
         out["summary"] = runner.run_episode(seed=0, policy=make_policy("sine", model, seed=0),
                                             duration_s=0.1, on_frame=lambda f: None)
         out["gl"] = runner.gl
-        done.wait()
+        done.wait(60)
         runner.close()
 
     done = threading.Event()
     t = threading.Thread(target=worker)
     t.start()
+    deadline = time.monotonic() + 60
     while "gl" not in out:
+        assert time.monotonic() < deadline and t.is_alive(), "the rendering thread did not render within 60 s"
         t.join(0.05)
     with pytest.raises(RuntimeError, match="thread"):
         out["runner"].run_episode(seed=0, policy=make_policy("zero", model, seed=0), duration_s=0.1,
                                   on_frame=lambda f: None)
     done.set()
-    t.join()
+    t.join(60)
+    assert not t.is_alive(), "the rendering thread did not finish within 60 s"
     assert out["summary"].frames == 3
     assert out["gl"]["renderer"] and isinstance(out["gl"]["software"], bool)

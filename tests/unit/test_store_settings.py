@@ -184,22 +184,23 @@ async def test_s3_missing_source_fails_before_any_request(tmp_path):
     await store.close()
 
 
-async def test_unreachable_server_gives_up_with_a_clear_error_and_no_secret_in_logs(tmp_path):
-    from structlog.testing import capture_logs
-
+async def test_unreachable_server_gives_up_with_a_clear_error_and_no_secret_in_logs(tmp_path, library_state, caplog):
+    from simreel.log import FIELDS_ATTR
     from simreel.store import StoreError
 
     src = tmp_path / "v.mp4"
     src.write_bytes(b"x" * 100)
     secret = "s3cr3t-value-never-logged"
     store = S3Store("127.0.0.1:1", "AKID-not-logged", secret, "bkt", retries=2, backoff_s=0.01)
-    with capture_logs() as logs:
-        with pytest.raises(StoreError, match="after 3 attempts") as err:
-            await store.put("p/s/r/all/v.mp4", src, content_type="video/mp4", metadata={})
+    caplog.set_level("DEBUG", logger="simreel")
+    with pytest.raises(StoreError, match="after 3 attempts") as err:
+        await store.put("p/s/r/all/v.mp4", src, content_type="video/mp4", metadata={})
     assert "127.0.0.1:1" in str(err.value) and "bkt" in str(err.value)
-    retries = [e for e in logs if e["event"] == "s3 call failed, retrying"]
+    logs = [getattr(r, FIELDS_ATTR) for r in caplog.records if hasattr(r, FIELDS_ATTR)]
+    retries = [e for e in logs if e["event"].startswith("waiting for S3 at 127.0.0.1:1 (connection refused), retry ")]
     assert [e["attempt"] for e in retries] == [1, 2]
+    assert [e["event"][-1] for e in retries] == ["1", "2"]
     assert all(e["key"] == "p/s/r/all/v.mp4" and e["bucket"] == "bkt" for e in retries)
-    text = repr(logs) + str(err.value)
+    text = caplog.text + repr(logs) + str(err.value)
     assert secret not in text and "AKID-not-logged" not in text
     await store.close()

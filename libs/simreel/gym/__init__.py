@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import collections
 import gc
-import logging
 import os
 import re
 import uuid
@@ -43,7 +42,6 @@ from typing import Any, Callable, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-import structlog
 from gymnasium import logger as gym_logger
 
 from .. import events as ev
@@ -82,7 +80,7 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
 
 def _quiet_logger():
     """Warnings and errors only: `disable_logger=True` promises a silent training loop."""
-    return structlog.wrap_logger(None, wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    return logs.quiet("simreel.gym")
 
 
 class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):

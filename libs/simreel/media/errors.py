@@ -24,4 +24,4 @@ class WriterClosedError(MediaError, RuntimeError):
 
 
 class BlankVideoError(MediaError):
-    """Raised by `FrameStats.raise_for_problems()` when the frames are near-black or frozen."""
+    """Raised by `FrameStats.raise_for_problems()` when nothing was drawn (every frame a uniform fill) or the frames are frozen."""

@@ -271,6 +271,8 @@ class RecorderThread:
                 self._handoff.put(Stop(time.monotonic()))
                 self._loop.call_soon_threadsafe(self._abandon)
         self._thread.join(max(0.0, deadline - time.monotonic()) + 60)
+        if self._thread.is_alive():  # daemon: it dies with the process; say so instead of waiting on
+            self.log.warning("recorder_not_stopped", thread=self._thread.name, timeout_s=timeout + 60)
         with self._cond:
             for r in self.runs:
                 if not r.finished:

@@ -123,7 +123,7 @@ class EpisodeSummary:
     return_: float
     render_ms_total: float
     physics_ms_total: float
-    blank: bool  # every frame near-black (mean < 8): usually a GL or lighting problem
+    blank: bool  # every frame a uniform fill: nothing was drawn (media.stats)
     frozen: bool  # >= 2 frames and all identical to the first
     max_frame_time_offset: float
     stopped: bool = False  # should_stop() ended the episode early

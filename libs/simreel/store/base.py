@@ -19,6 +19,7 @@ __all__ = [
     "Stored",
     "StoreError",
     "StoreConfigError",
+    "StoreRejectedError",
     "SourceNotFoundError",
     "make_key",
     "sanitize_part",
@@ -38,6 +39,11 @@ class StoreError(Exception):
 
 class StoreConfigError(StoreError, ValueError):
     """The store settings are missing or invalid; the message names the variable to fix."""
+
+
+class StoreRejectedError(StoreError):
+    """The store refused the request and will refuse it again (access denied, an invalid bucket
+    name, ...): retrying it is pointless, the settings or permissions must change."""
 
 
 class SourceNotFoundError(StoreError, FileNotFoundError):

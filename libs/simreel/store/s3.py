@@ -16,6 +16,7 @@ import http.client
 import os
 import random
 import re
+import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ import certifi
 import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.helpers import check_bucket_name
 
 from simreel import log
 from simreel.store.base import (
@@ -32,6 +34,7 @@ from simreel.store.base import (
     Stored,
     StoreConfigError,
     StoreError,
+    StoreRejectedError,
     check_key,
     file_digest,
 )
@@ -137,6 +140,34 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
+def _cause(exc: BaseException) -> str:
+    """A few words on why a call failed, for the progress line: `connection refused`, `timed out`,
+    `S3Error SlowDown (HTTP 503)`. Follows the exception's causes (urllib3 wraps the socket error)."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "reason", None)
+    # The socket's own error first: urllib3's NewConnectionError is also a ConnectTimeoutError.
+    for kind, words in ((ConnectionRefusedError, "connection refused"), (socket.gaierror, "host name not resolved"),
+                        (ConnectionResetError, "connection reset"), ((S3Error, ServerError, InvalidResponseError), None),
+                        ((TimeoutError, urllib3.exceptions.TimeoutError), "timed out")):
+        for e in chain:
+            if isinstance(e, kind):
+                return words or _describe(e)
+    return type(exc).__name__
+
+
+def check_bucket(bucket: str) -> None:
+    """The bucket name rules the SDK enforces at every call, checked once at start."""
+    try:
+        check_bucket_name(bucket)
+    except ValueError as exc:
+        raise StoreConfigError(
+            f"SIMREEL_S3_BUCKET={bucket!r} is not a valid bucket name ({exc}; 3-63 lowercase letters, digits, "
+            "dots and hyphens, starting and ending with a letter or digit)") from None
+
+
 def _clean_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     """User metadata travels as HTTP headers (`x-amz-meta-*`): names must be tokens, values
     ASCII. Non-ASCII values are percent-encoded instead of failing the whole upload."""
@@ -185,6 +216,7 @@ class S3Store:
         host, secure = parse_endpoint(endpoint, True if secure else None)
         if not bucket:
             raise StoreConfigError("S3 bucket name is empty")
+        check_bucket(bucket)
         if not _MIN_PART <= part_size <= _MAX_PART:
             raise ValueError(f"part_size must be between 5 MiB and 5 GiB, got {part_size}")
         if retries < 0 or backoff_s < 0:
@@ -208,7 +240,7 @@ class S3Store:
         self.part_size = int(part_size)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
-        # Calls retried so far (the same fact as the "s3 call failed, retrying" log lines, for health
+        # Calls retried so far (the same fact as the "waiting for S3 at …, retry n" log lines, for health
         # checks and tests that must not depend on log capture).
         self.retried = 0
         # Our own pool without urllib3 retries: one retry policy (ours, logged), not two nested.
@@ -337,6 +369,44 @@ class S3Store:
     async def close(self) -> None:
         self._http.clear()
 
+    async def check(self, *, deadline_s: float = 30.0) -> None:
+        """One cheap call at start (HEAD of the bucket): is the endpoint there, and does it take the
+        credentials? Refused credentials or a bucket that cannot be ours fail at once, naming the
+        settings; an endpoint that does not answer is waited for (a progress line per retry) up to
+        `deadline_s`, since in a compose file S3 may start after the services."""
+        where = f"S3 at {self.endpoint}"
+        give_up = time.monotonic() + deadline_s
+        attempt = 0
+        while True:
+            try:
+                # A frozen server would hold the call for the whole read timeout: each attempt is
+                # bounded by what is left of the deadline (the thread ends at its own read timeout).
+                left = max(1.0, give_up - time.monotonic())
+                await asyncio.wait_for(asyncio.to_thread(self._client.bucket_exists, self.bucket), min(left, 10.0))
+                return
+            except Exception as exc:  # noqa: BLE001 - classified right below
+                status = _status_of(exc)
+                if status in (401, 403):
+                    raise StoreRejectedError(
+                        f"{where} refused the credentials for bucket {self.bucket!r} ({_describe(exc)}): check "
+                        "SIMREEL_S3_ACCESS_KEY and SIMREEL_S3_SECRET_KEY") from None
+                if isinstance(exc, urllib3.exceptions.SSLError):
+                    raise StoreRejectedError(
+                        f"{where}: TLS failed ({type(exc).__name__}): check SIMREEL_S3_ENDPOINT / SIMREEL_S3_SECURE "
+                        "and the server's certificate (SSL_CERT_FILE)") from None
+                if not is_retryable(exc):
+                    raise StoreRejectedError(
+                        f"{where} refused a HEAD of bucket {self.bucket!r} ({_describe(exc)}): check "
+                        "SIMREEL_S3_ENDPOINT, SIMREEL_S3_REGION and SIMREEL_S3_BUCKET") from None
+                attempt += 1
+                if time.monotonic() >= give_up:
+                    raise StoreRejectedError(
+                        f"cannot reach {where} within {deadline_s:.0f}s ({_cause(exc)}): check "
+                        "SIMREEL_S3_ENDPOINT") from None
+                _log.warning(f"waiting for {where} ({_cause(exc)}), retry {attempt}", endpoint=self.endpoint,
+                             attempt=attempt)
+                await asyncio.sleep(min(0.5 * 2 ** (attempt - 1), 5.0, max(0.0, give_up - time.monotonic())))
+
     # -- blocking parts (worker thread) -------------------------------------------------------
 
     def _ensure_bucket_sync(self) -> None:
@@ -428,7 +498,7 @@ class S3Store:
                 raise SourceNotFoundError(f"cannot store {key!r}: {exc}") from exc
             except Exception as exc:  # noqa: BLE001 - classified right below
                 if not is_retryable(exc):
-                    raise StoreError(
+                    raise StoreRejectedError(
                         f"S3 {op} of {key!r} in bucket {self.bucket!r} at {self.endpoint} failed: "
                         f"{_describe(exc)}"
                     ) from exc
@@ -441,7 +511,7 @@ class S3Store:
             delay = min(self.backoff_s * 2**attempt, _MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
             self.retried += 1
             _log.warning(
-                "s3 call failed, retrying",
+                f"waiting for S3 at {self.endpoint} ({_cause(err)}), retry {attempt + 1}",
                 op=op,
                 endpoint=self.endpoint,
                 bucket=self.bucket,
