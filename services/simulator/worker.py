@@ -40,6 +40,7 @@ class WorkerJob:
     engine_options: dict[str, Any] = field(default_factory=dict)
     max_worlds: int = 64
     state_fields: tuple[str, ...] = ()  # qpos/qvel/sensordata (MJCF) or obs (gymnasium) per frame
+    streams: tuple[str, ...] = ("rgb",)  # planes of every frame, in this order (simreel.streams)
 
 
 # --- what the render thread says -------------------------------------------------------------------
@@ -91,6 +92,12 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
 
     def put(message: WorkerMessage, nbytes: int = 0) -> None:
         handoff.put(message, nbytes, check=cancelled)
+
+    def frame_bytes(f) -> bytes:
+        """The frame's planes back to back, in the run's stream order."""
+        if len(job.streams) == 1:
+            return f.pixels.tobytes()
+        return b"".join([f.pixels.tobytes(), *(f.planes[s].tobytes() for s in job.streams[1:])])
 
     def telemetry_of(f) -> dict[str, Any]:
         row = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
@@ -147,7 +154,8 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                 first = job.cameras[0] if job.cameras else job.free_camera
                 runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
                                        quality=job.quality, extra_cameras=job.cameras[1:],
-                                       compose="tile" if job.tile else "stack", state_fields=job.state_fields)
+                                       compose="tile" if job.tile else "stack", state_fields=job.state_fields,
+                                       streams=job.streams)
             gl = dict(runner.gl)
             put(RendererReady(gl, {"engine": "gl", "device": gl.get("backend", ""),
                                    "renderer": gl.get("renderer", ""), "worlds": 1}))
@@ -159,7 +167,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                                                   allow=job.policy_allow)
 
                 def on_frame(f, episode=episode) -> None:
-                    pixels = f.pixels.tobytes()
+                    pixels = frame_bytes(f)
                     put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
                 summary = runner.run_episode(seed=seed, policy=policy, duration_s=job.duration_s,

@@ -36,6 +36,7 @@ __all__ = [
     "find",
     "create",
     "names",
+    "streams_of",
 ]
 
 GROUP = "simreel.render_engines"
@@ -102,7 +103,11 @@ class RenderEngine(Protocol):
         """One physics step of every world with `ctrl` of shape (worlds, nu)."""
 
     def render(self, out: np.ndarray) -> None:
-        """Render every world's current state into `out`, shape (worlds, *frame_shape), uint8."""
+        """Render every world's current state into `out`, shape (worlds, *frame_shape), uint8.
+
+        An engine whose factory lists more `streams` than rgb also takes `planes={"depth": …,
+        "segmentation": …}`: arrays of (worlds, height × views, width) in simreel.streams' encodings,
+        filled from the same state as `out`."""
 
     def close(self) -> None:
         """Free the device/GL resources. Idempotent."""
@@ -147,6 +152,13 @@ def find(name: str) -> EngineFactory:
     if name in eps:
         return _load_target(name, eps[name].value)
     raise EngineUnavailable(name, f"no such engine; known: {', '.join(names())} (or a 'module:factory' path)")
+
+
+def streams_of(name: str) -> tuple[str, ...]:
+    """The streams (simreel.streams: rgb, depth, segmentation) an engine renders, from its factory's
+    `streams` attribute; ("rgb",) for a factory that does not say. Loads the engine's module, not its
+    device: asking costs no GPU and no kernel compile."""
+    return tuple(getattr(find(name), "streams", ("rgb",)))
 
 
 def create(

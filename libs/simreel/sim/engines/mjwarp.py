@@ -235,3 +235,6 @@ def create(model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[
                         device=options.get("device"),
                         deterministic=None if options.get("deterministic") is None else bool(options["deterministic"]),
                         graphs=bool(options.get("graphs", True)))
+
+
+create.streams = ("rgb",)  # type: ignore[attr-defined]
