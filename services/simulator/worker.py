@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mujoco
+import numpy as np
 
 from simreel.handoff import Handoff
 from simreel.sim import gymenv, policies
 from simreel.sim.gymenv import GymEpisodeRunner
-from simreel.sim.rollout import EpisodeRunner, EpisodeSummary
+from simreel.sim.rollout import EpisodeRunner, EpisodeSummary, FrameOut
 
 
 @dataclass
@@ -120,12 +121,17 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                                "software": info.software, "worlds": worlds, "warmup_s": round(info.warmup_s, 3),
                                **info.details}))
 
+        def side_by_side(px):
+            """The engine stacks views; tile = side by side (for any plane: rgb, depth, segmentation)."""
+            h = px.shape[0] // views
+            stacked = px.reshape(views, h, *px.shape[1:])
+            return np.concatenate(list(stacked), axis=1)
+
         def on_frame(episode: int, f) -> None:
-            px = f.pixels
-            if job.tile and views > 1:  # the engine stacks views; tile = side by side
-                h = px.shape[0] // views
-                px = px.reshape(views, h, *px.shape[1:]).transpose(1, 0, 2, 3).reshape(h, -1, 3)
-            pixels = px.tobytes()
+            if job.tile and views > 1:
+                f = FrameOut(f.index, f.t, f.step, side_by_side(f.pixels), f.reward, f.action, f.state,
+                             {k: side_by_side(v) for k, v in (f.planes or {}).items()} or None)
+            pixels = frame_bytes(f)
             put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
         def make(model, seed: int):
@@ -137,7 +143,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                     duration_s=job.duration_s, max_steps=job.max_steps, max_worlds=job.max_worlds,
                     on_started=on_started, on_frame=on_frame,
                     on_episode=lambda episode, s: put(EpisodeRendered(episode, s)), should_stop=cancel.is_set,
-                    state_fields=[f for f in job.state_fields if f != "obs"])
+                    state_fields=[f for f in job.state_fields if f != "obs"], streams=job.streams)
         cancelled()
         put(WorkerDone())
 

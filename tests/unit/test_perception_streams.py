@@ -23,6 +23,7 @@ from simreel.media.colormap import VIRIDIS, DepthColours, segmentation_rgb
 from simreel.media.lossless import LosslessWriter, read_frames
 from simreel.services.encoder.handlers import Encoder
 from simreel.services.simulator.handlers import Simulator
+from simreel.sim import engines as sim_engines
 from simreel.sim import perception
 from simreel.sim.policies import make_policy
 from simreel.sim.rollout import EpisodeRunner
@@ -219,12 +220,30 @@ async def test_a_run_with_depth_and_segmentation_stores_each_streams_files(bus, 
     assert all(np.array_equal(s, want_seg) for s in seg)
 
 
-async def test_a_stream_the_engine_cannot_render_fails_before_rendering_naming_both(bus, given, settings, staging):
-    req = streams_request(render=ev.RenderSpec(width=W, height=H, engine="mjwarp", streams=["rgb", "depth"]))
+def rgb_only_engine(model, **kw):
+    """A plug-in engine that renders colour only (its factory lists no `streams`); never started here."""
+    raise AssertionError("a request this engine cannot render must be refused before the engine starts")
+
+
+async def test_a_stream_the_engine_cannot_render_fails_before_rendering_naming_both(bus, given, settings, staging,
+                                                                                    monkeypatch):
+    monkeypatch.setitem(sim_engines.BUILTIN, "flatcam", f"{__name__}:rgb_only_engine")
+    req = streams_request(render=ev.RenderSpec(width=W, height=H, engine="flatcam", streams=["rgb", "depth"]))
     (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
     assert isinstance(failed, ev.SimFailed) and failed.code == "bad_request" and failed.field == "render.streams"
-    assert "'mjwarp'" in failed.message and "'depth'" in failed.message
+    assert "'flatcam'" in failed.message and "'depth'" in failed.message
     assert bus.frames == []
+    with pytest.raises(sim_engines.EngineUnavailable, match="cannot render the 'segmentation' stream"):
+        sim_engines.create("flatcam", mujoco.MjModel.from_xml_string(KNOWN), width=W, height=H,
+                           streams=("rgb", "segmentation"))
+
+
+async def test_gymnasium_scenes_refuse_streams_their_render_cannot_give(bus, given, settings, staging):
+    req = streams_request(scene="gymnasium:CartPole-v1",
+                          render=ev.RenderSpec(width=W, height=H, streams=["rgb", "segmentation"]))
+    (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+    assert isinstance(failed, ev.SimFailed) and failed.field == "render.streams"
+    assert "'segmentation'" in failed.message and "rgb frames only" in failed.message
 
 
 @pytest.mark.parametrize("render, says", [
@@ -240,3 +259,41 @@ def test_the_preview_range_is_the_first_frames_nearest_and_farthest_object():
     q = streams.quantise_depth(np.array([[1.234, 2.5], [300.0, 1.9]]))
     assert perception.preview_range(q, (0.05, 250.0)) == (1.23, 2.5)
     assert perception.preview_range(streams.quantise_depth(np.full((2, 2), 300.0)), (0.05, 250.0)) == (0.05, 250.0)
+
+
+async def test_mjwarp_runs_give_the_same_streams(bus, given, settings, staging, mjwarp_warm):
+    """Two episodes as parallel MuJoCo Warp worlds: every stream's files, and the depth and ids of a
+    frame the same as the GL runner's for the same seed (ray tracing against rasterising: all but a
+    few edge pixels)."""
+    from tests.conftest import MJWARP_SCENE, MJWARP_SIZE
+
+    w, h = MJWARP_SIZE
+    render = dict(width=w, height=h, fps=10, quality="fast", streams=["rgb", "depth", "segmentation"])
+    out = {}
+    for engine in ("mjwarp", "gl"):
+        options = {"device": "cpu"} if engine == "mjwarp" else {}
+        req = ev.SimRequested(run_id=f"warp-{engine}", scene=MJWARP_SCENE, episodes=2, seed=4, duration_s=0.2,
+                              policy="zero", render=ev.RenderSpec(engine=engine, engine_options=options, **render))
+        bus.frames.clear()
+        events = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+        started = events[0]
+        assert isinstance(started, ev.SimStarted) and started.engine == engine and started.perception is not None
+        videos = [v for v in await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+                  if isinstance(v, ev.VideoAvailable)]
+        assert sorted((v.episode, v.stream, v.format) for v in videos) == sorted(
+            (ep, x, f) for ep in (0, 1) for x, f in (("rgb", "mp4"), ("depth", "mkv"), ("depth", "mp4"),
+                                                      ("segmentation", "mkv"), ("segmentation", "mp4")))
+        files = {}
+        for v in videos:
+            if v.format == "mkv":
+                async with staging.local(v.staged) as path:
+                    files[(v.episode, v.stream)] = read_frames(path)
+        out[engine] = files
+    for key in out["gl"]:
+        assert len(out["mjwarp"][key]) == len(out["gl"][key]) == 2
+    ids_ray = streams.unpack_segmentation(out["mjwarp"][(1, "segmentation")][0])
+    ids_gl = streams.unpack_segmentation(out["gl"][(1, "segmentation")][0])
+    assert (ids_ray == ids_gl).all(axis=-1).mean() > 0.95
+    both = (ids_ray == ids_gl).all(axis=-1) & (ids_gl[..., 0] >= 0)
+    d_ray, d_gl = out["mjwarp"][(1, "depth")][0], out["gl"][(1, "depth")][0]
+    assert both.sum() > 100 and np.median(np.abs(d_ray[both].astype(int) - d_gl[both].astype(int))) <= 2

@@ -171,17 +171,27 @@ def create(
     worlds: int = 1,
     quality: str = "full",
     options: Mapping[str, Any] | None = None,
+    streams: Sequence[str] = ("rgb",),
 ) -> RenderEngine:
     """Find and start an engine. Any failure to start — a factory that raises, a missing device —
-    becomes `EngineUnavailable` with the reason; errors in the *scene* (SceneError) pass through."""
+    becomes `EngineUnavailable` with the reason; errors in the *scene* (SceneError) pass through.
+    `streams` beyond rgb are passed to the factory (as `streams=`) only when asked for, and only to
+    an engine whose factory lists them."""
     from simreel.sim.errors import SceneError
 
     factory = find(name)
     if worlds < 1:
         raise ValueError(f"worlds must be >= 1, got {worlds}")
+    extra = {}
+    if list(streams) != ["rgb"]:
+        can = tuple(getattr(factory, "streams", ("rgb",)))
+        missing = [x for x in streams if x not in can]
+        if missing:
+            raise EngineUnavailable(name, f"cannot render the {missing[0]!r} stream (it renders: {', '.join(can)})")
+        extra["streams"] = tuple(streams)
     try:
         engine = factory(model, width=int(width), height=int(height), cameras=list(cameras) or [None],
-                         worlds=int(worlds), quality=quality, options=dict(options or {}))
+                         worlds=int(worlds), quality=quality, options=dict(options or {}), **extra)
     except (EngineUnavailable, SceneError):
         raise
     except Exception as e:

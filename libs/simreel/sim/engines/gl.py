@@ -81,8 +81,10 @@ class GLEngine:
 
 
 def create(model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[Any] = (None,), worlds: int = 1,
-           quality: str = "full", options: Mapping[str, Any] | None = None) -> GLEngine:
-    """The GL engine factory. No options: the backend is MUJOCO_GL's (see simreel.sim.gl)."""
+           quality: str = "full", options: Mapping[str, Any] | None = None,
+           streams: Sequence[str] = ("rgb",)) -> GLEngine:
+    """The GL engine factory. No options: the backend is MUJOCO_GL's (see simreel.sim.gl). Every
+    stream is rendered on demand (render's `planes`), so `streams` needs no set-up."""
     if options:
         raise ValueError(f"the gl engine takes no options, got {sorted(options)}")
     return GLEngine(model, width=width, height=height, cameras=cameras, worlds=worlds, quality=quality)
