@@ -30,7 +30,7 @@ __all__ = [
     "DEPTH_SCALE_M", "DEPTH_MAX", "PIX_FMT", "BYTES_PER_PIXEL",
     "bytes_per_pixel", "frame_bytes", "frame_streams", "planes",
     "quantise_depth", "depth_metres", "pack_segmentation", "unpack_segmentation",
-    "legend", "id_colours", "check_streams",
+    "legend", "id_colours", "check_streams", "report",
 ]
 
 DEPTH_SCALE_M = 0.001
@@ -163,3 +163,22 @@ def id_colours(p: ev.Perception) -> np.ndarray:
         for i in range(len(names)):
             lut[objtype + 1, i + 1] = _colour(type_name, names, i)
     return lut
+
+
+def report(wanted: Sequence[str], p: ev.Perception | None) -> dict:
+    """The report's account of the depth and segmentation files: how to read them back."""
+    out: dict = {"recorded": list(wanted), "pix_fmt": {x: PIX_FMT[x] for x in wanted}}
+    if p is None:
+        return out
+    if "depth" in wanted:
+        out["depth"] = {"file": "FFV1 gray16le in Matroska (.mkv), lossless",
+                        "scale_m": p.depth_scale_m, "metres": "stored value × scale_m; 65535 = that far or farther",
+                        "clip_m": {"near": p.depth_clip_m[0], "far": p.depth_clip_m[1]},
+                        "preview": {"file": "-depth.mp4", "colour_map": "viridis",
+                                    "range_m": {"near": p.depth_preview_m[0], "far": p.depth_preview_m[1]}}}
+    if "segmentation" in wanted:
+        out["segmentation"] = {"file": "FFV1 bgra in Matroska (.mkv), lossless: B + 256 × G = object id + 1, "
+                                       "R = object type (mjtObj) + 1, 0 = no object",
+                               "preview": {"file": "-segmentation.mp4", "colours": "from each object's name"},
+                               "legend": legend(p)}
+    return out

@@ -288,7 +288,7 @@ class Simulator:
                             physics_dt=_physics_dt(job),
                             extra={"request": _request_summary(req), "frames_per_episode": n_frames,
                                    "engine": engine, "telemetry_fields": list(recorded.fields),
-                                   **({"streams": _streams_report(job.streams, perceived)} if len(job.streams) > 1 else {}),
+                                   **({"streams": streams.report(job.streams, perceived)} if len(job.streams) > 1 else {}),
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
@@ -362,25 +362,6 @@ def _stream_unavailable(engine: str, wanted: list[str]) -> str | None:
         return (f"render engine {engine!r} cannot render the {missing[0]!r} stream "
                 f"(it renders: {', '.join(can)})")
     return None
-
-
-def _streams_report(wanted: tuple[str, ...], p: ev.Perception | None) -> dict:
-    """The report's account of the depth and segmentation files: how to read them back."""
-    out: dict = {"recorded": list(wanted), "pix_fmt": {x: streams.PIX_FMT[x] for x in wanted}}
-    if p is None:
-        return out
-    if "depth" in wanted:
-        out["depth"] = {"file": "FFV1 gray16le in Matroska (.mkv), lossless",
-                        "scale_m": p.depth_scale_m, "metres": "stored value × scale_m; 65535 = that far or farther",
-                        "clip_m": {"near": p.depth_clip_m[0], "far": p.depth_clip_m[1]},
-                        "preview": {"file": "-depth.mp4", "colour_map": "viridis",
-                                    "range_m": {"near": p.depth_preview_m[0], "far": p.depth_preview_m[1]}}}
-    if "segmentation" in wanted:
-        out["segmentation"] = {"file": "FFV1 bgra in Matroska (.mkv), lossless: B + 256 × G = object id + 1, "
-                                       "R = object type (mjtObj) + 1, 0 = no object",
-                               "preview": {"file": "-segmentation.mp4", "colours": "from each object's name"},
-                               "legend": streams.legend(p)}
-    return out
 
 
 def _physics_dt(job: WorkerJob) -> float:

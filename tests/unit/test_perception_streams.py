@@ -297,3 +297,49 @@ async def test_mjwarp_runs_give_the_same_streams(bus, given, settings, staging, 
     both = (ids_ray == ids_gl).all(axis=-1) & (ids_gl[..., 0] >= 0)
     d_ray, d_gl = out["mjwarp"][(1, "depth")][0], out["gl"][(1, "depth")][0]
     assert both.sum() > 100 and np.median(np.abs(d_ray[both].astype(int) - d_gl[both].astype(int))) <= 2
+
+
+def test_gymnasiums_raw_depth_buffer_becomes_the_renderers_metres():
+    """Gymnasium's `depth_array` is MuJoCo's raw depth buffer; simreel.gym converts it to metres, which
+    are mujoco.Renderer's own for the same scene and camera (but at the box's outline, where
+    Gymnasium's multisampled buffer and the renderer's single-sample one take different samples)."""
+    from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
+
+    model = mujoco.MjModel.from_xml_string(KNOWN)
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    gym_renderer = MujocoRenderer(model, data, width=W, height=H, camera_name="down")
+    try:
+        raw = gym_renderer.render("depth_array")
+    finally:
+        gym_renderer.close()
+    with mujoco.Renderer(model, height=H, width=W) as r:
+        r.update_scene(data, camera="down")
+        r.enable_depth_rendering()
+        want = r.render().copy()
+        r.enable_segmentation_rendering()
+        ids = r.render()[..., 0]
+    assert raw.max() <= 1.0  # not metres
+    got = perception.zbuffer_metres(raw, model)
+    padded = np.pad(ids, 1, mode="edge")
+    outline = np.zeros_like(ids, dtype=bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            outline |= padded[dy:dy + H, dx:dx + W] != ids
+    assert outline.mean() < 0.2
+    assert np.abs(got - want)[~outline].max() < 1e-4
+    assert np.array_equal(streams.quantise_depth(got)[~outline], streams.quantise_depth(want)[~outline])
+
+
+def test_the_gym_drop_in_refuses_streams_an_env_cannot_give_at_construction(tmp_path):
+    import gymnasium as gym
+
+    from simreel.gym import RecordVideo
+
+    with pytest.raises(ValueError, match="'depth' needs a Gymnasium MuJoCo env.*CartPoleEnv renders RGB"):
+        RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), str(tmp_path), streams=("rgb", "depth"))
+    with pytest.raises(ValueError, match="'segmentation' cannot be recorded from a Gymnasium env"):
+        RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), str(tmp_path),
+                    streams=("rgb", "segmentation"))
+    with pytest.raises(ValueError, match="'rgb' must be one of the streams"):
+        RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), str(tmp_path), streams=("depth",))

@@ -9,7 +9,7 @@ import numpy as np
 from simreel import events as ev
 from simreel import streams
 
-__all__ = ["OBJECT_TYPES", "object_names", "perception", "preview_range"]
+__all__ = ["OBJECT_TYPES", "object_names", "perception", "preview_range", "clip_planes", "zbuffer_metres"]
 
 # Object types a segmentation pixel can name (what mujoco.Renderer's type channel holds).
 OBJECT_TYPES: dict[str, int] = {
@@ -33,6 +33,19 @@ def clip_planes(model: mujoco.MjModel) -> tuple[float, float]:
     """The near and far planes mujoco.Renderer's depth is between (metres)."""
     extent = float(model.stat.extent)
     return float(model.vis.map.znear) * extent, float(model.vis.map.zfar) * extent
+
+
+def zbuffer_metres(z: np.ndarray, model: mujoco.MjModel, *, orthographic: bool = False) -> np.ndarray:
+    """MuJoCo's raw depth buffer as Gymnasium's `depth_array` gives it (0 at the near plane, 1 at the
+    far one: MuJoCo's default mjDEPTH_ZERONEAR) → metres along the camera axis, as mujoco.Renderer
+    gives them (it reads the buffer the other way round, mjDEPTH_ZEROFAR, and converts it itself)."""
+    near, far = clip_planes(model)
+    z64 = np.asarray(z, dtype=np.float64)
+    if orthographic:
+        out = near + z64 * (far - near)
+    else:
+        out = near / (1.0 - z64 * (1.0 - near / far))
+    return out.astype(np.float32)
 
 
 def preview_range(stored_depth: np.ndarray, clip: tuple[float, float]) -> tuple[float, float]:
