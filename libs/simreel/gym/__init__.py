@@ -446,7 +446,10 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._perception = perception.perception(
                     model, self._streams, preview_m=perception.preview_range(planes[0], perception.clip_planes(model)))
             self._begin(width, height)
-        self._recorder.frame_array(frame, row, planes)
+        if planes:
+            self._recorder.frame_array(frame, row, planes)
+        else:
+            self._recorder.frame_array(frame, row)
         self._recorded_frames += 1
 
     def _depth_plane(self) -> np.ndarray:
