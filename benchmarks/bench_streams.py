@@ -15,7 +15,9 @@ Then the lossless format choice for depth on the same frames: FFV1 gray16le in M
 16-bit PNG frames in a zip (bytes per frame, encode and decode milliseconds per frame).
 
 And the Gymnasium drop-in's cost of depth: HalfCheetah-v5's `env.render()` alone against
-`env.render()` plus its renderer's `depth_array`, converted and quantised (simreel.gym's path).
+`env.render()` plus the depth buffer of that render (simreel.gym's path), plus Gymnasium's
+`depth_array` (a second render), and its `rgbd_tuple` (one render for both), each converted and
+quantised.
 
     python -m benchmarks.bench_streams [--frames 60] [--size 320x240] [--json out.json]
 """
@@ -187,44 +189,77 @@ def gym_depth(width: int, height: int, steps: int) -> dict:
     env.reset(seed=0)
     env.action_space.seed(0)
     u = env.unwrapped
-    result = {}
-    for label, with_depth in (("rgb", False), ("rgb+depth", True)):
+    r = u.mujoco_renderer
+
+    def depth(z):
+        return streams.quantise_depth(perception.zbuffer_metres(z, u.model))
+
+    def same_render():
+        """simreel.gym's path: env.render(), then the depth buffer of that very render."""
+        import mujoco
+
         env.render()
-        if with_depth:
-            u.mujoco_renderer.render("depth_array")  # the second viewer's context, made once
-        wall = cpu = 0.0
-        for _ in range(steps):
-            env.step(env.action_space.sample())
-            t0, c0 = time.perf_counter(), time.process_time()
-            env.render()
-            if with_depth:
-                streams.quantise_depth(perception.zbuffer_metres(u.mujoco_renderer.render("depth_array"), u.model))
-            wall += time.perf_counter() - t0
-            cpu += time.process_time() - c0
-        result[label] = {"wall_ms": round(wall * 1e3 / steps, 3), "cpu_ms": round(cpu * 1e3 / steps, 3)}
+        v = r.viewer
+        z = np.empty((v.viewport.height, v.viewport.width), np.float32)
+        mujoco.mjr_readPixels(None, z, v.viewport, v.con)
+        return depth(z[::-1])
+
+    variants = {
+        "rgb": lambda: env.render(),
+        "rgb+depth (simreel.gym: the same render's depth buffer)": same_render,
+        # Gymnasium keeps a viewer, and a GL context, per render mode: a second render, contexts switched
+        "rgb+depth_array (a second render)": lambda: (env.render(), depth(r.render("depth_array"))),
+        # one render giving both, which would bypass the wrappers' render()
+        "rgbd_tuple (one render)": lambda: depth(r.render("rgbd_tuple")[1]),
+    }
+    result: dict = {}
+    for _ in range(3):
+        for label, fn in variants.items():
+            fn()  # the mode's viewer, made once
+            wall = cpu = 0.0
+            for _ in range(steps):
+                env.step(env.action_space.sample())
+                t0, c0 = time.perf_counter(), time.process_time()
+                fn()
+                wall += time.perf_counter() - t0
+                cpu += time.process_time() - c0
+            result.setdefault(label, []).append((wall * 1e3 / steps, cpu * 1e3 / steps))
     env.close()
-    result["depth_over_rgb_wall"] = round(result["rgb+depth"]["wall_ms"] / result["rgb"]["wall_ms"], 2)
-    return result
+    out = {label: {"wall_ms": round(float(np.median([x[0] for x in v])), 3),
+                   "cpu_ms": round(float(np.median([x[1] for x in v])), 3)} for label, v in result.items()}
+    for label in variants:
+        out[label]["wall_over_rgb"] = round(out[label]["wall_ms"] / out["rgb"]["wall_ms"], 2)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--size", default="320x240")
+    ap.add_argument("--rounds", type=int, default=3, help="render rounds, the sets of streams interleaved")
     ap.add_argument("--json", nargs="?", const="benchmarks/out/streams.json")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    out: dict = {**machine(), "size": args.size, "frames": args.frames, "scenes": {}}
+    out: dict = {**machine(), "size": args.size, "frames": args.frames, "rounds": args.rounds, "scenes": {}}
     for scene in SCENES:
         model = _model(scene, width, height)
+        render(model, width, height, 5, SETS[-1])  # warm-up: llvmpipe's first frames compile shaders
+        timings: dict[tuple, list[tuple[float, float]]] = {w: [] for w in SETS}
+        frames_of: dict[tuple, list[bytes]] = {}
+        for _ in range(args.rounds):
+            for wanted in SETS:
+                frames_of[wanted], render_ms, cpu_ms = render(model, width, height, args.frames, wanted)
+                timings[wanted].append((render_ms, cpu_ms))
         rows = {}
         for wanted in SETS:
-            frames, render_ms, cpu_ms = render(model, width, height, args.frames, wanted)
-            rows["+".join(wanted)] = {"render_wall_ms": round(render_ms, 3), "process_cpu_ms": round(cpu_ms, 3),
-                                      "transport": transport(frames, width, height, wanted),
-                                      "encode": encode(frames, width, height, wanted, model)}
-            if wanted == SETS[-1]:
-                out.setdefault("depth_format", {})[scene] = depth_formats(frames, width, height, wanted)
+            frames = frames_of[wanted]
+            rows["+".join(wanted)] = {
+                "render_wall_ms": round(float(np.median([t[0] for t in timings[wanted]])), 3),
+                "render_wall_ms_rounds": [round(t[0], 2) for t in timings[wanted]],
+                "process_cpu_ms": round(float(np.median([t[1] for t in timings[wanted]])), 3),
+                "transport": transport(frames, width, height, wanted),
+                "encode": encode(frames, width, height, wanted, model)}
+        out.setdefault("depth_format", {})[scene] = depth_formats(frames_of[SETS[-1]], width, height, SETS[-1])
         base = rows["rgb"]
         for key, r in rows.items():
             r["render_over_rgb"] = round(r["render_wall_ms"] / base["render_wall_ms"], 2)

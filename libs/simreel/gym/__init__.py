@@ -453,13 +453,27 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._recorded_frames += 1
 
     def _depth_plane(self) -> np.ndarray:
-        """The depth of the frame just rendered, from the env's MuJoCo renderer (same state, same
-        camera), in metres by mujoco.Renderer's arithmetic, quantised as every depth stream is."""
+        """The depth of the frame just rendered, in metres as mujoco.Renderer gives them, quantised as
+        every depth stream is. Read from the depth buffer of the very render env.render() just made
+        (Gymnasium's renderer keeps its last viewer in `viewer`): the same pixels' depth at no render
+        cost. Gymnasium's own `depth_array` renders again, in a second GL context (2.1× the frame
+        time of HalfCheetah against 1.1×: benchmarks/RESULTS.md); it is the fallback when the last
+        render was not an offscreen one of this size."""
+        import mujoco
+
         from ..sim import perception
 
         u = self.env.unwrapped
         r = u.mujoco_renderer
-        zbuffer = r.render("depth_array")
+        viewer = getattr(r, "viewer", None)
+        rect = getattr(viewer, "viewport", None)
+        if rect is not None and hasattr(viewer, "con") and self._size == (rect.width, rect.height):
+            viewer.make_context_current()
+            zbuffer = np.empty((rect.height, rect.width), np.float32)
+            mujoco.mjr_readPixels(None, zbuffer, rect, viewer.con)
+            zbuffer = zbuffer[::-1]  # GL rows are bottom-up
+        else:
+            zbuffer = r.render("depth_array")
         cam = r.camera_id
         ortho = bool(u.model.cam_orthographic[cam]) if cam is not None and cam >= 0 else \
             bool(u.model.vis.global_.orthographic)
