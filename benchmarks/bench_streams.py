@@ -240,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", nargs="?", const="benchmarks/out/streams.json")
     args = ap.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
-    out: dict = {**machine(), "size": args.size, "frames": args.frames, "rounds": args.rounds, "scenes": {}}
+    out: dict = {**machine(), "size": args.size, "frames": args.frames, "rounds": args.rounds,
+                 "load_average_start": [round(x, 2) for x in os.getloadavg()], "scenes": {}}
     for scene in SCENES:
         model = _model(scene, width, height)
         render(model, width, height, 5, SETS[-1])  # warm-up: llvmpipe's first frames compile shaders
@@ -268,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                                              / base["encode"]["rgb"]["encode_cpu_ms"], 2)
         out["scenes"][scene] = rows
     out["gym_half_cheetah_drop_in"] = gym_depth(width, height, args.frames)
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     return emit(out, args.json)
 
 

@@ -33,6 +33,7 @@ STEPS = [
     ("netns", [sys.executable, "-m", "benchmarks.bench_netns", "--json"]),
     ("engines", [sys.executable, "-m", "benchmarks.bench_engines", "--json"]),
     ("batched", [sys.executable, "-m", "benchmarks.bench_batched", "--json"]),
+    ("streams", [sys.executable, "-m", "benchmarks.bench_streams", "--json"]),
     # Needs Debian's chromium (/usr/bin/chromium) and playwright (test extras).
     ("ui", [sys.executable, "-m", "benchmarks.bench_ui", "--json"]),
 ]
