@@ -456,8 +456,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         """The depth of the frame just rendered, in metres as mujoco.Renderer gives them, quantised as
         every depth stream is. Read from the depth buffer of the very render env.render() just made
         (Gymnasium's renderer keeps its last viewer in `viewer`): the same pixels' depth at no render
-        cost. Gymnasium's own `depth_array` renders again, in a second GL context (2.1× the frame
-        time of HalfCheetah against 1.1×: benchmarks/RESULTS.md); it is the fallback when the last
+        cost. Gymnasium's own `depth_array` renders again, in a second GL context (HalfCheetah:
+        +83 % CPU per frame against +16 %, benchmarks/RESULTS.md); it is the fallback when the last
         render was not an offscreen one of this size."""
         import mujoco
 
