@@ -1,9 +1,13 @@
 """Depth and segmentation through the real stack (nats-server, simulator, encoder, uploader, local
 store as separate processes): every stream's files for every camera, read back with PyAV, linked to the
-same frame times, byte-identical for the same request; and depth from the Gymnasium drop-in."""
+same frame times, byte-identical for the same request; on S3 through object-store staging; and depth
+from the Gymnasium drop-in."""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,6 +19,7 @@ import pytest
 
 from simreel import events as ev
 from simreel import streams
+from simreel.embedded import Stack
 from simreel.gym import RecordVideo
 from simreel.media.lossless import read_frames
 from simreel.sim import perception
@@ -22,6 +27,7 @@ from simreel.sim.policies import make_policy
 from simreel.sim.rollout import FrameSchedule, seed_world
 
 from tests.support.runs import run_request, small_request
+from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -164,3 +170,45 @@ def test_the_gym_drop_in_records_depth_of_a_mujoco_env(stack, tmp_path):
         assert sum(1 for _ in c.decode(video=0)) == 16
     report = json.loads(Path(urlparse(video.report_url).path).read_text())
     assert report["streams"]["depth"]["scale_m"] == streams.DEPTH_SCALE_M
+
+
+@pytest.fixture(scope="module")
+def s3_stack(tmp_path_factory):
+    """The stack on a real S3 server, encoded files travelling to the uploader through JetStream's
+    object store (no shared directory)."""
+    base = tmp_path_factory.mktemp("streams-s3")
+    with S3Server() as s3:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SIMREEL_")}
+        env.update({**s3.env("artifacts"), "SIMREEL_STAGING": "objectstore"})
+        stack = Stack(data_dir=base / "data", out_dir=base / "unused", env=env)
+        plain = stack.service_env
+
+        def without_dir_staging():
+            e = plain()
+            e["SIMREEL_STAGING"] = "objectstore"
+            e.pop("SIMREEL_STAGING_DIR", None)
+            return e
+
+        stack.service_env = without_dir_staging
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+async def test_stream_files_are_stored_on_s3_as_their_kinds(s3_stack, tmp_path):
+    req = small_request(run_id="streams-s3", scene=SCENE, duration_s=0.4, policy="zero",
+                        render=ev.RenderSpec(width=W, height=H, fps=FPS, cameras=["down"],
+                                             streams=["rgb", "depth", "segmentation"]))
+    result, _ = await run_request(s3_stack.url, req)
+    assert result.status == "completed", result.error
+    got = {a.kind: a for a in result.artifacts}
+    assert {"video", "depth", "depth_preview", "segmentation", "segmentation_preview"} <= set(got)
+    assert got["depth"].content_type == "video/x-matroska" and got["depth"].key.endswith("/0000/episode-0000-depth.mkv")
+    assert got["segmentation_preview"].key.endswith("/0000/episode-0000-segmentation.mp4")
+    body = urllib.request.urlopen(got["depth"].url, timeout=10).read()  # the presigned URL
+    assert hashlib.sha256(body).hexdigest() == got["depth"].sha256
+    (tmp_path / "d.mkv").write_bytes(body)
+    depth = read_frames(tmp_path / "d.mkv")
+    assert len(depth) == 4 and (depth[0] < streams.DEPTH_MAX).all()  # the floor fills the view
