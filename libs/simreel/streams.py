@@ -165,9 +165,11 @@ def id_colours(p: ev.Perception) -> np.ndarray:
     return lut
 
 
-def report(wanted: Sequence[str], p: ev.Perception | None) -> dict:
+def report(wanted: Sequence[str], p: ev.Perception | None, *, width: int = 0, height: int = 0) -> dict:
     """The report's account of the depth and segmentation files: how to read them back."""
     out: dict = {"recorded": list(wanted), "pix_fmt": {x: PIX_FMT[x] for x in wanted}}
+    if width and height:  # of the whole frame on the wire (every camera), before compression
+        out["raw_bytes_per_frame"] = {x: width * height * BYTES_PER_PIXEL[PIX_FMT[x]] for x in wanted}
     if p is None:
         return out
     if "depth" in wanted:

@@ -288,7 +288,8 @@ class Simulator:
                             physics_dt=_physics_dt(job),
                             extra={"request": _request_summary(req), "frames_per_episode": n_frames,
                                    "engine": engine, "telemetry_fields": list(recorded.fields),
-                                   **({"streams": streams.report(job.streams, perceived)} if len(job.streams) > 1 else {}),
+                                   **({"streams": streams.report(job.streams, perceived, width=frame_w, height=job.height * views)}
+                                      if len(job.streams) > 1 else {}),
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))

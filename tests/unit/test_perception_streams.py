@@ -198,6 +198,8 @@ async def test_a_run_with_depth_and_segmentation_stores_each_streams_files(bus, 
     assert p.depth_preview_m == (1.6, 2.0)  # the box top and the floor of the first frame
     assert p.objects["geom"] == ["floor", "crate"]
     report = done.report["streams"]
+    assert report["raw_bytes_per_frame"] == {"rgb": W * H * 3, "depth": W * H * 2, "segmentation": W * H * 4}
+    assert done.report["timings"]["frames_published_bytes"] < done.frames * W * H * 9  # compressed on the way
     assert report["depth"]["scale_m"] == 0.001 and report["depth"]["preview"]["range_m"] == {"near": 1.6, "far": 2.0}
     assert {(e["name"], e["type"]) for e in report["segmentation"]["legend"]} == {("floor", "geom"), ("crate", "geom")}
     batches = [ev.decode_frames(m.data) for m in bus.frames]

@@ -181,7 +181,8 @@ class RunRecorder:
             render={"width": self.width, "height": self.height, "fps": self.fps, "cameras": self.cameras},
             physics_dt=self.physics_dt,
             extra={"source": "recorder", "outputs": msgspec.to_builtins(self.outputs),
-                   **({"streams": stream_planes.report(self.publisher.streams, self.perception)}
+                   **({"streams": stream_planes.report(self.publisher.streams, self.perception, width=self.width,
+                                                       height=self.height)}
                       if len(self.publisher.streams) > 1 else {}),
                    **self._report_extra, **dict(report or {})})
         done = await self.publisher.completed(self.started, full, scene_saved=False)
