@@ -345,3 +345,16 @@ def test_the_gym_drop_in_refuses_streams_an_env_cannot_give_at_construction(tmp_
                     streams=("rgb", "segmentation"))
     with pytest.raises(ValueError, match="'rgb' must be one of the streams"):
         RecordVideo(gym.make("CartPole-v1", render_mode="rgb_array"), str(tmp_path), streams=("depth",))
+
+
+def test_the_uis_live_preview_shows_the_rgb_plane_of_a_frame_with_streams():
+    from simreel import framecodec
+    from simreel.services.ui import preview
+
+    wanted = streams.frame_streams(["rgb", "depth", "segmentation"])
+    rgb = [np.full((H, W, 3), 40 * k, np.uint8) for k in (1, 2)]
+    frames = [r.tobytes() + bytes(W * H * 2) + bytes(W * H * 4) for r in rgb]
+    c = framecodec.FrameCompressor()
+    data = b"".join(c.compress(f) for f in frames)
+    got = preview._preview_png(data, "zstd", 2, W, H, wanted)
+    assert got == preview.png(preview.shrink(rgb[1].tobytes(), W, H))  # the last frame's colour
