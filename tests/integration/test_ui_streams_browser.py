@@ -96,5 +96,17 @@ def test_streams_follow_the_video_and_the_pointer_reads_depth_and_object(env):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 10)
     expect(pointer).to_have_attribute("data-object", "crate")
     page.screenshot(path=str(env["shots"] / "ui-streams.png"), full_page=False)
+
+    # Run again: the form comes back with the run's streams ticked, and sends them.
+    page.click("#again")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    expect(page.locator('input[name="render.streams"][value="depth"]')).to_be_checked()
+    expect(page.locator('input[name="render.streams"][value="segmentation"]')).to_be_checked()
+    page.locator('input[name="render.streams"][value="segmentation"]').uncheck()
+    sent = page.evaluate("""() => new Promise((ok) => { const f = window.fetch;
+        window.fetch = (url, o) => { if (o && o.method === 'POST') { ok(JSON.parse(o.body.get('request')).render.streams);
+          return new Promise(() => {}); } return f(url, o); };
+        document.querySelector('#submit').click(); })""")
+    assert sent == ["rgb", "depth"]
     page.close()
     assert not errors, errors
