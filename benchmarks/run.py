@@ -35,6 +35,7 @@ STEPS = [
     ("engines", [sys.executable, "-m", "benchmarks.bench_engines", "--json"]),
     ("batched", [sys.executable, "-m", "benchmarks.bench_batched", "--json"]),
     ("scene_files", [sys.executable, "-m", "benchmarks.bench_scene_files", "--rounds", "4", "--json"]),
+    ("streams", [sys.executable, "-m", "benchmarks.bench_streams", "--json"]),
     # Needs Debian's chromium (/usr/bin/chromium) and playwright (test extras).
     ("ui", [sys.executable, "-m", "benchmarks.bench_ui", "--json"]),
 ]

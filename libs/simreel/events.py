@@ -42,7 +42,17 @@ Episode = Annotated[int, msgspec.Meta(ge=0, le=100_000)]
 Attempt = Annotated[int, msgspec.Meta(ge=1, le=100)]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=86_400)]
 VideoFormat = Literal["mp4", "gif", "png"]
-ArtifactKind = Literal["video", "gif", "frames", "scene", "report", "telemetry"]
+# What a camera records: colour, depth (metres), segmentation (object id and type per pixel).
+StreamName = Literal["rgb", "depth", "segmentation"]
+# Files of a stream: the request's formats for rgb; "mkv" (FFV1, lossless) and an "mp4" preview for
+# depth and segmentation.
+FileFormat = Literal["mp4", "gif", "png", "mkv"]
+# Pixel format of each stream on the wire (simreel.streams): rgb24; depth as uint16 little-endian in
+# units of SimStarted.perception.depth_scale_m; segmentation as bgra bytes = object id + 1 (16 bits
+# in B, G), object type + 1 (R), 0 (A); 0 is "no object".
+PixFmt = Literal["rgb24", "gray16le", "bgra"]
+ArtifactKind = Literal["video", "gif", "frames", "scene", "report", "telemetry",
+                       "depth", "depth_preview", "segmentation", "segmentation_preview"]
 
 
 def new_id() -> str:
@@ -87,6 +97,10 @@ class RenderSpec(msgspec.Struct, frozen=True, kw_only=True):
     # Names only: a request never names a module to import.
     engine: Name = "gl"
     engine_options: dict[str, str | int | float | bool] = {}
+    # Streams recorded for every camera; "rgb" always among them (the simulator refuses the request
+    # otherwise, and a stream the engine cannot render, before rendering).
+    streams: Annotated[list[StreamName], msgspec.Meta(min_length=1, max_length=3)] = \
+        msgspec.field(default_factory=lambda: ["rgb"])
 
 
 # CRF each MP4 codec accepts: the one home of this rule (the schema's bound is the widest; the
@@ -156,6 +170,21 @@ class SimRequested(Event, kw_only=True):
 # --- simulator -------------------------------------------------------------------------------------
 
 
+class Perception(msgspec.Struct, frozen=True, kw_only=True):
+    """How to read a run's depth and segmentation streams (SimStarted.perception, and the report)."""
+
+    # Stored depth value v means v × depth_scale_m metres; 65535 means that far or farther (background).
+    depth_scale_m: float = 0.001
+    # The renderer's near and far clip planes (MuJoCo: znear / zfar × the model's extent).
+    depth_clip_m: tuple[float, float] = (0.0, 0.0)
+    # The depth preview's colour range, fixed for the run (from its first frame).
+    depth_preview_m: tuple[float, float] = (0.0, 0.0)
+    # Segmentation legend: object type ("geom", "site", …) → names by id ("" when unnamed), and the
+    # type's mjtObj value (what a pixel's type channel holds).
+    objects: dict[str, list[str]] = {}
+    object_types: dict[str, int] = {}
+
+
 class SimStarted(Event, kw_only=True):
     attempt: Attempt
     scene: str
@@ -182,6 +211,16 @@ class SimStarted(Event, kw_only=True):
     # Labels of the vector channels in each frame's telemetry ("action", "qpos", "qvel", "sensordata",
     # "obs"): the encoder puts them into telemetry.jsonl's first row ("names"). Empty from older producers.
     telemetry_names: dict[str, list[str]] = {}
+    # The streams of every frame (FrameBatch.streams), and how to read depth / segmentation.
+    streams: list[StreamName] = msgspec.field(default_factory=lambda: ["rgb"])
+    perception: Perception | None = None
+
+
+class FrameStream(msgspec.Struct, frozen=True, kw_only=True):
+    """One plane of every frame of a FrameBatch: which stream, in which pixel format."""
+
+    stream: StreamName
+    pix_fmt: PixFmt
 
 
 class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -205,6 +244,9 @@ class FrameBatch(msgspec.Struct, frozen=True, kw_only=True):
     width: Width
     height: Height
     pix_fmt: Literal["rgb24"] = "rgb24"
+    # Planes of each frame, back to back, each `width × height` pixels of its pix_fmt; empty = one
+    # rgb24 plane (as older producers send).
+    streams: list[FrameStream] = []
     compression: Literal["none", "zstd"] = "none"
     times: list[float] = []
     frames: bytes = b""
@@ -290,7 +332,8 @@ class VideoAvailable(Event, kw_only=True):
     session: Name
     episode: Episode | None  # None: all episodes back to back (concat layout)
     camera: str | None = None
-    format: VideoFormat
+    stream: StreamName = "rgb"
+    format: FileFormat
     staged: str
     frames: Count
     fps: float

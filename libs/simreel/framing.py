@@ -14,8 +14,8 @@ from typing import Any
 
 import msgspec
 
-from . import framecodec
-from .events import FrameBatch
+from . import framecodec, streams as stream_planes
+from .events import FrameBatch, FrameStream
 
 # Room for the msgpack envelope and NATS headers (telemetry rows are counted as they are added).
 ENVELOPE_BYTES = 16 * 1024
@@ -38,6 +38,8 @@ class FramePacker:
     max_payload: int
     seq: int = 0
     compression: str = framecodec.DEFAULT
+    # The planes of each frame (simreel.streams); empty = rgb24 alone.
+    streams: list[FrameStream] = field(default_factory=list)
     _frames: list[bytes] = field(default_factory=list)
     _times: list[float] = field(default_factory=list)
     _telemetry: list[dict[str, Any]] = field(default_factory=list)
@@ -54,7 +56,7 @@ class FramePacker:
 
     @property
     def frame_bytes(self) -> int:
-        return self.width * self.height * 3
+        return stream_planes.frame_bytes(self.width, self.height, self.streams)
 
     @property
     def budget(self) -> int:
@@ -62,7 +64,8 @@ class FramePacker:
 
     def _batch(self, **kw) -> FrameBatch:
         b = FrameBatch(run_id=self.run_id, attempt=self.attempt, episode=self.episode, seq=self.seq,
-                       width=self.width, height=self.height, compression=self.compression, **kw)
+                       width=self.width, height=self.height, compression=self.compression,
+                       streams=self.streams, **kw)
         self.seq += 1
         return b
 
@@ -115,7 +118,7 @@ class FramePacker:
 def frame_buffers(batch: FrameBatch) -> list[bytes | memoryview]:
     """The pixels of each whole frame of the batch, decompressed if need be (raw frames are views into
     the message, not copies). Raises framecodec.CorruptFrames; not for parts of a split frame."""
-    size = batch.width * batch.height * 3
+    size = stream_planes.frame_bytes(batch.width, batch.height, batch.streams)
     if batch.compression == "none":
         if len(batch.frames) != size * batch.count:
             raise FrameSequenceError(f"batch {batch.seq}: {len(batch.frames)} bytes for {batch.count} frames of {size}")
@@ -188,12 +191,13 @@ class FrameAssembler:
         index, t, tel = self._part_meta  # type: ignore[misc]
         pixels = b"".join(self._parts)
         self._parts, self._part_meta = [], None
+        size = stream_planes.frame_bytes(batch.width, batch.height, batch.streams)
         if batch.compression != "none":
             try:
-                pixels = framecodec.decompress(pixels, batch.width * batch.height * 3)
+                pixels = framecodec.decompress(pixels, size)
             except framecodec.CorruptFrames as e:
                 raise FrameSequenceError(f"frame {index}: {e}") from None
-        if len(pixels) != batch.width * batch.height * 3:
+        if len(pixels) != size:
             raise FrameSequenceError(f"frame {index}: reassembled {len(pixels)} bytes")
         self.expected += 1
         return [Frame(index, t, pixels, tel)]

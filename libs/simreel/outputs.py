@@ -5,13 +5,27 @@ from __future__ import annotations
 from . import events as ev
 
 
-def video_file_name(episode: int | None, fmt: str, camera: str | None = None) -> str:
+def video_file_name(episode: int | None, fmt: str, camera: str | None = None, stream: str = "rgb") -> str:
     """The one naming rule for video files, staged and stored: `episode-0003[-camera].mp4`, `all.gif`,
-    `episode-0003-frames.zip` (PNG frames)."""
+    `episode-0003-frames.zip` (PNG frames); other streams than rgb add theirs:
+    `episode-0003[-camera]-depth.mkv` (lossless) and `episode-0003[-camera]-depth.mp4` (preview)."""
     stem = "all" if episode is None else f"episode-{episode:04d}"
     if camera:
         stem += f"-{camera}"
+    if stream != "rgb":
+        stem += f"-{stream}"
     return f"{stem}-frames.zip" if fmt == "png" else f"{stem}.{fmt}"
+
+
+# The files of each stream other than rgb (whose files are the request's formats): lossless + preview.
+STREAM_FORMATS: dict[str, tuple[str, ...]] = {"depth": ("mkv", "mp4"), "segmentation": ("mkv", "mp4")}
+
+
+def artifact_kind(stream: str, fmt: str) -> ev.ArtifactKind:
+    """What an encoded file is, for the store, retention and the ui."""
+    if stream == "rgb":
+        return {"mp4": "video", "gif": "gif", "png": "frames"}[fmt]  # type: ignore[return-value]
+    return stream if fmt == "mkv" else f"{stream}_preview"  # type: ignore[return-value]
 
 
 def views(req: ev.SimRequested) -> int:
@@ -21,12 +35,15 @@ def views(req: ev.SimRequested) -> int:
 
 
 def video_outputs(req: ev.SimRequested | ev.SimStarted) -> int:
-    """VideoAvailable count of a run: formats × (each episode and/or one concatenated file) × views."""
+    """VideoAvailable count of a run: (formats + 2 per stream beyond rgb) × (each episode and/or one
+    concatenated file) × views."""
     outs = req.outputs
     per_episode = req.episodes if outs.layout in ("per-episode", "both") else 0
     concat = 1 if outs.layout in ("concat", "both") else 0
     n_views = req.views if isinstance(req, ev.SimStarted) else views(req)
-    return len(set(outs.formats)) * (per_episode + concat) * n_views
+    recorded = req.streams if isinstance(req, ev.SimStarted) else req.render.streams
+    files = len(set(outs.formats)) + sum(len(STREAM_FORMATS[x]) for x in set(recorded) if x != "rgb")
+    return files * (per_episode + concat) * n_views
 
 
 def expected_artifacts(req: ev.SimRequested | ev.SimStarted, *, scene_saved: bool = True) -> int:

@@ -82,7 +82,7 @@ class RunState:
                 self.episodes_ended += 1
                 self.episode_ends[e.episode] = e
         elif isinstance(e, ev.VideoAvailable):
-            self.videos[f"{e.episode}:{e.format}:{e.camera}"] = e
+            self.videos[f"{e.episode}:{e.format}:{e.camera}" + (f":{e.stream}" if e.stream != "rgb" else "")] = e
         elif isinstance(e, ev.ArtifactStored):
             self.artifacts[e.key] = e
         elif isinstance(e, ev.ArtifactDeleted):

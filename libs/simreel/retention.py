@@ -12,7 +12,7 @@ from typing import Iterable
 
 from simreel import events as ev
 
-VIDEO_KINDS = ("video", "gif", "frames")
+VIDEO_KINDS = ("video", "gif", "frames", "depth", "depth_preview", "segmentation", "segmentation_preview")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 import nats.errors
 
 from . import events as ev
-from . import framecodec
+from . import framecodec, streams as stream_planes
 from .bus import Bus, FramePublisher
 from .framing import FramePacker
 from .outputs import expected_artifacts
@@ -64,7 +64,8 @@ class RunPublisher:
 
     def __init__(self, bus: Bus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
                  frame_height: int, inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
-                 compression: str = framecodec.DEFAULT, max_batch_bytes: int | None = None) -> None:
+                 compression: str = framecodec.DEFAULT, max_batch_bytes: int | None = None,
+                 streams: Sequence[str] = ("rgb",)) -> None:
         self.bus = bus
         self.run_id = run_id
         self.attempt = attempt
@@ -73,6 +74,8 @@ class RunPublisher:
         self.frame_width, self.frame_height = frame_width, frame_height
         self.compression = compression
         self.max_batch_bytes = max_batch_bytes  # below the server's max_payload: smaller transient copies
+        self.streams = list(streams)  # every frame's planes, in this order (simreel.streams)
+        self._frame_streams = stream_planes.frame_streams(self.streams)
         self.frames = FramePublisher(bus, inflight_bytes)
         self.episodes: list[dict[str, Any]] = []  # one report line per ended episode
         self.total_frames = 0
@@ -90,7 +93,8 @@ class RunPublisher:
     def started(self, *, scene: str, episodes: int, frames_per_episode: Sequence[int], width: int, height: int,
                 outputs: ev.OutputSpec, cameras: Sequence[str] = (), views: int = 1, tile: bool = False,
                 physics_dt: float = 0.0, gl: Mapping[str, str] | None = None, engine: str = "gl",
-                worlds: int = 1, telemetry_names: Mapping[str, list[str]] | None = None) -> ev.SimStarted:
+                worlds: int = 1, telemetry_names: Mapping[str, list[str]] | None = None,
+                perception: ev.Perception | None = None) -> ev.SimStarted:
         gl = gl or {}
         self.t0 = time.monotonic()
         return validated(ev.SimStarted(
@@ -99,7 +103,7 @@ class RunPublisher:
             cameras=list(cameras), views=views, tile=tile, physics_dt=float(physics_dt),
             gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""), session=self.session,
             outputs=outputs, frame_compression=self.compression, engine=engine, worlds=worlds,
-            telemetry_names=dict(telemetry_names or {})))
+            telemetry_names=dict(telemetry_names or {}), streams=list(self.streams), perception=perception))
 
     async def end_episode(self, episode: int, outcome: EpisodeOutcome,
                           extra: Mapping[str, Any] | None = None) -> ev.EpisodeEnded:
@@ -173,5 +177,5 @@ class RunPublisher:
             packer = self._packers[episode] = FramePacker(
                 self.run_id, self.attempt, episode, self.frame_width, self.frame_height,
                 min(self.bus.max_payload, self.max_batch_bytes or self.bus.max_payload),
-                compression=self.compression)
+                compression=self.compression, streams=self._frame_streams)
         return packer

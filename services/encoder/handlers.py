@@ -77,7 +77,7 @@ class Encoder:
         # Which replica holds which run (operators, and the reliability tests that kill it).
         log.info("encode_started", episodes=st.episodes, frames_per_episode=st.frames_per_episode,
                  delivery=delivery.attempt)
-        problem = _unsupported(st.outputs)
+        problem = _unsupported(st.outputs, previews=len(st.streams) > 1)
         if problem:
             yield self._failed(st, "encode_failed", problem)
             return
@@ -268,14 +268,16 @@ class Encoder:
         """Stage each finished file; its VideoAvailable."""
         out = []
         for f in finished:
-            name = file_name(f.episode, f.format, f.camera)
+            name = file_name(f.episode, f.format, f.camera, f.stream)
             ep = "all" if f.episode is None else str(f.episode)
             cam = f"-{f.camera}" if f.camera else ""
+            cam += f"-{f.stream}" if f.stream != "rgb" else ""
             ref = await self.staging.put(f"{st.run_id}/{st.attempt}/{ep}/{name}", f.info.path)
             info = f.info
             out.append(ev.VideoAvailable(
                 event_id=f"video-{st.run_id}-{st.attempt}-{ep}-{f.format}{cam}", run_id=st.run_id,
-                attempt=st.attempt, session=st.session, episode=f.episode, camera=f.camera, format=f.format, staged=ref, frames=info.frames,
+                attempt=st.attempt, session=st.session, episode=f.episode, camera=f.camera, stream=f.stream,
+                format=f.format, staged=ref, frames=info.frames,
                 fps=float(info.fps), duration_s=info.duration_s, width=info.width, height=info.height,
                 codec=info.codec, bytes=info.bytes, sha256=info.sha256, encode_ms=info.encode_ms,
                 spans=f.spans, warnings=f.warnings))
@@ -289,11 +291,12 @@ class Encoder:
                                code=code, message=message)
 
 
-def _unsupported(o: ev.OutputSpec) -> str | None:
-    """Options this encoder cannot honour, said before any frame is read (not after five retries)."""
+def _unsupported(o: ev.OutputSpec, *, previews: bool = False) -> str | None:
+    """Options this encoder cannot honour, said before any frame is read (not after five retries).
+    `previews`: the run has depth or segmentation, whose previews are MP4s in the request's codec."""
     from simreel.media.mp4 import available_codecs
 
-    if ("mp4" in o.formats or "gif" in o.formats) and o.codec not in available_codecs():
+    if ("mp4" in o.formats or "gif" in o.formats or previews) and o.codec not in available_codecs():
         return f"codec {o.codec!r} is not in this encoder's PyAV build (available: {', '.join(available_codecs())})"
     lo, hi = ev.CRF_RANGE[o.codec]
     if not lo <= o.crf <= hi:

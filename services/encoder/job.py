@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+
+import numpy as np
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simreel import events as ev
+from simreel import streams
 from simreel.framing import Frame
 from simreel.outputs import video_file_name
 from simreel.media.gif import mp4_to_gif
 from simreel.media.info import VideoInfo, file_digest
+from simreel.media.colormap import DepthColours, segmentation_rgb
+from simreel.media.lossless import LosslessWriter
 from simreel.media.mp4 import Mp4Writer
 from simreel.media.png import PngZipWriter
 from simreel.media.stats import FrameStats
@@ -32,16 +37,48 @@ class Finished:
     camera: str | None = None
     spans: list[ev.EpisodeSpan] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    stream: str = "rgb"
 
 
 file_name = video_file_name
+
+
+class _StreamFiles:
+    """A depth or segmentation stream of one video: the lossless file and its colour preview."""
+
+    def __init__(self, workdir: Path, episode: int | None, st: ev.SimStarted, threads: int, camera: str | None,
+                 stream: str, colours) -> None:
+        o = st.outputs
+        self.stream, self.colours = stream, colours
+        self.lossless = LosslessWriter(workdir / file_name(episode, "mkv", camera, stream), width=st.width,
+                                       height=st.height, fps=st.fps, pix_fmt=streams.PIX_FMT[stream])
+        self.preview = Mp4Writer(workdir / file_name(episode, "mp4", camera, stream), width=st.width,
+                                 height=st.height, fps=st.fps, crf=o.crf, codec=o.codec, preset=o.preset,
+                                 threads=threads)
+        self._shape = (st.height, st.width) + ((4,) if stream == "segmentation" else ())
+        self._dtype = "<u2" if stream == "depth" else np.uint8
+
+    def write(self, plane) -> None:
+        arr = np.frombuffer(plane, self._dtype).reshape(self._shape)
+        self.lossless.write(arr)
+        self.preview.write(self.colours(arr))
+
+    def mark(self, label: str) -> None:
+        self.preview.mark(label)
+
+    def finish(self) -> list[tuple[str, VideoInfo]]:
+        return [("mkv", self.lossless.close()), ("mp4", self.preview.close())]
+
+    def abort(self) -> None:
+        self.lossless.abort()
+        self.preview.abort()
 
 
 class _Outputs:
     """The writers of one video (an episode, or the concatenation)."""
 
     def __init__(self, workdir: Path, episode: int | None, st: ev.SimStarted, threads: int,
-                 camera: str | None = None) -> None:
+                 camera: str | None = None, colours: dict | None = None) -> None:
         o = st.outputs
         self.episode = episode
         self.camera = camera
@@ -55,6 +92,8 @@ class _Outputs:
         self.png = PngZipWriter(workdir / file_name(episode, "png", camera), width=st.width, height=st.height) \
             if "png" in self.formats else None
         self.stats = FrameStats(st.width, st.height)
+        self.streams = [_StreamFiles(workdir, episode, st, threads, camera, x, (colours or {})[x])
+                        for x in st.streams if x != "rgb"]
         self.spans: list[ev.EpisodeSpan] = []
         self.frames = 0
         self.fps = st.fps
@@ -63,6 +102,9 @@ class _Outputs:
         if self.episode is None:  # concat: remember where each episode starts
             if self.mp4 is not None and self.frames:
                 self.mp4.mark(f"episode-{episode}")
+            for x in self.streams:
+                if self.frames:
+                    x.mark(f"episode-{episode}")
             self.spans.append(ev.EpisodeSpan(episode=episode, first_frame=self.frames, frames=0,
                                              start_s=self.frames / self.fps))
 
@@ -71,11 +113,14 @@ class _Outputs:
             s = self.spans[-1]
             self.spans[-1] = ev.EpisodeSpan(episode=episode, first_frame=s.first_frame, frames=frames, start_s=s.start_s)
 
-    def write(self, pixels: bytes) -> None:
+    def write(self, pixels: bytes, planes: list | None = None) -> None:
+        """`pixels`: the rgb24 view; `planes`: the other streams' views, in the run's stream order."""
         if self.mp4 is not None:
             self.mp4.write(pixels)
         if self.png is not None:
             self.png.write(pixels)
+        for x, plane in zip(self.streams, planes or ()):
+            x.write(plane)
         self.stats.update(pixels)
         self.frames += 1
 
@@ -93,9 +138,17 @@ class _Outputs:
                 self.mp4_path.unlink(missing_ok=True)
         if self.png is not None:
             out.append(Finished(self.episode, "png", self.png.close(), self.camera, list(self.spans), warnings))
+        for x in self.streams:
+            for fmt, info in x.finish():
+                out.append(Finished(self.episode, fmt, info, self.camera, list(self.spans), [], x.stream))
         return out
 
     def abort(self) -> None:
+        for x in self.streams:
+            try:
+                x.abort()
+            except Exception:  # noqa: BLE001 - best effort cleanup
+                pass
         for w in (self.mp4, self.png):
             if w is not None:
                 try:
@@ -114,7 +167,11 @@ class EncodeJob:
         # One video per stacked view (camera); a single or tiled camera is one view named None.
         self.view_names: list[str | None] = list(st.cameras) if st.views > 1 else [None]
         self.view_bytes = st.width * st.height * 3
-        self.concat = [_Outputs(workdir, None, st, threads, cam) for cam in self.view_names] \
+        # Planes of each frame (rgb first), and each view's bytes in each plane.
+        self.planes = streams.frame_streams(st.streams)
+        self.plane_view_bytes = [st.width * st.height * streams.BYTES_PER_PIXEL[p.pix_fmt] for p in self.planes]
+        self.colours = _stream_colours(st)
+        self.concat = [_Outputs(workdir, None, st, threads, cam, self.colours) for cam in self.view_names] \
             if o.layout in ("concat", "both") else []
         self.current: list[_Outputs] = []
         self.current_episode: int | None = None
@@ -132,21 +189,27 @@ class EncodeJob:
         self.current_episode = episode
         self.episode_frames = 0
         if self.per_episode:
-            self.current = [_Outputs(self.workdir, episode, self.st, self.threads, cam) for cam in self.view_names]
+            self.current = [_Outputs(self.workdir, episode, self.st, self.threads, cam, self.colours)
+                            for cam in self.view_names]
         for c in self.concat:
             c.start_episode(episode)
 
     def write(self, episode: int, frames: list[Frame]) -> None:
         n = len(self.view_names)
         for f in frames:
-            views = [f.pixels] if n == 1 else [f.pixels[i * self.view_bytes:(i + 1) * self.view_bytes] for i in range(n)]
-            for out, px in zip(self.current, views):
-                out.write(px)
+            if self.planes:
+                views, extra = self._split(f.pixels)
+            else:
+                views = [f.pixels] if n == 1 else [f.pixels[i * self.view_bytes:(i + 1) * self.view_bytes]
+                                                   for i in range(n)]
+                extra = [None] * n
+            for out, px, more in zip(self.current, views, extra):
+                out.write(px, more)
             concat_index = None
             if self.concat:
                 concat_index = self.concat[0].frames
-                for out, px in zip(self.concat, views):
-                    out.write(px)
+                for out, px, more in zip(self.concat, views, extra):
+                    out.write(px, more)
             if self._telemetry is not None:
                 row: dict[str, Any] = {"episode": episode, "frame": f.index, "video_t": f.index / self.st.fps}
                 if concat_index is not None:
@@ -158,6 +221,19 @@ class EncodeJob:
                 self._telemetry.write(json.dumps(row, separators=(",", ":")) + "\n")
                 self.telemetry_rows += 1
             self.episode_frames += 1
+
+    def _split(self, frame) -> tuple[list, list[list]]:
+        """A frame of several planes → each view's rgb and each view's other planes (views, no copies)."""
+        n = len(self.view_names)
+        plane_views: list[list] = []
+        pos = 0
+        view = memoryview(frame)
+        for size in self.plane_view_bytes:
+            plane_views.append([view[pos + i * size:pos + (i + 1) * size] for i in range(n)])
+            pos += size * n
+        if pos != len(view):
+            raise ValueError(f"frame of {len(view)} bytes, its {len(self.planes)} planes make {pos}")
+        return plane_views[0], [[p[i] for p in plane_views[1:]] for i in range(n)]
 
     def end_episode(self, episode: int) -> list[Finished]:
         self.done_episodes.add(episode)
@@ -188,6 +264,19 @@ class EncodeJob:
     @property
     def complete(self) -> bool:
         return len(self.done_episodes) >= self.st.episodes
+
+
+def _stream_colours(st: ev.SimStarted) -> dict:
+    """How each stream beyond rgb becomes its preview's colours, fixed for the run."""
+    p = st.perception or ev.Perception()
+    out: dict = {}
+    if "depth" in st.streams:
+        near, far = p.depth_preview_m if p.depth_preview_m[1] > p.depth_preview_m[0] else (0.0, 10.0)
+        out["depth"] = DepthColours(near, far)
+    if "segmentation" in st.streams:
+        lut = streams.id_colours(p)
+        out["segmentation"] = lambda packed: segmentation_rgb(packed, lut)
+    return out
 
 
 def telemetry_digest(path: Path) -> tuple[int, str]:

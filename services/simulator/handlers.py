@@ -16,17 +16,19 @@ from dataclasses import dataclass
 from typing import AsyncIterator
 
 import msgspec
+import numpy as np
 
 from simreel import events as ev
 from simreel import log as logs
-from simreel import subjects
+from simreel import streams, subjects
 from simreel.bus import Bus, Delivery
 from simreel.config import Settings
 from simreel.handoff import Handoff
 from simreel.staging import Staging
 from simreel.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
-from simreel.sim import gymenv, loader, state
+from simreel.sim import engines as sim_engines
+from simreel.sim import gymenv, loader, perception, state
 
 from . import plan
 from .scene_cache import SceneCache
@@ -105,9 +107,14 @@ class Simulator:
         except plan.LimitExceeded as e:
             log.warning("request_refused", reason=str(e))
             return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
+        if problem := streams.check_streams(req.render.streams):
+            return Refused([self._failed(req, attempt, "bad_request", f"render.streams: {problem}", "render.streams")])
         if req.scene.startswith(gymenv.GYM_PREFIX):
             return await self._prepare_gym(req, attempt, log)
         r = req.render
+        if problem := _stream_unavailable(r.engine, r.streams):
+            log.warning("request_refused", reason=problem)
+            return Refused([self._failed(req, attempt, "bad_request", problem, "render.streams")])
         try:
             plan.check_scene_files(req, self.settings.limits)
         except plan.LimitExceeded as e:
@@ -158,7 +165,8 @@ class Simulator:
                         policy=req.policy, policy_params=dict(req.policy_params),
                         policy_allow=self.settings.policy_allowlist, engine=r.engine,
                         engine_options=dict(r.engine_options), max_worlds=self.settings.limits.max_worlds,
-                        state_fields=recorded.fields, policy_source=policy_source)
+                        state_fields=recorded.fields, policy_source=policy_source,
+                        streams=tuple(r.streams))
         return Prepared(job, label, n_frames, recorded)
 
     def _state_plan(self, req: ev.SimRequested, available: dict[str, list[str]],
@@ -178,6 +186,11 @@ class Simulator:
         if r.engine != "gl":
             return Refused([self._failed(req, attempt, "bad_request", "gymnasium scenes are rendered by the env itself: "
                                          f"render.engine must be 'gl', not {r.engine!r}", "render.engine")])
+        if extra := [x for x in r.streams if x != "rgb"]:
+            return Refused([self._failed(req, attempt, "bad_request", f"gymnasium scenes render through the env's "
+                                         f"render(), which gives rgb frames only: the {extra[0]!r} stream cannot be "
+                                         "recorded (simreel.gym.RecordVideo records depth from MuJoCo envs)",
+                                         "render.streams")])
         try:
             factory, info = await asyncio.to_thread(gymenv.open_gym_scene, req.scene, req.env_kwargs, r.width,
                                                     r.height)
@@ -217,15 +230,38 @@ class Simulator:
         pub = RunPublisher(self.bus, run_id=req.run_id, attempt=attempt, session=req.session, fps=job.fps,
                            frame_width=frame_w, frame_height=job.height * views,
                            inflight_bytes=self.settings.inflight_bytes,
-                           compression=self.settings.frame_compression)
+                           compression=self.settings.frame_compression, streams=job.streams)
         handoff: Handoff[WorkerMessage] = Handoff(asyncio.get_running_loop(), max_items=self.settings.frame_queue)
         cancel = threading.Event()
         thread = run_in_thread(job, handoff, cancel)
         gl: dict = {}
         engine: dict = {}
+        perceived: ev.Perception | None = None
+        # With more streams than rgb, SimStarted waits for the first frame, which fixes the run's
+        # depth preview range.
+        pending = False
+
+        def started(first_frame: bytes | None) -> ev.SimStarted:
+            nonlocal perceived
+            preview = None
+            if first_frame is not None and "depth" in job.streams:
+                depth = streams.planes(first_frame, frame_w, job.height * views, job.streams)["depth"]
+                preview = perception.preview_range(np.frombuffer(depth, "<u2"), perception.clip_planes(job.model))
+            perceived = perception.perception(job.model, job.streams, preview_m=preview)
+            return pub.started(
+                scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
+                width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
+                cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl,
+                engine=job.engine, worlds=engine.get("worlds", 1),
+                telemetry_names=recorded.names if req.outputs.telemetry else None, perception=perceived)
+
         try:
             while True:
-                match await handoff.get():
+                message = await handoff.get()
+                if pending and not isinstance(message, (RendererReady, WorkerFailed)):
+                    pending = False
+                    yield started(message.pixels if isinstance(message, FrameRendered) else None)
+                match message:
                     case FrameRendered(episode, index, t, pixels, telemetry):
                         await pub.frame(episode, index, t, pixels, telemetry)
                     case EpisodeRendered(episode, s):
@@ -249,12 +285,10 @@ class Simulator:
                                                f"episode {episode}: {'; '.join(warnings)}", "fail_on_blank")
                             return
                     case RendererReady(gl, engine):
-                        yield (pub.started(
-                            scene=label, episodes=req.episodes, frames_per_episode=[n_frames] * req.episodes,
-                            width=frame_w if job.tile else job.width, height=job.height, outputs=req.outputs,
-                            cameras=job.cameras, views=views, tile=job.tile, physics_dt=_physics_dt(job), gl=gl,
-                            engine=job.engine, worlds=engine.get("worlds", 1),
-                            telemetry_names=recorded.names if req.outputs.telemetry else None))
+                        if len(job.streams) > 1:
+                            pending = True
+                        else:
+                            yield started(None)
                         log.info("sim_started", gl_backend=gl.get("backend"), gl_renderer=gl.get("renderer"),
                                  engine=engine.get("engine"), worlds=engine.get("worlds"),
                                  warmup_s=engine.get("warmup_s"), frames_per_episode=n_frames, episodes=req.episodes)
@@ -279,6 +313,8 @@ class Simulator:
                             physics_dt=_physics_dt(job),
                             extra={"request": _request_summary(req), "frames_per_episode": n_frames,
                                    "engine": engine, "telemetry_fields": list(recorded.fields),
+                                   **({"streams": streams.report(job.streams, perceived, width=frame_w, height=job.height * views)}
+                                      if len(job.streams) > 1 else {}),
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
@@ -337,6 +373,21 @@ def _judge_history(history: dict[str, int], delivery: Delivery) -> str:
         return "duplicate"
     last = max(history, key=history.get)
     return "done" if last in ("completed", "failed") else "run"
+
+
+def _stream_unavailable(engine: str, wanted: list[str]) -> str | None:
+    """Why the engine cannot render one of the streams, before anything is rendered."""
+    if wanted == ["rgb"]:
+        return None
+    try:
+        can = sim_engines.streams_of(engine)
+    except sim_engines.EngineUnavailable:
+        return None  # the engine itself fails when it starts, with its reason
+    missing = [x for x in wanted if x not in can]
+    if missing:
+        return (f"render engine {engine!r} cannot render the {missing[0]!r} stream "
+                f"(it renders: {', '.join(can)})")
+    return None
 
 
 def _physics_dt(job: WorkerJob) -> float:

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import mujoco
+import numpy as np
 
 from simreel.handoff import Handoff
 from simreel.sim import gymenv, policies
 from simreel.sim.gymenv import GymEpisodeRunner
-from simreel.sim.rollout import EpisodeRunner, EpisodeSummary
+from simreel.sim.rollout import EpisodeRunner, EpisodeSummary, FrameOut
 
 
 @dataclass
@@ -41,6 +42,7 @@ class WorkerJob:
     max_worlds: int = 64
     state_fields: tuple[str, ...] = ()  # qpos/qvel/sensordata (MJCF) or obs (gymnasium) per frame
     policy_source: bytes | None = None  # a `file:` policy's content, read from the request's files
+    streams: tuple[str, ...] = ("rgb",)  # planes of every frame, in this order (simreel.streams)
 
 
 # --- what the render thread says -------------------------------------------------------------------
@@ -93,6 +95,12 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
     def put(message: WorkerMessage, nbytes: int = 0) -> None:
         handoff.put(message, nbytes, check=cancelled)
 
+    def frame_bytes(f) -> bytes:
+        """The frame's planes back to back, in the run's stream order."""
+        if len(job.streams) == 1:
+            return f.pixels.tobytes()
+        return b"".join([f.pixels.tobytes(), *(f.planes[s].tobytes() for s in job.streams[1:])])
+
     def telemetry_of(f) -> dict[str, Any]:
         row = {"t": f.t, "step": f.step, "reward": f.reward, "action": list(f.action)}
         if getattr(f, "state", None):  # qpos / qvel / sensordata, or obs (job.state_fields)
@@ -114,12 +122,17 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                                "software": info.software, "worlds": worlds, "warmup_s": round(info.warmup_s, 3),
                                **info.details}))
 
+        def side_by_side(px):
+            """The engine stacks views; tile = side by side (for any plane: rgb, depth, segmentation)."""
+            h = px.shape[0] // views
+            stacked = px.reshape(views, h, *px.shape[1:])
+            return np.concatenate(list(stacked), axis=1)
+
         def on_frame(episode: int, f) -> None:
-            px = f.pixels
-            if job.tile and views > 1:  # the engine stacks views; tile = side by side
-                h = px.shape[0] // views
-                px = px.reshape(views, h, *px.shape[1:]).transpose(1, 0, 2, 3).reshape(h, -1, 3)
-            pixels = px.tobytes()
+            if job.tile and views > 1:
+                f = FrameOut(f.index, f.t, f.step, side_by_side(f.pixels), f.reward, f.action, f.state,
+                             {k: side_by_side(v) for k, v in (f.planes or {}).items()} or None)
+            pixels = frame_bytes(f)
             put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
         def make(model, seed: int):
@@ -131,7 +144,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                     duration_s=job.duration_s, max_steps=job.max_steps, max_worlds=job.max_worlds,
                     on_started=on_started, on_frame=on_frame,
                     on_episode=lambda episode, s: put(EpisodeRendered(episode, s)), should_stop=cancel.is_set,
-                    state_fields=[f for f in job.state_fields if f != "obs"])
+                    state_fields=[f for f in job.state_fields if f != "obs"], streams=job.streams)
         cancelled()
         put(WorkerDone())
 
@@ -148,7 +161,8 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                 first = job.cameras[0] if job.cameras else job.free_camera
                 runner = EpisodeRunner(job.model, width=job.width, height=job.height, fps=job.fps, camera=first,
                                        quality=job.quality, extra_cameras=job.cameras[1:],
-                                       compose="tile" if job.tile else "stack", state_fields=job.state_fields)
+                                       compose="tile" if job.tile else "stack", state_fields=job.state_fields,
+                                       streams=job.streams)
             gl = dict(runner.gl)
             put(RendererReady(gl, {"engine": "gl", "device": gl.get("backend", ""),
                                    "renderer": gl.get("renderer", ""), "worlds": 1}))
@@ -160,7 +174,7 @@ def run_in_thread(job: WorkerJob, handoff: Handoff[WorkerMessage], cancel: threa
                                                   allow=job.policy_allow, source=job.policy_source)
 
                 def on_frame(f, episode=episode) -> None:
-                    pixels = f.pixels.tobytes()
+                    pixels = frame_bytes(f)
                     put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
                 summary = runner.run_episode(seed=seed, policy=policy, duration_s=job.duration_s,

@@ -25,7 +25,7 @@ from simreel.scene_name import scene_name
 from simreel.sim.package import sha256_file
 from simreel.store.base import ArtifactStore, StoreError, check_key
 
-from . import security, telemetry
+from . import security, stream_files, telemetry
 from .live import Live
 from .preview import Previews
 from .submission import TooLarge, check_scene, default_scenes, field_of, read_submission, referenced
@@ -62,6 +62,11 @@ def _manifest(files: dict[str, Path]) -> dict[str, ev.SceneFile]:
     return {p: ev.SceneFile(sha256=sha256_file(f), size=f.stat().st_size) for p, f in sorted(files.items())}
 
 
+# Artifact kinds of the depth and segmentation files: (stream, role on the run page).
+_STREAM_KINDS = {"depth": ("depth", "data"), "depth_preview": ("depth", "preview"),
+                 "segmentation": ("segmentation", "data"), "segmentation_preview": ("segmentation", "preview")}
+
+
 def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=msgspec.json.encode(data), status=status, content_type="application/json")
 
@@ -82,6 +87,7 @@ class Ui:
         self.previews = previews
         self.scenes = scenes or default_scenes
         self._telemetry: OrderedDict[str, bytes] = OrderedDict()  # encoded columns, by artifact and episode
+        self._stream_frames: OrderedDict[str, list] = OrderedDict()  # decoded depth / segmentation files
         self._streams: set[web.StreamResponse] = set()
         self._scenes_cache: dict[str, list[str]] | None = None
 
@@ -100,6 +106,7 @@ class Ui:
         r.add_get("/api/runs/{run_id}/request", self.run_request)
         r.add_get("/api/runs/{run_id}/telemetry", self.run_telemetry)
         r.add_get("/api/runs/{run_id}/text/{kind}", self.run_text)
+        r.add_get("/api/runs/{run_id}/pixels", self.run_pixels)
         r.add_get("/api/scenes", self.list_scenes)
         r.add_get("/api/events", self.sse)
         r.add_get("/files/{key:.+}", self.file)
@@ -161,15 +168,23 @@ class Ui:
                          "href": f"/files/{a.key}", "deleted": a.key not in live})
         videos = {}
         for v in s.videos.values():
-            if v.format != "mp4":
+            if v.format != "mp4" or v.stream != "rgb":
                 continue
             stored = next((a for a in live.values() if a.kind == "video" and a.episode == v.episode
                            and a.camera == v.camera), None)
+            # depth / segmentation of the same video: its colour preview to show, its lossless file to read
+            streams = {}
+            for a in live.values():
+                if a.episode == v.episode and a.camera == v.camera and a.kind in _STREAM_KINDS:
+                    name, role = _STREAM_KINDS[a.kind]
+                    streams.setdefault(name, {})[role] = f"/files/{a.key}"
+                    if role == "data":
+                        streams[name]["key"] = a.key
             videos.setdefault("all" if v.episode is None else str(v.episode), []).append({
                 "camera": v.camera, "href": f"/files/{stored.key}" if stored else None, "codec": v.codec,
                 "av1": "av1" in v.codec.lower(), "frames": v.frames, "fps": v.fps, "width": v.width,
                 "height": v.height, "duration_s": v.duration_s, "sha256": v.sha256, "spans": msgspec.to_builtins(v.spans),
-                "identical_to": self._identical(s.run_id, v.sha256)})
+                "identical_to": self._identical(s.run_id, v.sha256), "streams": streams})
         episodes = [{"episode": e.episode, "seed": e.seed, "steps": e.steps, "return": e.episode_return,
                      "frames": e.frames, "terminated": e.terminated, "truncated": e.truncated, "blank": e.blank,
                      "frozen": e.frozen, "warnings": e.warnings, "sim_time_s": e.sim_time_s, "wall_s": e.wall_s}
@@ -249,6 +264,29 @@ class Ui:
         resp = web.Response(body=body, content_type="application/json")
         resp.enable_compression()  # columns of numbers shrink ~3× with gzip
         return resp
+
+    async def run_pixels(self, request: web.Request) -> web.Response:
+        """One frame of a depth or segmentation file, as stored (base64 of the little-endian planes),
+        for the run page to read the value under the pointer: `?key=<artifact key>&frame=<index>`."""
+        s = self._run(request)
+        key = request.query.get("key", "")
+        a = s.artifacts.get(key)
+        if a is None or key in s.deleted or a.kind not in ("depth", "segmentation"):
+            return _error(f"run {s.run_id} has no depth or segmentation file {key[:200]!r}", 404)
+        try:
+            index = int(request.query.get("frame", "0"))
+        except ValueError:
+            return _error("frame must be an integer")
+        frames = self._stream_frames.get(f"{key}:{a.sha256}")
+        if frames is None:
+            data = await self._read(key)
+            frames = await asyncio.to_thread(stream_files.decode, data)
+            self._stream_frames[f"{key}:{a.sha256}"] = frames
+            while len(self._stream_frames) > 4:
+                self._stream_frames.popitem(last=False)
+        if not 0 <= index < len(frames):
+            return _error(f"frame {index} is not in {key} ({len(frames)} frames)", 404)
+        return _json(stream_files.frame_json(a.kind, frames[index], index))
 
     async def run_text(self, request: web.Request) -> web.Response:
         s = self._run(request)

@@ -11,12 +11,12 @@ import asyncio
 import struct
 import time
 import zlib
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
 from simreel import events as ev
-from simreel import framecodec
+from simreel import framecodec, streams
 from simreel import log as logs
 
 from .live import Live
@@ -46,9 +46,10 @@ def shrink(frame: bytes | memoryview, width: int, height: int, max_width: int = 
     return np.ascontiguousarray(arr[::step, ::step])
 
 
-def _preview_png(data: bytes | memoryview, compression: str, count: int, width: int, height: int) -> bytes | None:
-    """The last frame of a batch (decompressed when the batch is), shrunk, as PNG."""
-    frame_bytes = width * height * 3
+def _preview_png(data: bytes | memoryview, compression: str, count: int, width: int, height: int,
+                 planes: Sequence[ev.FrameStream] = ()) -> bytes | None:
+    """The last frame of a batch (decompressed when the batch is), shrunk, as PNG: its rgb plane."""
+    frame_bytes = streams.frame_bytes(width, height, planes)
     if compression == "zstd":
         try:
             data = framecodec.decompress(data, count * frame_bytes)
@@ -56,7 +57,7 @@ def _preview_png(data: bytes | memoryview, compression: str, count: int, width: 
             return None
     if len(data) < count * frame_bytes:
         return None
-    return png(shrink(data[(count - 1) * frame_bytes:count * frame_bytes], width, height))
+    return png(shrink(data[(count - 1) * frame_bytes:(count - 1) * frame_bytes + width * height * 3], width, height))
 
 
 class Previews:
@@ -121,7 +122,8 @@ class Previews:
                     data, count = b.frames, b.count
                 else:
                     continue
-                img = await asyncio.to_thread(_preview_png, data, b.compression, count, b.width, b.height)
+                img = await asyncio.to_thread(_preview_png, data, b.compression, count, b.width, b.height,
+                                              b.streams)
                 if img is None:
                     continue
                 self.live.preview(run_id, img, b.episode, newest)

@@ -14,7 +14,7 @@ from pathlib import Path
 from simreel import events as ev
 from simreel import log as logs
 from simreel.bus import Delivery
-from simreel.outputs import video_file_name
+from simreel.outputs import artifact_kind, video_file_name
 from simreel.staging import Staging
 from simreel.store.base import ArtifactStore, StoreRejectedError, make_key
 
@@ -25,8 +25,8 @@ CONTENT_TYPES = {
     "xml": "application/xml",
     "json": "application/json",
     "jsonl": "application/x-ndjson",
+    "mkv": "video/x-matroska",
 }
-KIND_OF_FORMAT = {"mp4": "video", "gif": "gif", "png": "frames"}
 
 
 def _loggable(url: str) -> str:
@@ -79,7 +79,8 @@ class Uploader:
 
     async def on_video_available(self, v: ev.VideoAvailable, delivery: Delivery) -> list[ev.Event]:
         return await self._store_staged(v, staged=v.staged, session=v.session, episode=v.episode,
-                                        name=video_file_name(v.episode, v.format, v.camera), camera=v.camera, kind=KIND_OF_FORMAT[v.format],
+                                        name=video_file_name(v.episode, v.format, v.camera, v.stream), camera=v.camera,
+                                        kind=artifact_kind(v.stream, v.format),
                                         fmt=v.format, sha256=v.sha256)
 
     async def on_scene_saved(self, s: ev.SceneSaved, delivery: Delivery) -> list[ev.Event]:

@@ -38,7 +38,7 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any, Callable, SupportsFloat
+from typing import Any, Callable, Sequence, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -46,6 +46,7 @@ from gymnasium import logger as gym_logger
 
 from .. import events as ev
 from .. import log as logs
+from .. import streams as stream_planes
 from .. import subjects
 from ..capture import CaptureState, describe_trigger
 from ..config import NatsSettings
@@ -68,6 +69,24 @@ class RecordingError(RuntimeError):
     def __init__(self, message: str, runs: list[RecordedRun]) -> None:
         super().__init__(message)
         self.runs = runs
+
+
+def _check_streams(env: gym.Env, wanted: Sequence[str]) -> tuple[str, ...]:
+    """The streams this wrapper can record from `env`, or ValueError with the reason."""
+    wanted = tuple(wanted)
+    if problem := stream_planes.check_streams(wanted):
+        raise ValueError(f"streams {wanted}: {problem}")
+    if "segmentation" in wanted:
+        raise ValueError("streams: 'segmentation' cannot be recorded from a Gymnasium env: its MuJoCo renderer "
+                         "offers rgb_array and depth_array only (simreel run / SimRequested records segmentation "
+                         "of MuJoCo scenes)")
+    if "depth" in wanted and getattr(env.unwrapped, "mujoco_renderer", None) is None:
+        raise ValueError(f"streams: 'depth' needs a Gymnasium MuJoCo env, whose renderer offers depth_array; "
+                         f"{type(env.unwrapped).__name__} renders RGB frames only")
+    if "depth" in wanted and env.render_mode != "rgb_array":
+        raise ValueError(f"streams: 'depth' is read right after each frame is rendered, which needs "
+                         f"render_mode='rgb_array' (the env has {env.render_mode!r})")
+    return wanted
 
 
 def capped_cubic_video_schedule(episode_id: int) -> bool:
@@ -99,6 +118,10 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - `strict`: `close()` raises RecordingError if a video failed or timed out (else it only warns).
     - `recorder`: a `simreel.recorder.RecorderThread` shared by several wrappers (one connection, one
       embedded stack); the caller closes it. Default: one of its own, closed by `close()`.
+    - `streams`: `("rgb", "depth")` also records the depth of every recorded frame, for Gymnasium's
+      MuJoCo envs (their renderer's `depth_array`): `{name}-depth.mkv` (lossless, 1 mm per step,
+      docs/events.md) and a colour preview `{name}-depth.mp4` beside the video. Other envs, and
+      segmentation (Gymnasium's renderer does not offer it), are refused here with the reason.
 
     After `close()` (or `wait()`), `videos` lists one `RecordedVideo` per video: `name`, `path` (the
     file in video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`,
@@ -127,14 +150,16 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         recorder: RecorderThread | None = None,
         on_video: Callable[[RecordedVideo], None] | None = None,
         announce: bool = True,
+        streams: Sequence[str] = ("rgb",),
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, video_folder=video_folder, episode_trigger=episode_trigger, step_trigger=step_trigger,
             video_length=video_length, name_prefix=name_prefix, fps=fps, disable_logger=disable_logger,
             gc_trigger=gc_trigger, nats_url=nats_url, session=session, outputs=outputs, timeout=timeout,
             max_queue_bytes=max_queue_bytes, strict=strict, recorder=recorder, on_video=on_video,
-            announce=announce,
+            announce=announce, streams=streams,
         )
+        self._streams = _check_streams(env, streams)
         gym.Wrapper.__init__(self, env)
 
         if env.render_mode in {None, "human", "ansi"}:
@@ -187,6 +212,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         # the current recording
         self._recorded_frames = 0
         self._size: tuple[int, int] | None = None
+        self._perception: ev.Perception | None = None  # of the current recording (its first frame)
         self._clip: dict[str, Any] = {}
         # the env's current episode, for telemetry
         self._episode_step = 0
@@ -401,16 +427,55 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(f"RecordVideo needs HxWx3 uint8 frames from env.render(), got shape {frame.shape} "
                              f"dtype {frame.dtype}")
         height, width = int(frame.shape[0]), int(frame.shape[1])
-        if self._size is None:
+        first = self._size is None
+        if first:
             ev.check_frame_size(width, height)
             self._size = (width, height)
-            self._begin(width, height)
         elif self._size != (width, height):
             raise ValueError(f"frame size changed from {self._size[0]}x{self._size[1]} to {width}x{height} during "
                              f"recording {self._video_name}: RecordVideo needs frames of a constant size")
         # Copied (the env may reuse its render buffer) into a reused buffer: the copy is all that is queued.
-        self._recorder.frame_array(frame, row)
+        planes = [self._depth_plane()] if "depth" in self._streams else []
+        if first:
+            if planes:  # the depth preview's range: this recording's first frame
+                from ..sim import perception
+
+                model = self.env.unwrapped.model
+                self._perception = perception.perception(
+                    model, self._streams, preview_m=perception.preview_range(planes[0], perception.clip_planes(model)))
+            self._begin(width, height)
+        if planes:
+            self._recorder.frame_array(frame, row, planes)
+        else:
+            self._recorder.frame_array(frame, row)
         self._recorded_frames += 1
+
+    def _depth_plane(self) -> np.ndarray:
+        """The depth of the frame just rendered, in metres as mujoco.Renderer gives them, quantised as
+        every depth stream is. Read from the depth buffer of the very render env.render() just made
+        (Gymnasium's renderer keeps its last viewer in `viewer`): the same pixels' depth at no render
+        cost. Gymnasium's own `depth_array` renders again, in a second GL context (HalfCheetah:
+        +83 % CPU per frame against +16 %, benchmarks/RESULTS.md); it is the fallback when the last
+        render was not an offscreen one of this size."""
+        import mujoco
+
+        from ..sim import perception
+
+        u = self.env.unwrapped
+        r = u.mujoco_renderer
+        viewer = getattr(r, "viewer", None)
+        rect = getattr(viewer, "viewport", None)
+        if rect is not None and hasattr(viewer, "con") and self._size == (rect.width, rect.height):
+            viewer.make_context_current()
+            zbuffer = np.empty((rect.height, rect.width), np.float32)
+            mujoco.mjr_readPixels(None, zbuffer, rect, viewer.con)
+            zbuffer = zbuffer[::-1]  # GL rows are bottom-up
+        else:
+            zbuffer = r.render("depth_array")
+        cam = r.camera_id
+        ortho = bool(u.model.cam_orthographic[cam]) if cam is not None and cam >= 0 else \
+            bool(u.model.vis.global_.orthographic)
+        return stream_planes.quantise_depth(perception.zbuffer_metres(zbuffer, u.model, orthographic=ortho))
 
     def _begin(self, width: int, height: int) -> None:
         if self._recorder is None:
@@ -429,7 +494,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             meta={"name": c["name"], "episode": c["episode"], "step": c["step"], "wrapper": self._run_tag},
             on_result=self._on_result,
             scene=f"gymnasium:{self._env_id()}", physics_dt=float(dt) if isinstance(dt, (int, float)) else 1.0 / fps,
-            gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""))
+            gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""),
+            **({"streams": self._streams, "perception": self._perception} if len(self._streams) > 1 else {}))
 
     def _make_recorder(self) -> RecorderThread:
         if self._nats_url:
@@ -469,6 +535,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         for a in run.artifacts:
             if a.kind in ("video", "gif", "frames") and a.path and os.path.exists(a.path):
                 _link(a.path, Path(self.video_folder) / _local_name(name, a.format))
+            elif a.kind in ("depth", "depth_preview") and a.path and os.path.exists(a.path):
+                _link(a.path, Path(self.video_folder) / f"{name}-depth.{a.format}")
         video = video_artifact(run)
         self._log.info("video_stored", video=name, url=video.url if video else None, frames=run.frames,
                        store_latency_s=round(run.store_latency_s or 0.0, 3))

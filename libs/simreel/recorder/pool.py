@@ -22,12 +22,16 @@ class FramePool:
         self._size = 0
         self._lock = threading.Lock()
 
-    def copy(self, frame: np.ndarray) -> bytearray:
-        """`frame` (HxWx3 uint8) copied into a buffer of the pool (the env may reuse its own array)."""
+    def copy(self, frame: np.ndarray, *planes: np.ndarray) -> bytearray:
+        """`frame` (HxWx3 uint8), then any further `planes` (depth, segmentation: simreel.streams),
+        copied back to back into a buffer of the pool (the env may reuse its own arrays)."""
         if frame.dtype != np.uint8:
             raise ValueError(f"frames must be uint8, got {frame.dtype}")
-        buf = self._take(frame.nbytes)
-        np.copyto(np.frombuffer(buf, np.uint8).reshape(frame.shape), frame)
+        buf = self._take(frame.nbytes + sum(p.nbytes for p in planes))
+        pos = 0
+        for a in (frame, *planes):
+            np.copyto(np.frombuffer(buf, a.dtype, a.size, pos).reshape(a.shape), a)
+            pos += a.nbytes
         return buf
 
     def give(self, buf: bytearray) -> None:

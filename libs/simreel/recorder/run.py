@@ -14,6 +14,7 @@ import numpy as np
 
 from simreel import events as ev
 from simreel import framecodec
+from simreel import streams as stream_planes
 from simreel import log as logs
 from simreel.bus import Bus
 from simreel.media.stats import FrameStats
@@ -60,7 +61,11 @@ class RunRecorder:
         logger: Any = None,
         frame_compression: str = framecodec.DEFAULT,
         max_batch_bytes: int | None = RECORDER_BATCH_BYTES,
+        streams: Sequence[str] = ("rgb",),
+        perception: ev.Perception | None = None,
     ) -> None:
+        """`streams` beyond rgb (simreel.streams): each frame is its rgb24 pixels followed by those
+        planes; `perception` tells readers how to read them (SimStarted.perception)."""
         if round(fps) != fps:
             raise ValueError(f"fps must be a whole number (the video's time base is 1/fps), got {fps}")
         self.bus = bus
@@ -77,7 +82,9 @@ class RunRecorder:
         self._report_extra = dict(report or {})
         self.publisher = RunPublisher(bus, run_id=run_id, attempt=ATTEMPT, session=session, fps=self.fps,
                                       frame_width=self.width, frame_height=self.height, inflight_bytes=inflight_bytes,
-                                      compression=frame_compression, max_batch_bytes=max_batch_bytes)
+                                      compression=frame_compression, max_batch_bytes=max_batch_bytes,
+                                      streams=streams)
+        self.perception = perception
         self.frame_compression = frame_compression
         self.log = (logger or logs.get(__name__)).bind(run_id=run_id)
         self.started: ev.SimStarted | None = None
@@ -93,7 +100,7 @@ class RunRecorder:
 
     @property
     def frame_bytes(self) -> int:
-        return self.width * self.height * 3
+        return stream_planes.frame_bytes(self.width, self.height, self.publisher.streams)
 
     @property
     def expected_artifacts(self) -> int:
@@ -108,7 +115,7 @@ class RunRecorder:
         started = self.publisher.started(
             scene=self.scene, episodes=self.episodes, frames_per_episode=self._frames_per_episode,
             width=self.width, height=self.height, outputs=self.outputs, cameras=self.cameras,
-            physics_dt=self.physics_dt, gl=self.gl)
+            physics_dt=self.physics_dt, gl=self.gl, perception=self.perception)
         await self.bus.publish(started)
         self.started = started
         self.log.info("recording_started", width=self.width, height=self.height, fps=self.fps,
@@ -133,7 +140,10 @@ class RunRecorder:
         row of telemetry.jsonl."""
         stats = self._open_episode()
         index = self._ep_frames
-        stats.update(pixels)  # also checks size and dtype, with a precise message
+        rgb = pixels
+        if len(self.publisher.streams) > 1:  # the rgb plane first, then the other streams' planes
+            rgb = memoryview(pixels).cast("B")[:self.width * self.height * 3]
+        stats.update(rgb)  # also checks size and dtype, with a precise message
         data = pixels if isinstance(pixels, (bytes, bytearray)) else np.ascontiguousarray(pixels).tobytes()
         await self.publisher.frame(self.episode, index, index / self.fps if t is None else float(t), data, telemetry)
         self._ep_frames += 1
@@ -170,8 +180,11 @@ class RunRecorder:
             scene=self.scene, gl=self.gl,
             render={"width": self.width, "height": self.height, "fps": self.fps, "cameras": self.cameras},
             physics_dt=self.physics_dt,
-            extra={"source": "recorder", "outputs": msgspec.to_builtins(self.outputs), **self._report_extra,
-                   **dict(report or {})})
+            extra={"source": "recorder", "outputs": msgspec.to_builtins(self.outputs),
+                   **({"streams": stream_planes.report(self.publisher.streams, self.perception, width=self.width,
+                                                       height=self.height)}
+                      if len(self.publisher.streams) > 1 else {}),
+                   **self._report_extra, **dict(report or {})})
         done = await self.publisher.completed(self.started, full, scene_saved=False)
         await self.bus.publish(done)
         self.completed = done

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import msgspec
 import numpy as np
@@ -212,10 +212,12 @@ class RecorderThread:
         self._require_run()
         self._queue_frame(Frame(pixels, telemetry))
 
-    def frame_array(self, frame: np.ndarray, telemetry: dict[str, Any] | None = None) -> None:
-        """As frame(), from an HxWx3 uint8 array: copied into a reused buffer (see recorder.pool)."""
+    def frame_array(self, frame: np.ndarray, telemetry: dict[str, Any] | None = None,
+                    planes: Sequence[np.ndarray] = ()) -> None:
+        """As frame(), from an HxWx3 uint8 array: copied into a reused buffer (see recorder.pool).
+        `planes`: the run's other streams of the same frame (begin(streams=…)), in its stream order."""
         self._require_run()
-        self._queue_frame(Frame(self._pool.copy(frame), telemetry, pooled=True))
+        self._queue_frame(Frame(self._pool.copy(frame, *planes), telemetry, pooled=True))
 
     def _require_run(self) -> None:
         if self._current is None:

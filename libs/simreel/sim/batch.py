@@ -33,9 +33,9 @@ class BatchRunner:
     """
 
     def __init__(self, engine: RenderEngine, *, fps: float, perturb_scale: float = 0.01,
-                 state_fields: Sequence[str] = ()) -> None:
+                 state_fields: Sequence[str] = (), streams: Sequence[str] = ("rgb",)) -> None:
         """`state_fields` (qpos, qvel, sensordata) are copied into each FrameOut's `state`, as
-        EpisodeRunner does."""
+        EpisodeRunner does; `streams` beyond rgb (the engine was created with) into its `planes`."""
         bad = [f for f in state_fields if f not in ("qpos", "qvel", "sensordata")]
         if bad:
             raise ValueError(f"state_fields must be qpos, qvel or sensordata, got {bad[0]!r}")
@@ -45,6 +45,10 @@ class BatchRunner:
         self.schedule = FrameSchedule.of(self.model.opt.timestep, fps)
         self.perturb_scale = float(perturb_scale)
         self.frames = np.zeros((engine.worlds, *engine.frame_shape), dtype=np.uint8)
+        rows_cols = (engine.worlds, *engine.frame_shape[:2])
+        self.planes = {x: np.zeros(rows_cols + ((4,) if x == "segmentation" else ()),
+                                   np.uint8 if x == "segmentation" else "<u2")
+                       for x in streams if x != "rgb"}
         nu = self.model.nu
         limited = np.asarray(self.model.actuator_ctrllimited, dtype=bool).reshape(-1)
         rng = np.asarray(self.model.actuator_ctrlrange, dtype=float).reshape(-1, 2)
@@ -115,7 +119,7 @@ class BatchRunner:
                 break
             advance(sched.step_for(k))
             t0 = time.perf_counter()
-            eng.render(buf)
+            eng.render(buf, self.planes) if self.planes else eng.render(buf)
             render_s += time.perf_counter() - t0
             t_k = sched.frame_time(k)
             max_off = max(max_off, sched.offset(k))
@@ -123,7 +127,8 @@ class BatchRunner:
             for w in range(n):
                 stats[w].update(buf[w])
                 state = {f: np.asarray(getattr(states[w], f)).tolist() for f in self.state_fields} if states else None
-                on_frame(w, FrameOut(k, t_k, step, buf[w], float(since[w]), self._ctrl[w].tolist(), state))
+                planes = {x: p[w] for x, p in self.planes.items()} or None
+                on_frame(w, FrameOut(k, t_k, step, buf[w], float(since[w]), self._ctrl[w].tolist(), state, planes))
             since[:] = 0.0
         if not stopped:
             advance(total_steps)
@@ -159,6 +164,7 @@ def run_batched(
     on_episode: Callable[[int, EpisodeSummary], None],
     should_stop: Callable[[], bool] = lambda: False,
     state_fields: Sequence[str] = (),
+    streams: Sequence[str] = ("rgb",),
 ) -> None:
     """A run's episodes on a batch engine: `max_worlds` episodes at a time as parallel worlds, one
     seed per world; the last batch is filled up with repeats of its first seed whose frames are
@@ -171,10 +177,10 @@ def run_batched(
 
     worlds = max(1, min(len(seeds), int(max_worlds)))
     eng = engines.create(engine_name, model, width=width, height=height, cameras=cameras, worlds=worlds,
-                         quality=quality, options=options)
+                         quality=quality, options=options, streams=streams)
     try:
         on_started(eng.info)
-        runner = BatchRunner(eng, fps=fps, state_fields=state_fields)
+        runner = BatchRunner(eng, fps=fps, state_fields=state_fields, streams=streams)
         for first in range(0, len(seeds), worlds):
             batch = list(seeds[first:first + worlds])
             real = len(batch)

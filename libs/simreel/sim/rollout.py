@@ -28,7 +28,7 @@ from typing import Any, Literal, Sequence
 import mujoco
 import numpy as np
 
-from simreel import log
+from simreel import log, streams
 from simreel.media.stats import FrameStats
 from simreel.sim.errors import BackendError, PolicyError, SceneError
 from simreel.sim.gl import REMEDY, gl_info
@@ -112,6 +112,9 @@ class FrameOut:
     reward: float  # reward accumulated since the previous frame (-|ctrl|^2 * dt per step)
     action: list[float]
     state: dict[str, list[float]] | None = None  # the runner's state_fields at this frame (qpos, qvel, …)
+    # Depth (uint16, simreel.streams) and segmentation (bgra-packed ids) planes of the same instant
+    # and layout as `pixels`, when the runner records them; reused buffers too.
+    planes: dict[str, np.ndarray] | None = None
 
 
 @dataclass
@@ -276,11 +279,13 @@ class EpisodeRunner:
         extra_cameras: Sequence[CameraSpec] = (),
         compose: str = "stack",
         state_fields: Sequence[str] = (),
+        streams: Sequence[str] = ("rgb",),
     ) -> None:
         """`extra_cameras` render the same instant from more viewpoints into one composite frame:
         `compose="stack"` puts the views one above the other (the encoder splits them into one video
         per camera), `"tile"` side by side (one video showing all of them). `state_fields` (of MjData:
-        qpos, qvel, sensordata) are copied into each FrameOut's `state`."""
+        qpos, qvel, sensordata) are copied into each FrameOut's `state`. `streams` beyond "rgb"
+        ("depth", "segmentation") are rendered from the same scene update into FrameOut.planes."""
         if width <= 0 or height <= 0:
             raise ValueError(f"width and height must be > 0, got {width}x{height}")
         if quality not in ("full", "fast"):
@@ -306,6 +311,14 @@ class EpisodeRunner:
         shape = (self.height * n, self.width, 3) if compose == "stack" else (self.height, self.width * n, 3)
         self._pixels = np.zeros(shape, dtype=np.uint8)
         self._view = np.zeros((self.height, self.width, 3), dtype=np.uint8) if (n > 1 and compose == "tile") else None
+        bad = [x for x in streams if x not in ("rgb", "depth", "segmentation")]
+        if bad:
+            raise ValueError(f"streams must be rgb, depth or segmentation, got {bad[0]!r}")
+        self._planes = {x: np.zeros(shape[:2] + ((4,) if x == "segmentation" else ()),
+                                    dtype=np.uint8 if x == "segmentation" else "<u2")
+                        for x in streams if x != "rgb"}
+        self._depth_m = np.zeros((self.height, self.width), np.float32) if "depth" in self._planes else None
+        self._seg = np.zeros((self.height, self.width, 2), np.int32) if "segmentation" in self._planes else None
         self._qpos_idx = _perturbable_qpos(model)
         self._action = np.zeros(model.nu)
         limited = np.asarray(model.actuator_ctrllimited, dtype=bool).reshape(-1)
@@ -356,6 +369,25 @@ class EpisodeRunner:
             else:
                 r.render(out=self._view)
                 buf[:, i * w:(i + 1) * w] = self._view
+            if self._planes:
+                self._render_planes(r, i)
+
+    def _render_planes(self, r, i: int) -> None:
+        """Depth and segmentation of view `i`, from the scene already updated for its RGB."""
+        h, w = self.height, self.width
+        where = (slice(i * h, (i + 1) * h), slice(None)) if self.compose == "stack" else (slice(None), slice(i * w, (i + 1) * w))
+        try:
+            if self._depth_m is not None:
+                r.enable_depth_rendering()
+                r.render(out=self._depth_m)
+                streams.quantise_depth(self._depth_m, out=self._planes["depth"][where])
+            if self._seg is not None:
+                r.enable_segmentation_rendering()
+                r.render(out=self._seg)
+                streams.pack_segmentation(self._seg, out=self._planes["segmentation"][where])
+        finally:
+            r.disable_depth_rendering()
+            r.disable_segmentation_rendering()
 
     def run_episode(
         self,
@@ -406,7 +438,8 @@ class EpisodeRunner:
             stats.update(buf)
             max_off = max(max_off, sched.offset(k))
             state = {f: getattr(d, f).tolist() for f in self.state_fields} if self.state_fields else None
-            on_frame(FrameOut(k, sched.frame_time(k), step, buf, since_frame, self._action.tolist(), state))
+            on_frame(FrameOut(k, sched.frame_time(k), step, buf, since_frame, self._action.tolist(), state,
+                              self._planes or None))
             since_frame = 0.0
         if not stopped:
             advance(total_steps)

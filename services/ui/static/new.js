@@ -17,7 +17,7 @@
     const req = JSON.parse(JSON.stringify(base));
     for (const inp of form.querySelectorAll("input[name], select[name]")) {
       const name = inp.name;
-      if (inp.type === "file" || name === "outputs.formats" || name === "scene_path") continue;
+      if (inp.type === "file" || name === "outputs.formats" || name === "scene_path" || name === "render.streams") continue;
       let v = inp.value.trim();
       if (name === "tags") { setPath(req, name, Object.fromEntries(v ? v.split(",").map((kv) => { const [k, ...r] = kv.trim().split("="); return [k, r.join("=")]; }) : [])); continue; }
       if (v === "") { if (getPath(req, name) !== undefined) setPath(req, name, null); continue; }
@@ -26,6 +26,7 @@
     }
     if (req.max_steps != null) req.duration_s = null;
     setPath(req, "outputs.formats", [...form.querySelectorAll('input[name="outputs.formats"]:checked')].map((c) => c.value));
+    setPath(req, "render.streams", ["rgb", ...[...form.querySelectorAll('input[name="render.streams"]:checked')].map((c) => c.value)]);
     return req;
   }
 
@@ -35,6 +36,7 @@
       if (inp.type === "file" || inp.name === "scene_path") continue;
       const v = getPath(req, inp.name);
       if (inp.name === "outputs.formats") { inp.checked = (v || []).includes(inp.value); continue; }
+      if (inp.name === "render.streams") { inp.checked = (v || []).includes(inp.value); continue; }
       if (inp.name === "tags") { inp.value = Object.entries(v || {}).map(([k, x]) => `${k}=${x}`).join(", "); continue; }
       if (inp.name === "scene" && v && v.startsWith("<")) { inp.append(el("option", { value: v, text: "inline MJCF (from the run)" })); }
       if (inp.name === "scene" && v && req.files && v in req.files) { inp.append(el("option", { value: v, text: `${v} (from the run's stored files)` })); }

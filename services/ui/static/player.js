@@ -8,7 +8,11 @@ simreel.Player = class {
   constructor(video, chartsEl, readout) {
     this.video = video; this.chartsEl = chartsEl; this.readout = readout;
     this.charts = []; this.lines = []; this.t = []; this.fps = 30; this.frame = -1; this.cursorMs = [];
+    this.followers = [];  // the same camera's depth / segmentation previews, kept on the video's frame
     this._tick = this._tick.bind(this);
+    video.addEventListener("play", () => { for (const f of this.followers) f.play().catch(() => {}); });
+    video.addEventListener("pause", () => { for (const f of this.followers) f.pause(); this._follow(true); });
+    video.addEventListener("ratechange", () => { for (const f of this.followers) f.playbackRate = video.playbackRate; });
     video.addEventListener("seeked", () => this.sync());
     video.addEventListener("timeupdate", () => { if (video.paused) this.sync(); });
     video.addEventListener("loadedmetadata", () => this.sync());
@@ -49,8 +53,28 @@ simreel.Player = class {
     this.readout.textContent = `frame ${this.frames[i]} · t ${this.t[i].toFixed(3)} s` +
       this.series.filter((s) => s.group !== "time").slice(0, 6).map((s) => ` · ${s.name} ${s.values[i] == null ? "–" : (+s.values[i]).toFixed(3)}`).join("");
     this.chartsEl.dataset.frame = this.frames[i];
+    this._follow(this.video.paused || this.video.seeking);
+    if (this.onFrame) this.onFrame(this.frames[i]);
     const ms = performance.now() - t0;
     if (this.cursorMs.length < 100000) this.cursorMs.push(ms);
+  }
+
+  // Followers show the video's frame: exactly when paused or seeking (the middle of the frame's
+  // interval, so no rounding lands on its neighbour); while playing they play along and are only
+  // put back when they drift by more than a frame.
+  _follow(exact) {
+    if (!this.followers.length || this.frame < 0) return;
+    const t = this.t[this.frame] + 0.5 / this.fps;
+    for (const f of this.followers) {
+      if (exact || Math.abs(f.currentTime - t) > 1 / this.fps) f.currentTime = t;
+      f.dataset.frame = this.frames[this.frame];
+    }
+  }
+
+  setFollowers(list) {
+    for (const f of this.followers) f.pause();
+    this.followers = list;
+    this._follow(true);
   }
 
   // A legend reads the frame under the pointer while hovering, and the video's frame otherwise

@@ -7,6 +7,10 @@
   const player = new simreel.Player($("#video"), $("#charts"), $("#readout"));
   simreel.player = player;
   let detail = null, current = null, currentHref = null, progress = {};
+  // How to read the stored depth and segmentation (report.json's "streams"), and the planes of the
+  // frames asked for so far (by file and frame).
+  let perception = null;
+  const planes = new Map();
 
   function render(d) {
     detail = d;
@@ -36,7 +40,10 @@
     $("#request").textContent = JSON.stringify(d.request, null, 2);
     renderProgress();
     renderTabs();
-    if (d.has.includes("report")) fetch(`/api/runs/${runId}/text/report`).then((r) => r.ok ? r.text() : "").then((t) => { $("#report").textContent = t || "—"; });
+    if (d.has.includes("report")) fetch(`/api/runs/${runId}/text/report`).then((r) => r.ok ? r.text() : "").then((t) => {
+      $("#report").textContent = t || "—";
+      try { perception = readPerception(JSON.parse(t).streams); } catch (e) { perception = null; }
+    });
     if (d.has.includes("scene")) fetch(`/api/runs/${runId}/text/scene`).then((r) => r.ok ? r.text() : "").then((t) => { $("#scene").textContent = t || "—"; });
   }
 
@@ -74,6 +81,7 @@
     const canAv1 = video.canPlayType('video/mp4; codecs="av01.0.05M.08"');
     $("#codec-note").textContent = !v.href ? "video deleted" : v.av1 && !canAv1 ? "AV1: this browser cannot play it; download it instead" : v.av1 ? "AV1" : "";
     $("#identical").textContent = v.identical_to.length ? `byte-identical (sha256 ${v.sha256.slice(0, 12)}…) to run ${v.identical_to.join(", ")}` : `sha256 ${v.sha256.slice(0, 12)}…`;
+    showStreams(v);
     if (!detail.has.includes("telemetry")) { player.clear(); return; }
     const { ok, body } = await api(`/api/runs/${runId}/telemetry?episode=${key}`);
     if (ok && key === current) {
@@ -81,6 +89,72 @@
       document.body.dataset.charts = key;
       requestAnimationFrame(() => performance.mark("charts-painted"));  // first frame with the charts on screen
     }
+  }
+
+  function readPerception(streams) {
+    if (!streams) return null;
+    const names = new Map();
+    for (const o of (streams.segmentation && streams.segmentation.legend) || []) names.set(`${o.stored[1]}:${o.stored[0]}`, o);
+    return { scale: streams.depth ? streams.depth.scale_m : 0.001, names };
+  }
+
+  // The camera's depth and segmentation previews beside its video, on the video's frame; the pointer
+  // over any of the views reads the stored depth (metres) and object of that pixel.
+  function showStreams(v) {
+    const box = $("#streams"), views = [$("#video")], files = {};
+    box.replaceChildren();
+    for (const name of ["depth", "segmentation"]) {
+      const s = v.streams && v.streams[name];
+      if (!s || !s.preview) continue;
+      const video = el("video", { muted: "", playsinline: "", preload: "auto", src: s.preview, "data-stream": name });
+      video.muted = true;
+      box.append(el("figure", {}, video, el("figcaption", { text: name === "depth" ? "depth (viridis: near dark, far bright)" : "segmentation" })));
+      views.push(video);
+      if (s.key) files[name] = s.key;
+    }
+    player.setFollowers(views.slice(1));
+    $("#pointer").textContent = "";
+    for (const view of views) {
+      view.onmousemove = (e) => pointAt(view, e, files);
+      view.onmouseleave = () => { $("#pointer").textContent = ""; };
+    }
+  }
+
+  async function framePlanes(key, frame) {
+    const id = `${key}@${frame}`;
+    if (!planes.has(id)) {
+      planes.set(id, api(`/api/runs/${runId}/pixels?key=${encodeURIComponent(key)}&frame=${frame}`).then(({ ok, body }) => ok ? body : null));
+      if (planes.size > 64) planes.delete(planes.keys().next().value);
+    }
+    return planes.get(id);
+  }
+
+  const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+
+  async function pointAt(view, e, files) {
+    if (!Object.keys(files).length || player.frame < 0) return;
+    const frame = player.frames[player.frame];
+    const out = [];
+    for (const [name, key] of Object.entries(files)) {
+      const p = await framePlanes(key, frame);
+      if (!p) continue;
+      const x = Math.min(p.width - 1, Math.floor(e.offsetX / view.clientWidth * p.width));
+      const y = Math.min(p.height - 1, Math.floor(e.offsetY / view.clientHeight * p.height));
+      const at = y * p.width + x;
+      if (name === "depth") {
+        const q = new DataView(bytes(p.depth_u16).buffer).getUint16(at * 2, true);
+        out.push(q === 65535 ? "depth ≥ 65.535 m" : `depth ${(q * (perception ? perception.scale : 0.001)).toFixed(3)} m`);
+        $("#pointer").dataset.depthM = q === 65535 ? "inf" : (q * (perception ? perception.scale : 0.001)).toFixed(3);
+      } else {
+        const id = new DataView(bytes(p.id_u16).buffer).getUint16(at * 2, true), type = bytes(p.type_u8)[at];
+        const o = perception && perception.names.get(`${type}:${id}`);
+        const label = id === 0 ? "no object" : o ? `${o.type} ${o.name || o.type + o.id}` : `object ${id - 1} (type ${type - 1})`;
+        out.push(label);
+        $("#pointer").dataset.object = id === 0 ? "" : o ? o.name : "";
+      }
+    }
+    $("#pointer").textContent = `frame ${frame} · pixel ${Math.floor(e.offsetX / view.clientWidth * (view.videoWidth || 1))}, ${Math.floor(e.offsetY / view.clientHeight * (view.videoHeight || 1))} · ${out.join(" · ")}`;
+    $("#pointer").dataset.frame = frame;
   }
 
   async function refresh() {

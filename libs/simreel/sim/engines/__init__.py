@@ -36,6 +36,7 @@ __all__ = [
     "find",
     "create",
     "names",
+    "streams_of",
 ]
 
 GROUP = "simreel.render_engines"
@@ -102,7 +103,11 @@ class RenderEngine(Protocol):
         """One physics step of every world with `ctrl` of shape (worlds, nu)."""
 
     def render(self, out: np.ndarray) -> None:
-        """Render every world's current state into `out`, shape (worlds, *frame_shape), uint8."""
+        """Render every world's current state into `out`, shape (worlds, *frame_shape), uint8.
+
+        An engine whose factory lists more `streams` than rgb also takes `planes={"depth": …,
+        "segmentation": …}`: arrays of (worlds, height × views, width) in simreel.streams' encodings,
+        filled from the same state as `out`."""
 
     def close(self) -> None:
         """Free the device/GL resources. Idempotent."""
@@ -149,6 +154,13 @@ def find(name: str) -> EngineFactory:
     raise EngineUnavailable(name, f"no such engine; known: {', '.join(names())} (or a 'module:factory' path)")
 
 
+def streams_of(name: str) -> tuple[str, ...]:
+    """The streams (simreel.streams: rgb, depth, segmentation) an engine renders, from its factory's
+    `streams` attribute; ("rgb",) for a factory that does not say. Loads the engine's module, not its
+    device: asking costs no GPU and no kernel compile."""
+    return tuple(getattr(find(name), "streams", ("rgb",)))
+
+
 def create(
     name: str,
     model: Any,
@@ -159,17 +171,27 @@ def create(
     worlds: int = 1,
     quality: str = "full",
     options: Mapping[str, Any] | None = None,
+    streams: Sequence[str] = ("rgb",),
 ) -> RenderEngine:
     """Find and start an engine. Any failure to start — a factory that raises, a missing device —
-    becomes `EngineUnavailable` with the reason; errors in the *scene* (SceneError) pass through."""
+    becomes `EngineUnavailable` with the reason; errors in the *scene* (SceneError) pass through.
+    `streams` beyond rgb are passed to the factory (as `streams=`) only when asked for, and only to
+    an engine whose factory lists them."""
     from simreel.sim.errors import SceneError
 
     factory = find(name)
     if worlds < 1:
         raise ValueError(f"worlds must be >= 1, got {worlds}")
+    extra = {}
+    if list(streams) != ["rgb"]:
+        can = tuple(getattr(factory, "streams", ("rgb",)))
+        missing = [x for x in streams if x not in can]
+        if missing:
+            raise EngineUnavailable(name, f"cannot render the {missing[0]!r} stream (it renders: {', '.join(can)})")
+        extra["streams"] = tuple(streams)
     try:
         engine = factory(model, width=int(width), height=int(height), cameras=list(cameras) or [None],
-                         worlds=int(worlds), quality=quality, options=dict(options or {}))
+                         worlds=int(worlds), quality=quality, options=dict(options or {}), **extra)
     except (EngineUnavailable, SceneError):
         raise
     except Exception as e:

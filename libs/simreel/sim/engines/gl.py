@@ -13,6 +13,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from simreel import streams
 from simreel.sim.engines import EngineInfo
 from simreel.sim.gl import gl_info
 from simreel.sim.rollout import make_camera, make_renderer, seed_world
@@ -51,14 +52,27 @@ class GLEngine:
                 d.ctrl[:] = ctrl[i]
             mujoco.mj_step(self.model, d)
 
-    def render(self, out: np.ndarray) -> None:
+    def render(self, out: np.ndarray, planes: Mapping[str, np.ndarray] | None = None) -> None:
+        """`planes`: depth (worlds, H × views, W) uint16 and/or segmentation (…, 4) uint8 to fill too
+        (simreel.streams encodings), from the same scene update as the RGB."""
         r, h = self._renderer, self.height
         if r is None:
             raise RuntimeError("engine is closed")
+        planes = planes or {}
         for i, d in enumerate(self._data):
             for v, cam in enumerate(self._cams):
                 r.update_scene(d, camera=cam)
                 r.render(out=out[i, v * h:(v + 1) * h])
+                try:
+                    if "depth" in planes:
+                        r.enable_depth_rendering()
+                        streams.quantise_depth(r.render(), out=planes["depth"][i, v * h:(v + 1) * h])
+                    if "segmentation" in planes:
+                        r.enable_segmentation_rendering()
+                        streams.pack_segmentation(r.render(), out=planes["segmentation"][i, v * h:(v + 1) * h])
+                finally:
+                    r.disable_depth_rendering()
+                    r.disable_segmentation_rendering()
 
     def close(self) -> None:
         if self._renderer is not None:
@@ -67,8 +81,13 @@ class GLEngine:
 
 
 def create(model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[Any] = (None,), worlds: int = 1,
-           quality: str = "full", options: Mapping[str, Any] | None = None) -> GLEngine:
-    """The GL engine factory. No options: the backend is MUJOCO_GL's (see simreel.sim.gl)."""
+           quality: str = "full", options: Mapping[str, Any] | None = None,
+           streams: Sequence[str] = ("rgb",)) -> GLEngine:
+    """The GL engine factory. No options: the backend is MUJOCO_GL's (see simreel.sim.gl). Every
+    stream is rendered on demand (render's `planes`), so `streams` needs no set-up."""
     if options:
         raise ValueError(f"the gl engine takes no options, got {sorted(options)}")
     return GLEngine(model, width=width, height=height, cameras=cameras, worlds=worlds, quality=quality)
+
+
+create.streams = ("rgb", "depth", "segmentation")  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from simreel import log
+from simreel import log, streams as stream_planes
 from simreel.sim.engines import EngineInfo, EngineUnavailable
 from simreel.sim.engines.cameras import fixed_cameras
 from simreel.sim.rollout import _perturbable_qpos
@@ -91,7 +91,7 @@ class WorldView:
 class MjWarpEngine:
     def __init__(self, model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[Any], worlds: int,
                  quality: str, device: str | None = None, deterministic: bool | None = None,
-                 graphs: bool = True) -> None:
+                 graphs: bool = True, streams: Sequence[str] = ("rgb",)) -> None:
         if quality not in ("full", "fast"):
             raise ValueError(f"quality must be 'full' or 'fast', got {quality!r}")
         wp, mjw = _import()
@@ -124,7 +124,7 @@ class MjWarpEngine:
             self._d = mjw.make_data(model, nworld=worlds)
             self._rc = mjw.create_render_context(
                 model, nworld=worlds, cam_res=(width, height), cam_active=cam_ids,
-                render_rgb=True, render_depth=False, render_seg=False,
+                render_rgb=True, render_depth="depth" in streams, render_seg="segmentation" in streams,
                 use_textures=full, use_shadows=full, render_skybox=full and has_skybox,
                 deterministic=deterministic,
             )
@@ -136,6 +136,8 @@ class MjWarpEngine:
             wp.synchronize_device(self._device)
             t3 = time.perf_counter()
         self._rgb_adr = [int(a) for a in self._rc.rgb_adr.numpy()]
+        self._depth_adr = [int(a) for a in self._rc.depth_adr.numpy()] if "depth" in streams else []
+        self._seg_adr = [int(a) for a in self._rc.seg_adr.numpy()] if "segmentation" in streams else []
         self._step_graph = self._render_graph = None
         if graphs and self._device.is_cuda:
             self._capture()
@@ -202,7 +204,10 @@ class MjWarpEngine:
             with wp.ScopedDevice(self._device):
                 self._mjw.step(self._m, self._d)
 
-    def render(self, out: np.ndarray) -> None:
+    def render(self, out: np.ndarray, planes: Mapping[str, np.ndarray] | None = None) -> None:
+        """`planes`: depth and segmentation of the same render, in simreel.streams' encodings (the
+        engine must have been created with those streams). The ray tracer's depth is planar, like
+        GL's; a ray that hits nothing has depth 0 here, stored as 65535 like GL's far-plane background."""
         wp = self._wp
         if self._render_graph is not None:
             wp.capture_launch(self._render_graph)
@@ -216,6 +221,27 @@ class MjWarpEngine:
             out[:, v * h:(v + 1) * h, :, 0] = bgra[..., 2]
             out[:, v * h:(v + 1) * h, :, 1] = bgra[..., 1]
             out[:, v * h:(v + 1) * h, :, 2] = bgra[..., 0]
+        if planes:
+            self._planes(planes)
+
+    def _planes(self, planes: Mapping[str, np.ndarray]) -> None:
+        n, h, w = self.worlds, self.height, self.width
+        if "depth" in planes:
+            if not self._depth_adr:
+                raise RuntimeError("the engine was created without the depth stream")
+            depth = self._rc.depth_data.numpy()  # (worlds, pixels) float32 metres
+            for v, adr in enumerate(self._depth_adr):
+                d = depth[:, adr:adr + h * w].reshape(n, h, w)
+                q = stream_planes.quantise_depth(d)
+                q[d <= 0] = stream_planes.DEPTH_MAX
+                planes["depth"][:, v * h:(v + 1) * h] = q
+        if "segmentation" in planes:
+            if not self._seg_adr:
+                raise RuntimeError("the engine was created without the segmentation stream")
+            seg = self._rc.seg_data.numpy()  # (worlds, pixels, 2) int32: object id, type
+            for v, adr in enumerate(self._seg_adr):
+                stream_planes.pack_segmentation(seg[:, adr:adr + h * w].reshape(n, h, w, 2),
+                                                out=planes["segmentation"][:, v * h:(v + 1) * h])
 
     def close(self) -> None:
         self._step_graph = self._render_graph = None
@@ -223,7 +249,8 @@ class MjWarpEngine:
 
 
 def create(model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[Any] = (None,), worlds: int = 1,
-           quality: str = "full", options: Mapping[str, Any] | None = None) -> MjWarpEngine:
+           quality: str = "full", options: Mapping[str, Any] | None = None,
+           streams: Sequence[str] = ("rgb",)) -> MjWarpEngine:
     """The MuJoCo Warp engine factory. Options: device ("cpu", "cuda", "cuda:1"; default cuda if
     present, or $SIMREEL_MJWARP_DEVICE), deterministic (default: on for CUDA, where threads race),
     graphs (CUDA graphs, default true)."""
@@ -234,4 +261,7 @@ def create(model: mujoco.MjModel, *, width: int, height: int, cameras: Sequence[
     return MjWarpEngine(model, width=width, height=height, cameras=cameras, worlds=worlds, quality=quality,
                         device=options.get("device"),
                         deterministic=None if options.get("deterministic") is None else bool(options["deterministic"]),
-                        graphs=bool(options.get("graphs", True)))
+                        graphs=bool(options.get("graphs", True)), streams=streams)
+
+
+create.streams = ("rgb", "depth", "segmentation")  # type: ignore[attr-defined]
