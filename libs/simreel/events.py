@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from .keep import Rule as KeepRule
+
 SCHEMA_VERSION = 1
 
 # Identifiers end up in NATS subjects and object keys: no dots, spaces, slashes or wildcards.
@@ -110,6 +112,14 @@ class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     # State recorded per frame besides t/step/reward/action: MuJoCo scenes "qpos", "qvel", "sensordata";
     # Gymnasium scenes "obs". None = every one the scene has (within the size limit); [] = none.
     telemetry_fields: list[Literal["qpos", "qvel", "sensordata", "obs"]] | None = None
+    # Which episodes keep their videos, decided from each episode's outcome after it ended
+    # (simreel.keep; docs/events.md "Keep rules"). None: every episode. Telemetry and the report are
+    # stored for every episode; a discarded episode's videos are deleted and EpisodeDiscarded says why.
+    keep: KeepRule | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.layout != "per-episode":
+            raise ValueError("keep selects per-episode videos: it needs layout \"per-episode\"")
 
 
 class SimRequested(Event, kw_only=True):
