@@ -413,6 +413,7 @@ class Keeper:
     text: str = ""
     _root: _Node = field(init=False, repr=False)
     _pending: dict[int, Outcome] = field(init=False, default_factory=dict, repr=False)
+    _last: int | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._root = _build(self.rule)
@@ -424,8 +425,9 @@ class Keeper:
         return [self._pending[i] for i in sorted(self._pending)]
 
     def push(self, outcome: Outcome) -> list[Decision]:
-        if outcome.index in self._pending:
-            raise ValueError(f"episode {outcome.index} was already given to this keeper")
+        if self._last is not None and outcome.index <= self._last:
+            raise ValueError(f"episode {outcome.index} comes after episode {self._last}: give outcomes once, in order")
+        self._last = outcome.index
         self._pending[outcome.index] = outcome
         return self._decide(self._root.push(outcome))
 
