@@ -279,7 +279,7 @@ class EpisodeSpan(msgspec.Struct, frozen=True, kw_only=True):
     start_s: float
 
 
-class VideoAvailable(Event, kw_only=True):
+class _EncodedVideo(Event, kw_only=True):
     attempt: Attempt
     session: Name
     episode: Episode | None  # None: all episodes back to back (concat layout)
@@ -299,6 +299,15 @@ class VideoAvailable(Event, kw_only=True):
     warnings: list[str] = []
 
 
+class VideoAvailable(_EncodedVideo, kw_only=True):
+    """An encoded video in staging, to be stored."""
+
+
+class VideoHeld(_EncodedVideo, kw_only=True):
+    """An encoded video of a candidate episode (the run has `outputs.keep`), waiting in staging for its
+    episode's EpisodeKept (then announced as VideoAvailable) or EpisodeDiscarded (then deleted)."""
+
+
 class TelemetryStaged(Event, kw_only=True):
     """Per-frame telemetry of the whole run (one JSON line per frame, with its time inside each video),
     staged by the encoder, which already reads every frame."""
@@ -315,6 +324,32 @@ class EncodeFailed(Event, kw_only=True):
     attempt: Attempt
     code: FailureCode = "encode_failed"
     message: str
+
+
+class _KeepDecided(Event, kw_only=True):
+    """A keep rule's decision on one candidate episode, with the outcome it was decided from."""
+
+    attempt: Attempt
+    session: Name
+    episode: Episode
+    # The episode's index among the candidates the rule saw (a recorder's env episode; a run's episode).
+    candidate: Count
+    rule: Annotated[str, msgspec.Meta(max_length=500)]  # the whole rule in words
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]  # what decided this episode
+    seed: int | None = None
+    steps: Count = 0
+    episode_return: float = msgspec.field(name="return", default=0.0)
+    terminated: bool = False
+    truncated: bool = False
+
+
+class EpisodeKept(_KeepDecided, kw_only=True):
+    """The episode's videos are kept: its VideoHeld become VideoAvailable and are stored."""
+
+
+class EpisodeDiscarded(_KeepDecided, kw_only=True):
+    """The episode's videos are not kept: their staged files are deleted and no video artifact is
+    stored. Its telemetry and the run report are stored as for any episode."""
 
 
 # --- uploader / retention --------------------------------------------------------------------------
@@ -430,8 +465,11 @@ AnyEvent = Union[
     SimFailed,
     SceneSaved,
     VideoAvailable,
+    VideoHeld,
     TelemetryStaged,
     EncodeFailed,
+    EpisodeKept,
+    EpisodeDiscarded,
     ArtifactStored,
     StoreFailed,
     ArtifactDeleted,
@@ -442,7 +480,8 @@ AnyEvent = Union[
     DeadLettered,
 ]
 
-PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, SimFailed, ArtifactDeleted)
+PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, SimFailed, ArtifactDeleted,
+                 EpisodeDiscarded)
 
 _json_decoder = msgspec.json.Decoder(AnyEvent)
 _json_encoder = msgspec.json.Encoder()

@@ -23,7 +23,7 @@ import msgspec
 __all__ = [
     "AllOf", "AnyOf", "Best", "Decision", "Every", "Failures", "Keeper", "NewBest", "Outcome", "ReturnAbove",
     "ReturnBelow", "Rule", "Worst", "all_of", "any_of", "best", "describe", "every", "failures", "immediate",
-    "new_best", "return_above", "return_below", "worst", "MAX_HELD",
+    "new_best", "return_above", "return_below", "worst", "MAX_HELD", "Producer", "wire_rule",
 ]
 
 # k of worst/best: how many candidates one rule may hold in staging until its group closes.
@@ -115,7 +115,14 @@ class AllOf(_Rule, frozen=True, tag="all"):
     rules: Annotated[list["Rule"], msgspec.Meta(min_length=1, max_length=16)]
 
 
-Rule = Union[Failures, ReturnBelow, ReturnAbove, NewBest, Every, Worst, Best, AnyOf, AllOf]
+class Producer(_Rule, frozen=True, tag="producer"):
+    """Decided by the recording process itself (a recorder's Python `keep=` callable), which publishes
+    each decision; a request cannot use it (the simulator has no callable to run)."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+Rule = Union[Failures, ReturnBelow, ReturnAbove, NewBest, Every, Worst, Best, AnyOf, AllOf, Producer]
 
 _decoder = msgspec.json.Decoder(Rule)
 
@@ -167,6 +174,8 @@ def describe(rule: Rule | Callable[..., Any]) -> str:
     if isinstance(rule, (AnyOf, AllOf)):
         word = "any" if isinstance(rule, AnyOf) else "all"
         return f"{word} of ({', '.join(describe(r) for r in rule.rules)})"
+    if isinstance(rule, Producer):
+        return rule.name or "custom keep rule"
     return getattr(rule, "description", None) or getattr(rule, "__qualname__", None) or "custom keep rule"
 
 
@@ -396,6 +405,8 @@ def _build(rule: Rule | Callable[[Outcome], Any]) -> _Node:
                      describe(rule))
     if isinstance(rule, (AnyOf, AllOf)):
         return _Combine([_build(r) for r in rule.rules], isinstance(rule, AnyOf))
+    if isinstance(rule, Producer):
+        raise ValueError("a \"producer\" keep rule is decided by the recording process; it cannot be evaluated here")
     if callable(rule):
         text = describe(rule)
         return _Predicate(rule, f"{text}: true", lambda o: f"{text}: false")
@@ -429,7 +440,12 @@ class Keeper:
             raise ValueError(f"episode {outcome.index} comes after episode {self._last}: give outcomes once, in order")
         self._last = outcome.index
         self._pending[outcome.index] = outcome
-        return self._decide(self._root.push(outcome))
+        try:
+            verdicts = self._root.push(outcome)
+        except BaseException:
+            del self._pending[outcome.index]  # a callable that raised decides nothing
+            raise
+        return self._decide(verdicts)
 
     def __call__(self, outcome: Outcome) -> list[Decision]:
         return self.push(outcome)
@@ -446,6 +462,16 @@ class Keeper:
             if o is not None:
                 out.append(Decision(o, v.kept, self.text, v.reason))
         return sorted(out, key=lambda d: d.outcome.index)
+
+
+def wire_rule(rule: Any) -> Rule:
+    """What a recorder announces as its run's `outputs.keep`: the rule itself, or for a Python callable
+    a `producer` rule naming it (the encoder holds the videos either way; the recorder decides)."""
+    if isinstance(rule, _Rule):
+        return rule
+    if callable(rule):
+        return Producer(name=describe(rule)[:200])
+    raise TypeError(f"keep= takes a rule of simreel.keep or a callable(outcome) -> bool, not {type(rule).__name__}")
 
 
 def decide_all(rule: Any, outcomes: Iterable[Outcome]) -> list[Decision]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import events as ev
+from .outputs import episode_videos
 
 
 @dataclass
@@ -36,12 +37,24 @@ class RunState:
     episode_ends: dict[int, ev.EpisodeEnded] = field(default_factory=dict)
     deletions: dict[str, ev.ArtifactDeleted] = field(default_factory=dict)
     delete_requested: ev.DeleteRequested | None = None
+    # Keep rules: the current attempt's decisions by episode, and how many videos an episode has.
+    kept: dict[int, ev.EpisodeKept] = field(default_factory=dict)
+    discarded: dict[int, ev.EpisodeDiscarded] = field(default_factory=dict)
+    videos_per_episode: int = 0
+
+    @property
+    def expected_now(self) -> int | None:
+        """Artifacts the run will have, knowing the decisions so far: SimCompleted's count (every
+        candidate's videos) less the videos of the episodes discarded."""
+        if self.completed is None:
+            return None
+        return self.completed.expected_artifacts - self.videos_per_episode * len(self.discarded)
 
     @property
     def status(self) -> str:
         if self.error:
             return "failed"
-        if self.completed and len(self.artifacts) >= self.completed.expected_artifacts:
+        if self.completed and len(self.artifacts) >= self.expected_now:
             return "completed"
         if self.completed:
             return "storing"
@@ -66,6 +79,8 @@ class RunState:
                 if e.attempt > self.attempt:
                     self.episodes_ended = 0
                     self.episode_ends.clear()
+                    self.kept.clear()
+                    self.discarded.clear()
                 self.attempt = e.attempt
                 self.episodes = e.episodes
                 self.session = e.session
@@ -73,12 +88,16 @@ class RunState:
                 self.gl_renderer = e.gl_renderer
                 self.gl_backend = e.gl_backend
                 self.fps = e.fps
+                self.videos_per_episode = episode_videos(e)
                 if not self.scene:
                     self.scene = e.scene
         elif isinstance(e, ev.EpisodeEnded):
             if e.attempt == self.attempt and e.episode not in self.episode_ends:
                 self.episodes_ended += 1
                 self.episode_ends[e.episode] = e
+        elif isinstance(e, (ev.EpisodeKept, ev.EpisodeDiscarded)):
+            if e.attempt == self.attempt:
+                (self.kept if isinstance(e, ev.EpisodeKept) else self.discarded)[e.episode] = e
         elif isinstance(e, ev.VideoAvailable):
             self.videos[f"{e.episode}:{e.format}:{e.camera}"] = e
         elif isinstance(e, ev.ArtifactStored):
@@ -148,7 +167,8 @@ class RunState:
             "episodes": self.episodes, "episodes_ended": self.episodes_ended, "seeds": self.seeds,
             "tags": self.tags, "created": self.requested_at, "updated": self.updated_at, "wall_s": self.wall_s,
             "artifacts": len(self.live_artifacts), "deleted": len(self.deleted),
-            "expected_artifacts": self.completed.expected_artifacts if self.completed else None,
+            "expected_artifacts": self.expected_now,
+            "kept": len(self.kept), "discarded": len(self.discarded),
             "videos": len(self.videos), "mean_return": self.mean_return, "warnings": self.warnings,
             "error": self.error, "error_code": self.error_code,
         }

@@ -23,6 +23,7 @@ import nats.errors
 
 from . import events as ev
 from . import framecodec
+from . import keep
 from .bus import Bus, FramePublisher
 from .framing import FramePacker
 from .outputs import expected_artifacts
@@ -53,6 +54,18 @@ class EpisodeOutcome:
     blank: bool = False
     frozen: bool = False
     warnings: Sequence[str] = ()
+
+
+def decision_event(run_id: str, attempt: int, session: str, episode: int,
+                   decision: "keep.Decision") -> ev.EpisodeKept | ev.EpisodeDiscarded:
+    """EpisodeKept / EpisodeDiscarded of one candidate, with a deterministic id: a redelivered or
+    retried producer that reaches the same decision announces the same fact."""
+    o = decision.outcome
+    kind, cls = ("kept", ev.EpisodeKept) if decision.kept else ("discarded", ev.EpisodeDiscarded)
+    return validated(cls(
+        event_id=f"{kind}-{run_id}-{attempt}-{episode}", run_id=run_id, attempt=attempt, session=session,
+        episode=episode, candidate=o.index, rule=decision.rule[:500], reason=decision.reason[:2000], seed=o.seed,
+        steps=o.length, episode_return=float(o.episode_return), terminated=o.terminated, truncated=o.truncated))
 
 
 class RunPublisher:

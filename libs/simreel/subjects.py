@@ -29,6 +29,9 @@ _PER_RUN = {
     ev.EpisodeEnded: "simreel.evt.episode.ended",
     ev.SceneSaved: "simreel.evt.scene.saved",
     ev.VideoAvailable: "simreel.evt.video.available",
+    ev.VideoHeld: "simreel.evt.video.held",
+    ev.EpisodeKept: "simreel.evt.episode.kept",
+    ev.EpisodeDiscarded: "simreel.evt.episode.discarded",
     ev.TelemetryStaged: "simreel.evt.telemetry.staged",
     ev.EncodeFailed: "simreel.evt.encode.failed",
     ev.ArtifactStored: "simreel.evt.artifact.stored",
@@ -139,6 +142,10 @@ WORK_CONSUMERS: dict[str, list[str]] = {
     "encoder": [all_of(ev.SimStarted)],
     "uploader": [
         all_of(ev.VideoAvailable),
+        # Candidates of runs with a keep rule: released or deleted when their episode's decision meets them.
+        all_of(ev.VideoHeld),
+        all_of(ev.EpisodeKept),
+        all_of(ev.EpisodeDiscarded),
         all_of(ev.SceneSaved),
         all_of(ev.TelemetryStaged),
         all_of(ev.SimCompleted),

@@ -33,6 +33,7 @@ the videos are stored wherever that stack stores them (local paths are linked on
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import logging
 import os
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, SupportsFloat
 
 import gymnasium as gym
+import msgspec
 import numpy as np
 import structlog
 from gymnasium import logger as gym_logger
@@ -50,6 +52,7 @@ from .. import events as ev
 from .. import log as logs
 from .. import subjects
 from ..capture import CaptureState, describe_trigger
+from ..keep import Outcome, wire_rule
 from ..config import NatsSettings
 from .files import jsonable as _jsonable
 from .files import link as _link
@@ -58,8 +61,9 @@ from .files import run_prefix as _run_prefix
 from .clips import recorded_video, video_artifact
 from .video_info import RecordedVideo
 from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
+from .keeping import Candidates
 
-__all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule"]
+__all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule", "every_episode"]
 
 EMBEDDED_DIR = ".simreel"
 
@@ -78,6 +82,21 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
     if episode_id < 1000:
         return int(round(episode_id ** (1.0 / 3))) ** 3 == episode_id
     return episode_id % 1000 == 0
+
+
+def every_episode(episode_id: int) -> bool:
+    """The trigger of a recorder with `keep=` and no trigger: every episode is a candidate."""
+    return True
+
+
+every_episode.description = "every episode"  # type: ignore[attr-defined]
+
+
+def keep_outputs(outputs: ev.OutputSpec | None, keep: Any) -> ev.OutputSpec:
+    """The recorder's OutputSpec with its keep rule announced (for a callable: a "producer" rule), so
+    the encoder holds each candidate's videos until the recorder's decision."""
+    spec = msgspec.structs.replace(outputs or ev.OutputSpec(), keep=wire_rule(keep))
+    return msgspec.convert(msgspec.to_builtins(spec), ev.OutputSpec)  # the limits, and per-episode layout
 
 
 def _quiet_logger():
@@ -101,6 +120,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     - `strict`: `close()` raises RecordingError if a video failed or timed out (else it only warns).
     - `recorder`: a `simreel.recorder.RecorderThread` shared by several wrappers (one connection, one
       embedded stack); the caller closes it. Default: one of its own, closed by `close()`.
+    - `keep`: which recorded episodes keep their video, decided when each ends: a rule of
+      `simreel.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.keep.Outcome`) -> bool
+      (index, seed, length, episode_return, terminated, truncated, info). `episode_trigger` still
+      picks the candidates; with `keep` and no trigger every episode is one. A discarded episode
+      leaves no video (its telemetry and report are stored) and is listed in `discarded`.
 
     After `close()` (or `wait()`), `videos` lists one `RecordedVideo` per video: `name`, `path` (the
     file in video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`,
@@ -129,13 +153,14 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         recorder: RecorderThread | None = None,
         on_video: Callable[[RecordedVideo], None] | None = None,
         announce: bool = True,
+        keep: Any = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, video_folder=video_folder, episode_trigger=episode_trigger, step_trigger=step_trigger,
             video_length=video_length, name_prefix=name_prefix, fps=fps, disable_logger=disable_logger,
             gc_trigger=gc_trigger, nats_url=nats_url, session=session, outputs=outputs, timeout=timeout,
             max_queue_bytes=max_queue_bytes, strict=strict, recorder=recorder, on_video=on_video,
-            announce=announce,
+            announce=announce, keep=keep,
         )
         gym.Wrapper.__init__(self, env)
 
@@ -144,6 +169,13 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"Render mode is {env.render_mode}, which is incompatible with RecordVideo. "
                 "Initialize your environment with a render_mode that returns an image, such as rgb_array."
             )
+        if keep is not None:
+            if step_trigger is not None or video_length:
+                raise ValueError("keep= decides on whole episodes: it cannot be combined with step_trigger or "
+                                 "video_length")
+            if episode_trigger is None:
+                episode_trigger = every_episode
+            outputs = keep_outputs(outputs, keep)
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic_video_schedule
         self._trigger_text = describe_trigger(episode_trigger, step_trigger, video_length)
@@ -178,6 +210,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.timeout = float(timeout)
         self.strict = strict
         self.videos: list[RecordedVideo] = []
+        self.discarded: list[RecordedVideo] = []  # with keep=: the episodes the rule did not keep
+        self.keep = keep
+        self._final_info: dict[str, Any] = {}
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
         self._nats_url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
         self._max_queue_bytes = int(max_queue_bytes)
@@ -202,6 +237,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._announce = announce
         if self._recorder is None:
             self._recorder = self._make_recorder()
+        self._candidates = Candidates(keep, self._recorder) if keep is not None else None
         if announce:
             self._recorder.subscribe(subjects.recorder_control(self.recorder_id), self._controls.append)
         # Start-up (the embedded stack, the connection) runs in the background from here on, so it
@@ -250,6 +286,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.step_trigger and self.step_trigger(self.step_id) and not self.capture.stopped:
             self.start_recording(f"{self.name_prefix}-step-{self.step_id}")
         if self.recording:
+            if terminated or truncated:
+                self._final_info = info
             self._capture_frame((action, rew, terminated, truncated))
 
             if self._recorded_frames > self.video_length:
@@ -285,6 +323,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._log.warning("last_video_lost", video=self._video_name, error=str(e))
         if self._recorder is None:
             return
+        if self._candidates is not None:
+            with contextlib.suppress(RecorderError):  # the recorder failed: reported with the runs below
+                self._candidates.close()
         self._announce_state("closed")
         # A shared recorder belongs to its creator: wait for our videos, leave it running.
         runs = self._recorder.close(self.timeout) if self._owns_recorder else self._recorder.wait(self.timeout)
@@ -327,7 +368,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             c = self._clip
             dt = getattr(self.env.unwrapped, "dt", None)
-            self._recorder.end(
+            run = self._recorder.end(
                 seed=-1 if c["seed"] is None else int(c["seed"]), steps=c["steps"], episode_return=c["return"],
                 terminated=c["terminated"], truncated=c["truncated"],
                 sim_time_s=c["steps"] * float(dt) if isinstance(dt, (int, float)) and dt > 0 else None,
@@ -337,6 +378,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     "episode_id": c["episode"], "step_id": c["step"], "video_length": self.video_length
                     if self.video_length != float("inf") else 0, "name_prefix": self.name_prefix,
                     "render_fps": self.frames_per_sec, "env_episodes": c["env_episodes"]}})
+            if self._candidates is not None and c["trigger"] == "episode":
+                self._candidates.ended(run, Outcome(
+                    index=c["episode"], seed=c["seed"], length=c["steps"], episode_return=c["return"],
+                    terminated=c["terminated"], truncated=c["truncated"], info=dict(self._final_info)))
+        self._final_info = {}
 
         self._recorded_frames = 0
         self.recording = False
@@ -429,7 +475,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._recorder.begin(
             run_id, width=width, height=height, fps=max(1, int(round(fps))),
             meta={"name": c["name"], "episode": c["episode"], "step": c["step"], "wrapper": self._run_tag},
-            on_result=self._on_result,
+            on_result=self._on_result, outputs=self.outputs,
             scene=f"gymnasium:{self._env_id()}", physics_dt=float(dt) if isinstance(dt, (int, float)) else 1.0 / fps,
             gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""))
 
@@ -468,6 +514,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._log.warning("video_not_stored", video=run.meta.get("name"), status=run.status, error=run.error)
             return
         name = run.meta["name"]
+        if run.discarded:
+            self._log.info("video_discarded", video=name, reason=run.decision.reason)
+            return
         for a in run.artifacts:
             if a.kind in ("video", "gif", "frames") and a.path and os.path.exists(a.path):
                 _link(a.path, Path(self.video_folder) / _local_name(name, a.format))
@@ -481,7 +530,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return recorded_video(r, self.video_folder, self.frames_per_sec, status)
 
     def _collect(self, runs: list[RecordedRun]) -> None:
-        self.videos = [self._info(r) for r in runs if r.ended_at is not None]
+        ended = [r for r in runs if r.ended_at is not None and not r.awaiting_decision]
+        self.videos = [self._info(r) for r in ended if not r.discarded]
+        self.discarded = [self._info(r) for r in ended if r.discarded]
 
     # --- live capture controls (only ever touched between episodes) --------------------------------
 
