@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from simreel import events as ev
+from simreel import keep
 from simreel.config import Limits, Settings
 from simreel.retention import Policy, RetentionIndex
 from simreel.run_publisher import EpisodeOutcome, RunPublisher
@@ -144,6 +145,16 @@ async def test_encoder_lets_an_aborted_attempt_go_after_the_episodes_it_finished
     assert bus.frames == []
 
 
+async def test_encoder_holds_each_candidate_of_a_run_with_a_keep_rule(bus, given, settings, staging):
+    started = await publish_run(bus, outputs=ev.OutputSpec(keep=keep.failures()))
+    out = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+    assert kinds(out) == ["VideoHeld", "VideoHeld", "TelemetryStaged"]
+    assert [v.event_id for v in out[:2]] == ["held-enc-1-1-0-mp4", "held-enc-1-1-1-mp4"]
+    for v in out[:2]:
+        async with staging.local(v.staged) as p:  # encoded and staged while the decision is pending
+            assert hashlib.sha256(Path(p).read_bytes()).hexdigest() == v.sha256
+
+
 async def test_encoder_refuses_options_it_cannot_honour_before_reading_frames(bus, given, settings, staging):
     started = await publish_run(bus, outputs=ev.OutputSpec(crf=60))
     (failed,) = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
@@ -175,6 +186,61 @@ async def test_uploader_stores_then_deletes_the_staged_copy_once_the_fact_is_log
     with pytest.raises(FileNotFoundError):
         async with staging.local(ref):
             pass
+
+
+def held_video(ref: str, data: bytes, episode: int = 0) -> ev.VideoHeld:
+    return ev.VideoHeld(event_id=f"held-k-1-{episode}-mp4", run_id="k", attempt=1, session="s", episode=episode,
+                        format="mp4", staged=ref, frames=3, fps=10.0, duration_s=0.3, width=W, height=H, codec="h264",
+                        bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), encode_ms=1.0)
+
+
+def decision(kept: bool, episode: int = 0, attempt: int = 1) -> ev.EpisodeKept | ev.EpisodeDiscarded:
+    cls = ev.EpisodeKept if kept else ev.EpisodeDiscarded
+    return cls(event_id=f"{'kept' if kept else 'discarded'}-k-{attempt}-{episode}", run_id="k", attempt=attempt,
+               session="s", episode=episode, candidate=episode, rule="failures",
+               reason="failures: terminated" if kept else "failures: not terminated")
+
+
+@pytest.mark.parametrize("decided_first", [False, True], ids=["held-first", "decided-first"])
+async def test_uploader_releases_a_kept_candidate_whichever_comes_first(bus, given, staging, tmp_path, decided_first):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    held, kept = held_video(ref, data), decision(True)
+    first, second = (kept, held) if decided_first else (held, kept)
+    handler = {ev.VideoHeld: uploader.on_video_held, ev.EpisodeKept: uploader.on_episode_decided}
+    assert await given.handle(handler[type(first)], first) == []  # waits for the other half
+    (video,) = await given.handle(handler[type(second)], second)
+    assert isinstance(video, ev.VideoAvailable) and video.event_id == "video-k-1-0-mp4"
+    assert (video.staged, video.sha256, video.episode) == (ref, held.sha256, 0)
+    (stored,) = await given.handle(uploader.on_video_available, video)
+    assert stored.kind == "video" and Path(stored.path).read_bytes() == data
+
+
+@pytest.mark.parametrize("decided_first", [False, True], ids=["held-first", "decided-first"])
+async def test_uploader_deletes_a_discarded_candidate_and_stores_nothing(bus, given, staging, tmp_path, decided_first):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    held, dropped = held_video(ref, data), decision(False)
+    handler = {ev.VideoHeld: uploader.on_video_held, ev.EpisodeDiscarded: uploader.on_episode_decided}
+    for e in ((dropped, held) if decided_first else (held, dropped)):
+        assert await given.handle(handler[type(e)], e) == []
+    with pytest.raises(FileNotFoundError):
+        async with staging.local(ref):
+            pass
+    assert list((tmp_path / "out").rglob("*.mp4")) == []
+
+
+async def test_uploader_pairs_a_decision_only_with_its_own_attempt_and_episode(bus, given, staging, tmp_path):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/1/episode-0001.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    await given.handle(uploader.on_episode_decided, decision(False, episode=0))
+    await given.handle(uploader.on_episode_decided, decision(False, episode=1, attempt=2))
+    assert await given.handle(uploader.on_video_held, held_video(ref, data, episode=1)) == []
+    async with staging.local(ref):
+        pass  # still held: no decision for attempt 1, episode 1 yet
 
 
 async def test_uploader_stores_the_report_of_a_completed_run(given, staging, tmp_path):
