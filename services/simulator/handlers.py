@@ -16,13 +16,14 @@ from typing import AsyncIterator
 import msgspec
 
 from simreel import events as ev
+from simreel import keep as keeping
 from simreel import log as logs
 from simreel import subjects
 from simreel.bus import Bus, Delivery
 from simreel.config import Settings
 from simreel.handoff import Handoff
 from simreel.staging import Staging
-from simreel.run_publisher import EpisodeOutcome, RunPublisher
+from simreel.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import gymenv, loader, state
 
@@ -94,6 +95,9 @@ class Simulator:
         except plan.LimitExceeded as e:
             log.warning("request_refused", reason=str(e))
             return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
+        if isinstance(req.outputs.keep, keeping.Producer):
+            return Refused([self._failed(req, attempt, "bad_request", "a request's keep rule cannot be \"producer\" "
+                                         "(only a recorder decides itself)", "outputs.keep")])
         if req.scene.startswith(gymenv.GYM_PREFIX):
             return await self._prepare_gym(req, attempt, log)
         r = req.render
@@ -198,6 +202,7 @@ class Simulator:
         thread = run_in_thread(job, handoff, cancel)
         gl: dict = {}
         engine: dict = {}
+        keeper = RunKeeper(req.outputs.keep, pub) if req.outputs.keep is not None else None
         try:
             while True:
                 match await handoff.get():
@@ -213,6 +218,8 @@ class Simulator:
                         yield (await pub.end_episode(
                             episode, outcome, {"render_ms": round(s.render_ms_total, 1),
                                                "physics_ms": round(s.physics_ms_total, 1)}))
+                        for decided in keeper.ended(episode, outcome) if keeper else ():
+                            yield decided
                         log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
                                  frozen=s.frozen)
                         if warnings:
@@ -256,6 +263,8 @@ class Simulator:
                             extra={"request": _request_summary(req), "frames_per_episode": n_frames,
                                    "engine": engine, "telemetry_fields": list(recorded.fields),
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
+        for decided in keeper.close() if keeper else ():
+            yield decided  # worst/best k over the run: decided now, before SimCompleted
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
         if scene_event is not None:

@@ -78,6 +78,28 @@ async def test_simulator_announces_start_each_episode_scene_and_completion(bus, 
     assert sum(b.count for b in batches) == 6
 
 
+async def test_simulator_decides_a_keep_rule_from_the_outcomes_worst_k_at_run_end(bus, given, settings, staging):
+    req = request(episodes=4, outputs=ev.OutputSpec(keep=keep.return_below(-1e9) | keep.worst(1)))
+    out = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+    assert kinds(out)[:3] == ["SimStarted", "EpisodeEnded", "EpisodeEnded"]
+    ended = [e for e in out if isinstance(e, ev.EpisodeEnded)]
+    decided = [e for e in out if isinstance(e, (ev.EpisodeKept, ev.EpisodeDiscarded))]
+    assert sorted(d.episode for d in decided) == [0, 1, 2, 3]  # each episode once
+    (kept,) = [d for d in decided if isinstance(d, ev.EpisodeKept)]
+    lowest = min(ended, key=lambda e: (e.episode_return, e.episode))
+    assert kept.episode == lowest.episode and kept.rule == "any of (return < -1e+09, worst 1)"
+    assert kinds(out)[-3:] == ["EpisodeKept", "SceneSaved", "SimCompleted"]  # the group closes at run end
+    for d in decided:  # each decision comes after its own episode ended
+        assert out.index(d) > out.index(ended[d.episode])
+        assert d.episode_return == ended[d.episode].episode_return and d.seed == ended[d.episode].seed
+
+
+async def test_simulator_refuses_a_producer_keep_rule(bus, given, settings, staging):
+    req = request(outputs=ev.OutputSpec(keep=keep.Producer(name="mine")))
+    (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+    assert isinstance(failed, ev.SimFailed) and failed.code == "bad_request" and failed.field == "outputs.keep"
+
+
 async def test_simulator_refuses_a_request_over_a_limit_naming_the_field(bus, given, settings, staging):
     (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested,
                                    request(render=ev.RenderSpec(width=128, height=H)))

@@ -1,4 +1,4 @@
-"""keep= on the recorders, on real parts: Gymnasium MuJoCo envs, nats-server, encoder, uploader.
+"""Keep rules on real parts (recorders' keep= and requests' outputs.keep): Gymnasium MuJoCo envs, nats-server, encoder, uploader.
 
 Every episode is a candidate and streamed as usual; after each ends, the rule decides. Kept episodes
 get their video files; discarded ones leave no video artifact and no staged file, only an
@@ -163,3 +163,29 @@ def test_vector_recorder_decides_per_sub_env(stack, tmp_path):
         (best,) = [v for v in mine if v.kept]
         assert Path(best.path).name == f"rl-video-env-{sub}-episode-{best.episode}.mp4"
         assert all(not v.kept and v.path is None for v in mine if v is not best)
+
+
+async def _run(url: str, req: ev.SimRequested):
+    async with await Client.connect(NatsSettings(url=url)) as c:
+        result = await c.run(req, timeout=240)
+        return result, [e async for e in c.bus.replay(f"simreel.evt.*.*.{req.run_id}")]
+
+
+def test_a_request_keeps_the_worst_episode_of_the_run(stack):
+    req = ev.SimRequested(run_id=f"keep-{time.time_ns()}", scene="cartpole", episodes=4, duration_s=0.3,
+                          policy="random", render=ev.RenderSpec(width=48, height=32, fps=10),
+                          outputs=ev.OutputSpec(keep=keep.worst(1)))
+    result, log = asyncio.run(_run(stack.url, req))
+    assert result.ok, result.error
+    ended = {e.episode: e for e in log if isinstance(e, ev.EpisodeEnded)}
+    worst = min(ended.values(), key=lambda e: (e.episode_return, e.episode)).episode
+    videos = [a for a in result.artifacts if a.kind == "video"]
+    assert [a.episode for a in videos] == [worst] and Path(videos[0].path).is_file()
+    discarded = [e for e in log if isinstance(e, ev.EpisodeDiscarded)]
+    assert sorted(e.episode for e in discarded) == sorted(set(ended) - {worst})
+    assert {a.kind for a in result.artifacts} == {"video", "report", "telemetry", "scene"}
+    tel = next(a for a in result.artifacts if a.kind == "telemetry")
+    rows = [json.loads(line) for line in Path(tel.path).read_text().splitlines()]
+    assert sorted({r["episode"] for r in rows}) == [0, 1, 2, 3]  # every episode's telemetry
+    staged = stack.data_dir / "staging" / req.run_id
+    wait_until(lambda: not any(p.is_file() for p in staged.rglob("*")))
