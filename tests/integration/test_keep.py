@@ -189,3 +189,33 @@ def test_a_request_keeps_the_worst_episode_of_the_run(stack):
     assert sorted({r["episode"] for r in rows}) == [0, 1, 2, 3]  # every episode's telemetry
     staged = stack.data_dir / "staging" / req.run_id
     wait_until(lambda: not any(p.is_file() for p in staged.rglob("*")))
+
+
+def test_sb3_recorder_decides_per_clip(stack, tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from simreel.sb3 import VecVideoRecorder
+
+    seen: list[keep.Outcome] = []
+
+    def terminated(o: keep.Outcome) -> bool:
+        seen.append(o)
+        return o.terminated
+
+    venv = make_vec_env("InvertedPendulum-v5", n_envs=2, seed=0,
+                        env_kwargs={"render_mode": "rgb_array", "width": 64, "height": 48})
+    env = VecVideoRecorder(venv, str(tmp_path / "v"), record_video_trigger=lambda s: s % 6 == 0, video_length=4,
+                           keep=terminated, nats_url=stack.url)
+    env.reset()
+    rng = np.random.default_rng(1)
+    for step in range(24):
+        # calm for the first clips, then pushed over: some clips see a sub-env fall, some do not
+        env.step(np.zeros((2, 1), np.float32) if step < 12 else rng.uniform(-3, 3, (2, 1)).astype(np.float32))
+    env.close()
+    assert [o.index for o in seen] == list(range(len(seen))) and len(seen) >= 3
+    assert all(o.length == 4 and len(o.info["infos"]) == 2 for o in seen[:-1])
+    fell = [o.index for o in seen if o.terminated]
+    assert fell and len(fell) < len(seen)
+    names = sorted(p.name for p in (tmp_path / "v").glob("*.mp4"))
+    assert names == sorted(Path(v.path).name for v in env.videos) and len(env.videos) == len(fell)
+    assert len(env.discarded) == len(seen) - len(fell)

@@ -92,7 +92,8 @@ class ClipStream:
                 r = float(np.mean(r))  # a tiled clip: the mean over its sub-envs
             if isinstance(r, (int, float, np.number)):
                 self._return += float(r)
-            self._last = (bool(np.any(row.get("terminated", False))), bool(np.any(row.get("truncated", False))))
+            if "terminated" in row or "truncated" in row:
+                self._last = (bool(np.any(row.get("terminated", False))), bool(np.any(row.get("truncated", False))))
         self.recorder.frame_array(frame, {k: jsonable(v) for k, v in row.items()})
         self.frames += 1
 
