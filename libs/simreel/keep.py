@@ -299,8 +299,8 @@ class _Every(_Node):
                 return [v]
         self.count += 1
         if (self.count - 1) % self.n == 0:
-            return [Verdict(o.index, True, f"{self.text}: {_ordinal(self.count)}")]
-        return [Verdict(o.index, False, f"{self.text}: {_ordinal(self.count)}, not one of every {self.n}")]
+            return [Verdict(o.index, True, f"{self.text}: the {_ordinal(self.count)}")]
+        return [Verdict(o.index, False, f"{self.text}: the {_ordinal(self.count)}, not one of every {self.n}")]
 
 
 class _Rank(_Node):
