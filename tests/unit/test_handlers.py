@@ -302,6 +302,46 @@ async def test_retention_keeps_the_latest_and_announces_each_delete(bus, given, 
     assert not Path(arts[0].path).exists() and Path(arts[2].path).exists()
 
 
+def ended(run_id: str, episode_return: float, terminated: bool = False) -> ev.EpisodeEnded:
+    return ev.EpisodeEnded(run_id=run_id, attempt=1, episode=0, seed=0, steps=10, frames=11, sim_time_s=1.0,
+                           wall_s=1.0, episode_return=episode_return, terminated=terminated, truncated=not terminated)
+
+
+async def test_retention_keeps_the_latest_and_besides_them_the_worst_and_the_failures(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy(keep_latest=2), {"s": Policy(keep_latest=2, keep_worst=2,
+                                                                            keep_failures=1)})
+    arts = await stored_artifacts(store, tmp_path, 9)
+    returns = [5.0, -9.0, 3.0, -7.0, 8.0, 1.0, 0.0, 2.0, 4.0]
+    fell = {2, 5}  # run-5 is the latest failure among the older ones
+    out = []
+    for i, a in enumerate(arts):
+        index.apply(ended(a.run_id, returns[i], terminated=i in fell))  # the episode ends before its video is stored
+        out += await given.handle(retention.on_artifact_stored, a)
+        index.apply_all(out)
+    deleted = {int(d.run_id.split("-")[1]) for d in out}
+    # latest 2: run-7, run-8; worst 2 of the rest: run-1 (-9), run-3 (-7); latest failure: run-5
+    assert sorted(set(range(9)) - deleted) == [1, 3, 5, 7, 8]
+    assert all(d.reason == "count" for d in out) and not Path(arts[0].path).exists() and Path(arts[1].path).exists()
+
+
+async def test_retention_spares_a_video_whose_outcome_it_has_not_seen_yet(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy(keep_latest=1, keep_worst=1))
+    arts = await stored_artifacts(store, tmp_path, 3)
+    index.apply(ended("run-1", 0.0))
+    index.apply(ended("run-2", 0.0))
+    out = []
+    for a in arts:
+        out += await given.handle(retention.on_artifact_stored, a)
+    assert out == []  # run-0's outcome is unknown: not judged; run-1 is the worst of the older ones
+    index.apply(ended("run-0", 5.0))
+    (deleted,) = await retention.sweep()  # the next sweep judges it
+    assert deleted.run_id == "run-0"
+
+
 async def test_retention_deletes_a_whole_run_on_request(bus, given, tmp_path):
     store = LocalStore(tmp_path / "out")
     index = RetentionIndex()
