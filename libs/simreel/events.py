@@ -437,6 +437,23 @@ class CaptureControlApplied(Event, kw_only=True):
     episode: Count
 
 
+class KeepRuleRequested(Event, kw_only=True):
+    """Ask a live recorder (`run_id` = recorder id) to decide with another keep rule from the next
+    episode boundary on (`keep` null: keep every candidate). Candidates still waiting under the old
+    rule (worst/best k) are decided by it first."""
+
+    keep: KeepRule | None = None
+    requested_by: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class KeepRuleApplied(Event, kw_only=True):
+    """A recorder took a keep rule into effect at the start of `episode` (`rule` in words, "" for none)."""
+
+    request_event_id: str
+    rule: Annotated[str, msgspec.Meta(max_length=500)]
+    episode: Count
+
+
 # --- plumbing --------------------------------------------------------------------------------------
 
 
@@ -477,6 +494,8 @@ AnyEvent = Union[
     RecorderAnnounced,
     CaptureControlRequested,
     CaptureControlApplied,
+    KeepRuleRequested,
+    KeepRuleApplied,
     DeadLettered,
 ]
 

@@ -175,7 +175,8 @@ class RunState:
 
 
 # Events about live recorders: their `run_id` is a recorder id, not a run.
-RECORDER_EVENTS = (ev.RecorderAnnounced, ev.CaptureControlRequested, ev.CaptureControlApplied)
+RECORDER_EVENTS = (ev.RecorderAnnounced, ev.CaptureControlRequested, ev.CaptureControlApplied,
+                   ev.KeepRuleRequested, ev.KeepRuleApplied)
 
 
 def fold_runs(events: Iterable[ev.Event]) -> dict[str, RunState]:
@@ -196,8 +197,11 @@ class RunFilter:
     status: str = ""
     scene: str = ""
     tag: str = ""
+    keep: str = ""  # "kept" / "discarded": runs with an episode a keep rule kept / discarded
 
     def matches(self, r: RunState) -> bool:
+        if self.keep == "kept" and not r.kept or self.keep == "discarded" and not r.discarded:
+            return False
         if self.session and r.session != self.session:
             return False
         if self.status and r.status != self.status:
@@ -268,6 +272,8 @@ class RecorderState:
     announced: ev.RecorderAnnounced | None = None
     requested: list[ev.CaptureControlRequested] = field(default_factory=list)
     applied: list[ev.CaptureControlApplied] = field(default_factory=list)
+    keep_requested: list[ev.KeepRuleRequested] = field(default_factory=list)
+    keep_applied: list[ev.KeepRuleApplied] = field(default_factory=list)
 
     def apply(self, e: ev.Event) -> None:
         if isinstance(e, ev.RecorderAnnounced):
@@ -277,6 +283,10 @@ class RecorderState:
             self.requested = (self.requested + [e])[-20:]
         elif isinstance(e, ev.CaptureControlApplied):
             self.applied = (self.applied + [e])[-20:]
+        elif isinstance(e, ev.KeepRuleRequested):
+            self.keep_requested = (self.keep_requested + [e])[-20:]
+        elif isinstance(e, ev.KeepRuleApplied):
+            self.keep_applied = (self.keep_applied + [e])[-20:]
 
     @property
     def pending(self) -> list[ev.CaptureControlRequested]:
@@ -294,6 +304,9 @@ class RecorderState:
             "pending": [{"action": r.action, "every": r.every, "event_id": r.event_id} for r in self.pending],
             "applied": [{"action": x.action, "every": x.every, "episode": x.episode, "ts": x.ts}
                         for x in self.applied[-5:]],
+            "keep_pending": [r.event_id for r in self.keep_requested
+                             if r.event_id not in {a.request_event_id for a in self.keep_applied}],
+            "keep_applied": [{"rule": x.rule, "episode": x.episode, "ts": x.ts} for x in self.keep_applied[-5:]],
         }
 
 

@@ -42,6 +42,8 @@ _PER_RUN = {
     ev.RecorderAnnounced: "simreel.evt.recorder.announced",
     ev.CaptureControlRequested: "simreel.evt.recorder.control",
     ev.CaptureControlApplied: "simreel.evt.recorder.applied",
+    ev.KeepRuleRequested: "simreel.evt.recorder.keep",
+    ev.KeepRuleApplied: "simreel.evt.recorder.keepapplied",
 }
 
 
@@ -79,6 +81,11 @@ def run_artifacts(run_id: str) -> str:
 def recorder_control(recorder_id: str) -> str:
     """Where a live recorder listens for CaptureControlRequested."""
     return f"{_PER_RUN[ev.CaptureControlRequested]}.{recorder_id}"
+
+
+def recorder_keep(recorder_id: str) -> str:
+    """Where a live recorder listens for KeepRuleRequested."""
+    return f"{_PER_RUN[ev.KeepRuleRequested]}.{recorder_id}"
 
 
 RECORDERS_ANNOUNCED = "simreel.evt.recorder.announced.*"

@@ -53,6 +53,7 @@ from .. import log as logs
 from .. import subjects
 from ..capture import CaptureState, describe_trigger
 from ..keep import Outcome, wire_rule
+from ..keep import describe as describe_keep
 from ..config import NatsSettings
 from .files import jsonable as _jsonable
 from .files import link as _link
@@ -240,6 +241,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._candidates = Candidates(keep, self._recorder) if keep is not None else None
         if announce:
             self._recorder.subscribe(subjects.recorder_control(self.recorder_id), self._controls.append)
+            self._recorder.subscribe(subjects.recorder_keep(self.recorder_id), self._controls.append)
         # Start-up (the embedded stack, the connection) runs in the background from here on, so it
         # overlaps the caller's set-up instead of sitting in front of the first recorded step.
         self._recorder.start()
@@ -539,6 +541,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _apply_controls(self) -> None:
         while self._controls:
             c = self._controls.popleft()
+            if isinstance(c, ev.KeepRuleRequested):
+                self._apply_keep(c)
+                continue
             if not isinstance(c, ev.CaptureControlRequested):
                 continue
             if c.action == "every" and c.every is None:
@@ -555,6 +560,28 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._log.info("capture_control_applied", recorder_id=self.recorder_id, action=c.action, every=c.every,
                            episode=self.episode_id)
 
+    def _apply_keep(self, c: ev.KeepRuleRequested) -> None:
+        """Another keep rule from this episode on; candidates the old rule still holds are decided by it."""
+        if self.step_trigger is not None or self.video_length != float("inf"):
+            self._recorder.publish(ev.DeadLettered(
+                event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+                subject=subjects.recorder_keep(self.recorder_id),
+                reason="keep rules decide on whole episodes; this recorder records step_trigger / video_length clips",
+                payload_preview=ev.encode(c).decode()[:500]))
+            return
+        if self._candidates is not None:
+            with contextlib.suppress(RecorderError):
+                self._candidates.close()
+        self.keep = c.keep
+        self._candidates = Candidates(c.keep, self._recorder) if c.keep is not None else None
+        self.outputs = keep_outputs(self.outputs, c.keep) if c.keep is not None else \
+            msgspec.structs.replace(self.outputs, keep=None)
+        rule = describe_keep(c.keep) if c.keep is not None else ""
+        self._recorder.publish(ev.KeepRuleApplied(
+            event_id=f"keepapplied-{self.recorder_id}-{c.event_id}"[:200], run_id=self.recorder_id,
+            request_event_id=c.event_id, rule=rule, episode=self.episode_id))
+        self._log.info("keep_rule_applied", recorder_id=self.recorder_id, rule=rule, episode=self.episode_id)
+
     def _announce_state(self, state: str) -> None:
         if not self._announce or self._recorder is None:
             return
@@ -562,6 +589,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._recorder.publish(ev.RecorderAnnounced(
             event_id=f"announced-{self.recorder_id}-{seen}-{state}", run_id=self.recorder_id,
             session=self.session, env_id=self._env_id() if getattr(self.env, "spec", None) else "",
-            trigger=self.capture.describe(self._trigger_text), episodes_seen=max(0, seen),
+            trigger=(self.capture.describe(self._trigger_text)
+                     + (f"; keep {describe_keep(self.keep)}" if self.keep is not None else ""))[:200],
+            episodes_seen=max(0, seen),
             videos_recorded=self._videos_started, state=state, cadence=self.capture.every,
             recording_next=state == "running" and self.capture.peek(seen, self.episode_trigger)))
