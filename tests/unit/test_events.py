@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from simreel import events as ev
+from simreel import keep
 from simreel import subjects
 
 
@@ -51,6 +52,9 @@ EXAMPLES: list[ev.Event] = [
                          episodes_seen=3, videos_recorded=2, recording_next=True, cadence=2, state="closed"),
     ev.CaptureControlRequested(run_id="rec-1", action="every", every=5, requested_by="ui"),
     ev.CaptureControlApplied(run_id="rec-1", request_event_id="x", action="every", every=5, episode=4),
+    ev.KeepRuleRequested(run_id="rec-1", keep=keep.worst(3, window=50) | keep.failures(), requested_by="ui"),
+    ev.KeepRuleApplied(run_id="rec-1", request_event_id="x", rule="failures", episode=7),
+    ev.SimRequested(run_id="keep-1", scene="cartpole", episodes=5, outputs=ev.OutputSpec(keep=keep.best(2))),
     ev.DeadLettered(run_id="r1", service="encoder", subject="simreel.evt.sim.started.r1", reason="why",
                     deliveries=6, payload_preview="{"),
 ]
