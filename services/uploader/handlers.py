@@ -97,8 +97,10 @@ class Uploader:
         return [] if decision is None else await self._settle(decision, [v])
 
     async def on_episode_decided(self, d: ev.EpisodeKept | ev.EpisodeDiscarded, delivery: Delivery) -> list[ev.Event]:
-        held = [v for v in await self._logged(ev.VideoHeld, d.run_id) if v.attempt == d.attempt and v.episode == d.episode]
-        return await self._settle(d, held)
+        held = [v for v in await self._logged(ev.VideoHeld, d.run_id) if v.episode == d.episode]
+        for stale in (v for v in held if v.attempt < d.attempt):
+            await self.staging.delete(stale.staged)  # held by an attempt that died before deciding it
+        return await self._settle(d, [v for v in held if v.attempt == d.attempt])
 
     async def _store_staged(self, source: ev.Event, *, staged: str, session: str, episode: int | None, name: str,
                             kind: ev.ArtifactKind, fmt: str, sha256: str, camera: str | None = None) -> list[ev.Event]:

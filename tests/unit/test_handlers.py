@@ -265,6 +265,17 @@ async def test_uploader_pairs_a_decision_only_with_its_own_attempt_and_episode(b
         pass  # still held: no decision for attempt 1, episode 1 yet
 
 
+async def test_uploader_drops_what_a_dead_attempt_held_once_a_later_attempt_decides(bus, given, staging, tmp_path):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    assert await given.handle(uploader.on_video_held, held_video(ref, data)) == []  # attempt 1 died undecided
+    assert await given.handle(uploader.on_episode_decided, decision(True, attempt=2)) == []  # its own not yet held
+    with pytest.raises(FileNotFoundError):
+        async with staging.local(ref):
+            pass
+
+
 async def test_uploader_stores_the_report_of_a_completed_run(given, staging, tmp_path):
     done = ev.SimCompleted(run_id="up-2", attempt=1, episodes=1, frames=3, wall_s=1.0, session="s",
                            expected_artifacts=4, report={"scene": "cartpole"})
