@@ -156,3 +156,21 @@ def test_describe():
     assert K.describe(K.every(2, of=K.failures())) == "every 2nd of (failures)"
     assert K.describe(K.best(3, window=50)) == "best 3 per 50"
     assert K.describe(K.new_best()) == "new best return"
+
+
+def test_recorders_refuse_keep_where_there_are_no_whole_episodes(tmp_path):
+    import gymnasium as gym
+
+    from simreel.gym import RecordVideo
+    from simreel.gym.vector import RecordVideo as VectorRecordVideo
+
+    env = gym.make("CartPole-v1", render_mode="rgb_array")
+    with pytest.raises(ValueError, match="whole episodes"):
+        RecordVideo(env, str(tmp_path / "a"), step_trigger=lambda s: s % 10 == 0, keep=K.failures())
+    with pytest.raises(ValueError, match="whole episodes"):
+        RecordVideo(env, str(tmp_path / "b"), video_length=20, keep=K.failures())
+    with pytest.raises(ValueError, match="per-episode"):
+        RecordVideo(env, str(tmp_path / "c"), keep=K.failures(), outputs=ev.OutputSpec(layout="both"))
+    envs = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync", render_mode="rgb_array")
+    with pytest.raises(ValueError, match="per_env=True"):
+        VectorRecordVideo(envs, str(tmp_path / "d"), keep=K.failures())
