@@ -332,3 +332,32 @@ def test_keep_rule_set_on_a_live_recorder_lists_discarded_episodes_with_the_rule
     assert wrapper.discarded and all(v.episode >= applied_at for v in wrapper.discarded)
     assert all(v.kept is None for v in wrapper.videos if v.episode < applied_at)  # before the rule: every one kept
     assert all(v.kept for v in wrapper.videos if v.episode >= applied_at)
+
+
+def test_new_run_with_a_keep_rule_shows_kept_and_discarded_episodes(env, page):
+    page.goto(env["url"] + "/new")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    page.select_option("#scene", "cartpole")
+    for name, value in (("episodes", "3"), ("render.width", "96"), ("render.height", "64"), ("render.fps", "15"),
+                        ("duration_s", "0.5")):
+        page.fill(f'input[name="{name}"]', value)
+    page.select_option('select[name="policy"]', "random")
+    page.select_option('select[name="render.quality"]', "fast")
+    keep = page.locator('input[name="outputs.keep"]')
+    keep.fill('{"rule": "worst"')
+    page.click("#submit")
+    expect(page.locator('.err[data-for="outputs.keep"]')).to_contain_text("not JSON")
+    keep.fill('{"rule": "worst", "k": 0}')
+    page.click("#submit")
+    expect(page.locator('.err[data-for="outputs.keep"]')).to_contain_text(">= 1")  # the contract's own words
+    keep.fill('{"rule": "worst", "k": 1}')
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#episodes tbody tr[data-keep]")).to_have_count(3)
+    expect(page.locator('#episodes tbody tr[data-keep="kept"]')).to_have_count(1)
+    expect(page.locator("#tabs button")).to_have_count(1)  # the kept episode's video only
+    page.select_option("#ep-keep", "discarded")
+    expect(page.locator("#episodes tbody tr")).to_have_count(2)
+    expect(page.locator("#episodes tbody td.keep").first).to_contain_text("is not among the 1 lowest")
+    page.screenshot(path=str(env["shots"] / "run-keep-worst.png"), full_page=True)
