@@ -176,7 +176,7 @@ def describe(rule: Rule | Callable[..., Any]) -> str:
         return f"{word} of ({', '.join(describe(r) for r in rule.rules)})"
     if isinstance(rule, Producer):
         return rule.name or "custom keep rule"
-    return getattr(rule, "description", None) or getattr(rule, "__qualname__", None) or "custom keep rule"
+    return getattr(rule, "description", None) or getattr(rule, "__name__", None) or "custom keep rule"
 
 
 # --- Python constructors: what `keep=` reads like ----------------------------------------------------

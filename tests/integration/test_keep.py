@@ -191,6 +191,34 @@ def test_a_request_keeps_the_worst_episode_of_the_run(stack):
     wait_until(lambda: not any(p.is_file() for p in staged.rglob("*")))
 
 
+def test_vector_keep_callable_gets_each_sub_envs_own_outcome_and_final_info(stack, tmp_path):
+    seen: list[tuple[int, keep.Outcome]] = []
+    envs = gym.make_vec("InvertedPendulum-v5", num_envs=2, vectorization_mode="sync", render_mode="rgb_array", **KW)
+    envs = VectorRecordVideo(envs, str(tmp_path / "v"), per_env=True, nats_url=stack.url,
+                             keep=lambda o: seen.append(o) or o.terminated)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(2)
+    returns = np.zeros(2)
+    ended: list[list[tuple[float, bool]]] = [[], []]
+    for _ in range(16):
+        _, r, term, trunc, _ = envs.step(rng.uniform(-3, 3, (2, 1)).astype(np.float32))
+        returns += r
+        for i in (0, 1):
+            if term[i] or trunc[i]:
+                ended[i].append((float(returns[i]), bool(term[i])))
+                returns[i] = 0.0
+    envs.close()
+    for sub in (0, 1):
+        mine = [v for v in envs.videos + envs.discarded if v.env == sub]
+        assert len(mine) >= len(ended[sub]) >= 1
+    complete = [o for o in seen if o.info]  # episodes that ended (the last one of each sub-env is cut by close)
+    assert len(complete) == len(ended[0]) + len(ended[1])
+    assert all("reward_survive" in o.info for o in complete)
+    assert sorted((o.episode_return, o.terminated) for o in complete) == sorted(ended[0] + ended[1])
+    assert envs.videos and all(v.kept and v.reason == "<lambda>: true" for v in envs.videos)
+    assert all(not v.kept and v.reason == "<lambda>: false" for v in envs.discarded)
+
+
 def test_sb3_recorder_decides_per_clip(stack, tmp_path):
     from stable_baselines3.common.env_util import make_vec_env
 
