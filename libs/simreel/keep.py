@@ -23,7 +23,7 @@ import msgspec
 __all__ = [
     "AllOf", "AnyOf", "Best", "Decision", "Every", "Failures", "Keeper", "NewBest", "Outcome", "ReturnAbove",
     "ReturnBelow", "Rule", "Worst", "all_of", "any_of", "best", "describe", "every", "failures", "immediate",
-    "new_best", "return_above", "return_below", "worst", "MAX_HELD", "Producer", "wire_rule",
+    "new_best", "return_above", "return_below", "worst", "MAX_HELD", "Producer", "wire_rule", "decode", "decide_all",
 ]
 
 # k of worst/best: how many candidates one rule may hold in staging until its group closes.
