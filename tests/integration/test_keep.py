@@ -117,6 +117,23 @@ def test_worst_k_over_the_recorders_life_is_decided_at_close(stack, tmp_path):
     assert all(Path(v.path).is_file() for v in env.videos)
 
 
+def test_wait_mid_training_reports_what_is_decided_and_leaves_the_held_for_later(stack, tmp_path):
+    env = RecordVideo(gym.make("InvertedPendulum-v5", render_mode="rgb_array", **KW), str(tmp_path / "v"),
+                      keep=keep.worst(1), nats_url=stack.url)
+    env.action_space.seed(0)
+    for seed in range(3):
+        env.reset(seed=seed)
+        while not any(env.step(env.action_space.sample())[2:4]):
+            pass
+    env.reset(seed=3)  # ends the third recording; the fourth episode runs on
+    env.wait(120)
+    # Two of the three ended candidates were pushed out of the worst 1 and are decided; one is held.
+    assert env.videos == [] and len(env.discarded) == 2
+    assert all(v.status == "discarded" and v.telemetry_url for v in env.discarded)
+    env.close()
+    assert len(env.videos) == 1 and len(env.discarded) == 3  # the fourth, cut by close, is a candidate too
+
+
 def test_same_seeds_same_kept_set_and_identical_videos(stack, tmp_path):
     def once(name: str):
         env = RecordVideo(gym.make("InvertedPendulum-v5", render_mode="rgb_array", **KW), str(tmp_path / name),
