@@ -18,6 +18,16 @@ Scenarios:
 - `cartpole`: CleanRL's usage: CartPole-v1, 600 random steps, every other episode recorded (env 0 of
   CleanRL's vector env is such a wrapped env). Reported: the same, plus the first recorded step.
 
+With `--all-episodes` every episode is recorded by every variant (a candidate, for simreel-keep), and the
+variant `simreel-keep` records every episode with `keep=keep.failures()`: the videos of episodes that
+did not fail are discarded after they end. Reported besides: bytes stored (everything the variant left
+on disk: videos, and for simreel its store with telemetry and reports), videos kept / discarded, and
+seconds from each kept episode's end to its stored video (simreel: `store_latency_s`; gymnasium: its
+`stop_recording()`, which writes the file at the next reset).
+
+    python benchmarks/bench_gym.py cartpole --all-episodes --variants none,gymnasium,simreel-keep
+    python benchmarks/bench_gym.py cheetah --all-episodes --variants none,gymnasium,simreel-keep
+
 Where GL is first used (the first reset's render) is the same in every variant and inside the loop.
 
     python benchmarks/bench_gym.py cheetah --episodes 2 --steps 120 --repeat 2
@@ -49,6 +59,17 @@ _CHILD = textwrap.dedent("""
 
     scenario, mode, episodes, steps, width, height, folder = (sys.argv[1], sys.argv[2], int(sys.argv[3]),
         int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7])
+    all_episodes = os.environ.get("BENCH_ALL_EPISODES") == "1"
+
+    def stored_bytes(folder):  # every file once (videos are linked into the folder from the store)
+        seen, total = set(), 0
+        for root, _, files in os.walk(folder):
+            for f in files:
+                st = os.stat(os.path.join(root, f))
+                if (st.st_dev, st.st_ino) not in seen:
+                    seen.add((st.st_dev, st.st_ino))
+                    total += st.st_size
+        return total
 
     def hwm_mb():
         for line in open("/proc/self/status"):
@@ -76,9 +97,21 @@ _CHILD = textwrap.dedent("""
     else:
         env = gym.make("CartPole-v1", render_mode="rgb_array")
         trigger = lambda e: e % 2 == 0
+    if all_episodes:
+        trigger = lambda e: True
     hwm0 = hwm_mb()
+    latencies = []
     if mode == "gymnasium":
-        env = gym.wrappers.RecordVideo(env, folder, episode_trigger=trigger, disable_logger=True)
+        class Timed(gym.wrappers.RecordVideo):
+            def stop_recording(self):  # the file is written here, at the reset after the episode's end
+                t = time.monotonic()
+                super().stop_recording()
+                latencies.append(time.monotonic() - t)
+        env = Timed(env, folder, episode_trigger=trigger, disable_logger=True)
+    elif mode == "simreel-keep":
+        from simreel import keep
+        from simreel.gym import RecordVideo
+        env = RecordVideo(env, folder, episode_trigger=trigger, keep=keep.failures())
     elif mode == "simreel":
         from simreel.events import OutputSpec
         from simreel.gym import RecordVideo
@@ -118,8 +151,13 @@ _CHILD = textwrap.dedent("""
            "slowest_step_ms": slowest * 1000, "hwm_growth_mb": hwm_mb() - hwm0, "env_cpu_s": cpu_s() - cpu0,
            "videos": len(videos), "video_mb": sum(os.path.getsize(os.path.join(folder, v)) for v in videos) / 1e6,
            "stack_cpu_s": children_cpu_s() if mode == "simreel" else 0.0}
-    if mode == "simreel":
+    if mode.startswith("simreel"):
         assert all(v["status"] == "completed" for v in env.videos), env.videos
+        out["stack_cpu_s"] = children_cpu_s()
+        latencies = [v.store_latency_s for v in env.videos if v.store_latency_s is not None]
+    out["discarded"] = len(getattr(env, "discarded", []))
+    out["stored_mb"] = stored_bytes(folder) / 1e6 if mode != "none" else 0.0
+    out["latency_s"] = sorted(latencies)
     print(json.dumps(out))
 """)
 
@@ -136,7 +174,10 @@ def run_variant(scenario: str, mode: str, a: argparse.Namespace, folder: Path) -
     # `simreel-<x264 preset>`, e.g. simreel-superfast: the recorder with OutputSpec(preset=...).
     if mode.removeprefix("simreel-") in X264_PRESETS:
         env["BENCH_X264_PRESET"] = mode.removeprefix("simreel-")
-    cmd = [python, "-c", _CHILD, scenario, mode.split("-")[0], str(a.episodes), str(a.steps), str(a.width),
+    if a.all_episodes:
+        env["BENCH_ALL_EPISODES"] = "1"
+    child_mode = mode if mode == "simreel-keep" else mode.split("-")[0]
+    cmd = [python, "-c", _CHILD, scenario, child_mode, str(a.episodes), str(a.steps), str(a.width),
            str(a.height), str(folder)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
     if p.returncode != 0:
@@ -152,12 +193,14 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--variants", default=",".join(VARIANTS),
-                    help=f"of {', '.join(VARIANTS)}, simreel-nice0, simreel-nice10 (the embedded encoder's priority), "
+                    help=f"of {', '.join(VARIANTS)}, simreel-keep (keep=failures), simreel-nice0, simreel-nice10 (the embedded encoder's priority), "
                          "simreel-<x264 preset> (e.g. simreel-superfast)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="rounds of all variants, interleaved; the fastest total of each is reported "
                          "(a shared machine's load only ever makes a run slower)")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--all-episodes", action="store_true",
+                    help="every episode recorded (a candidate for simreel-keep: keep=failures)")
     ap.add_argument("--before-python", default=None,
                     help="the Python of another simreel install: adds the variant simreel-before, run with it")
     a = ap.parse_args()
@@ -195,6 +238,18 @@ def main() -> None:
         print(f"| {r['mode']} | {r['loop_s']:.2f} | {r['close_s']:.2f} | {r['total_s']:.2f} | {ratio} | {rounds} "
               f"| {r['first_step_ms']:.1f} | {r['slowest_step_ms']:.1f} | {r['hwm_growth_mb']:.1f} "
               f"| {r['env_cpu_s']:.1f} | {r['stack_cpu_s']:.1f} | {r['videos']} | {r['video_mb']:.2f} |")
+    if a.all_episodes:
+        print("\n| variant | × rendering alone (median per round) | env peak RSS growth MB | stored MB | videos kept "
+              "| discarded | encoder CPU s | episode end → stored video s: median (max) |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in results:
+            rr = sorted(per_round[r["mode"]])
+            lat = r["latency_s"]
+            lat_text = f"{statistics.median(lat):.2f} ({lat[-1]:.2f})" if lat else "-"
+            enc = r["stack_cpu_s"] if r["mode"].startswith("simreel") else (
+                r["env_cpu_s"] - next((b["env_cpu_s"] for b in results if b["mode"] == "none"), 0.0))
+            print(f"| {r['mode']} | {statistics.median(rr):.3f} | {r['hwm_growth_mb']:.1f} | {r['stored_mb']:.2f} "
+                  f"| {r['videos']} | {r['discarded']} | {enc:.1f} | {lat_text} |")
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "best": results, "runs": runs,
                                             "ratio_per_round": per_round}, indent=2))

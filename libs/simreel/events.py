@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 
 import msgspec
 
+from .keep import Rule as KeepRule
+
 SCHEMA_VERSION = 1
 
 # Identifiers end up in NATS subjects and object keys: no dots, spaces, slashes or wildcards.
@@ -124,6 +126,14 @@ class OutputSpec(msgspec.Struct, frozen=True, kw_only=True):
     # State recorded per frame besides t/step/reward/action: MuJoCo scenes "qpos", "qvel", "sensordata";
     # Gymnasium scenes "obs". None = every one the scene has (within the size limit); [] = none.
     telemetry_fields: list[Literal["qpos", "qvel", "sensordata", "obs"]] | None = None
+    # Which episodes keep their videos, decided from each episode's outcome after it ended
+    # (simreel.keep; docs/events.md "Keep rules"). None: every episode. Telemetry and the report are
+    # stored for every episode; a discarded episode's videos are deleted and EpisodeDiscarded says why.
+    keep: KeepRule | None = None
+
+    def __post_init__(self) -> None:
+        if self.keep is not None and self.layout != "per-episode":
+            raise ValueError("keep selects per-episode videos: it needs layout \"per-episode\"")
 
 
 Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256")]
@@ -327,7 +337,7 @@ class EpisodeSpan(msgspec.Struct, frozen=True, kw_only=True):
     start_s: float
 
 
-class VideoAvailable(Event, kw_only=True):
+class _EncodedVideo(Event, kw_only=True):
     attempt: Attempt
     session: Name
     episode: Episode | None  # None: all episodes back to back (concat layout)
@@ -348,6 +358,15 @@ class VideoAvailable(Event, kw_only=True):
     warnings: list[str] = []
 
 
+class VideoAvailable(_EncodedVideo, kw_only=True):
+    """An encoded video in staging, to be stored."""
+
+
+class VideoHeld(_EncodedVideo, kw_only=True):
+    """An encoded video of a candidate episode (the run has `outputs.keep`), waiting in staging for its
+    episode's EpisodeKept (then announced as VideoAvailable) or EpisodeDiscarded (then deleted)."""
+
+
 class TelemetryStaged(Event, kw_only=True):
     """Per-frame telemetry of the whole run (one JSON line per frame, with its time inside each video),
     staged by the encoder, which already reads every frame."""
@@ -364,6 +383,32 @@ class EncodeFailed(Event, kw_only=True):
     attempt: Attempt
     code: FailureCode = "encode_failed"
     message: str
+
+
+class _KeepDecided(Event, kw_only=True):
+    """A keep rule's decision on one candidate episode, with the outcome it was decided from."""
+
+    attempt: Attempt
+    session: Name
+    episode: Episode
+    # The episode's index among the candidates the rule saw (a recorder's env episode; a run's episode).
+    candidate: Count
+    rule: Annotated[str, msgspec.Meta(max_length=500)]  # the whole rule in words
+    reason: Annotated[str, msgspec.Meta(max_length=2000)]  # what decided this episode
+    seed: int | None = None
+    steps: Count = 0
+    episode_return: float = msgspec.field(name="return", default=0.0)
+    terminated: bool = False
+    truncated: bool = False
+
+
+class EpisodeKept(_KeepDecided, kw_only=True):
+    """The episode's videos are kept: its VideoHeld become VideoAvailable and are stored."""
+
+
+class EpisodeDiscarded(_KeepDecided, kw_only=True):
+    """The episode's videos are not kept: their staged files are deleted and no video artifact is
+    stored. Its telemetry and the run report are stored as for any episode."""
 
 
 # --- uploader / retention --------------------------------------------------------------------------
@@ -460,6 +505,23 @@ class CaptureControlApplied(Event, kw_only=True):
     episode: Count
 
 
+class KeepRuleRequested(Event, kw_only=True):
+    """Ask a live recorder (`run_id` = recorder id) to decide with another keep rule from the next
+    episode boundary on (`keep` null: keep every candidate). Candidates still waiting under the old
+    rule (worst/best k) are decided by it first."""
+
+    keep: KeepRule | None = None
+    requested_by: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class KeepRuleApplied(Event, kw_only=True):
+    """A recorder took a keep rule into effect at the start of `episode` (`rule` in words, "" for none)."""
+
+    request_event_id: str
+    rule: Annotated[str, msgspec.Meta(max_length=500)]
+    episode: Count
+
+
 # --- plumbing --------------------------------------------------------------------------------------
 
 
@@ -489,8 +551,11 @@ AnyEvent = Union[
     SceneSaved,
     SceneFileDeleted,
     VideoAvailable,
+    VideoHeld,
     TelemetryStaged,
     EncodeFailed,
+    EpisodeKept,
+    EpisodeDiscarded,
     ArtifactStored,
     StoreFailed,
     ArtifactDeleted,
@@ -498,10 +563,13 @@ AnyEvent = Union[
     RecorderAnnounced,
     CaptureControlRequested,
     CaptureControlApplied,
+    KeepRuleRequested,
+    KeepRuleApplied,
     DeadLettered,
 ]
 
-PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, SimFailed, ArtifactDeleted)
+PUBLIC_EVENTS = (SimRequested, VideoAvailable, ArtifactStored, SimCompleted, SimFailed, ArtifactDeleted,
+                 EpisodeDiscarded)
 
 _json_decoder = msgspec.json.Decoder(AnyEvent)
 _json_encoder = msgspec.json.Encoder()

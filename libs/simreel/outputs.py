@@ -46,10 +46,17 @@ def video_outputs(req: ev.SimRequested | ev.SimStarted) -> int:
     return files * (per_episode + concat) * n_views
 
 
+def episode_videos(st: ev.SimStarted) -> int:
+    """Video files of one episode (formats × views): what a discarded episode takes from the count."""
+    per_episode = st.outputs.layout in ("per-episode", "both")
+    return len(set(st.outputs.formats)) * st.views if per_episode else 0
+
+
 def expected_artifacts(req: ev.SimRequested | ev.SimStarted, *, scene_saved: bool = True) -> int:
     """ArtifactStored count of a finished run: videos + report.json (+ scene.xml when the run has a
     SceneSaved: MJCF scenes do, Gymnasium scenes and recorder runs do not) (+ telemetry.jsonl).
 
     The one home of this rule: SimCompleted.expected_artifacts carries it to clients, which wait for
-    exactly that many ArtifactStored; a second, disagreeing count would make them wait forever."""
+    exactly that many ArtifactStored; a second, disagreeing count would make them wait forever. With a
+    keep rule it counts every candidate's videos; each EpisodeDiscarded takes `episode_videos` off."""
     return video_outputs(req) + 1 + (1 if scene_saved else 0) + (1 if req.outputs.telemetry else 0)

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from . import events as ev
 from .scene_name import scene_name
+from .outputs import episode_videos
 
 
 @dataclass
@@ -38,12 +39,24 @@ class RunState:
     episode_ends: dict[int, ev.EpisodeEnded] = field(default_factory=dict)
     deletions: dict[str, ev.ArtifactDeleted] = field(default_factory=dict)
     delete_requested: ev.DeleteRequested | None = None
+    # Keep rules: the current attempt's decisions by episode, and how many videos an episode has.
+    kept: dict[int, ev.EpisodeKept] = field(default_factory=dict)
+    discarded: dict[int, ev.EpisodeDiscarded] = field(default_factory=dict)
+    videos_per_episode: int = 0
+
+    @property
+    def expected_now(self) -> int | None:
+        """Artifacts the run will have, knowing the decisions so far: SimCompleted's count (every
+        candidate's videos) less the videos of the episodes discarded."""
+        if self.completed is None:
+            return None
+        return self.completed.expected_artifacts - self.videos_per_episode * len(self.discarded)
 
     @property
     def status(self) -> str:
         if self.error:
             return "failed"
-        if self.completed and len(self.artifacts) >= self.completed.expected_artifacts:
+        if self.completed and len(self.artifacts) >= self.expected_now:
             return "completed"
         if self.completed:
             return "storing"
@@ -68,6 +81,8 @@ class RunState:
                 if e.attempt > self.attempt:
                     self.episodes_ended = 0
                     self.episode_ends.clear()
+                    self.kept.clear()
+                    self.discarded.clear()
                 self.attempt = e.attempt
                 self.episodes = e.episodes
                 self.session = e.session
@@ -75,12 +90,16 @@ class RunState:
                 self.gl_renderer = e.gl_renderer
                 self.gl_backend = e.gl_backend
                 self.fps = e.fps
+                self.videos_per_episode = episode_videos(e)
                 if not self.scene:
                     self.scene = e.scene
         elif isinstance(e, ev.EpisodeEnded):
             if e.attempt == self.attempt and e.episode not in self.episode_ends:
                 self.episodes_ended += 1
                 self.episode_ends[e.episode] = e
+        elif isinstance(e, (ev.EpisodeKept, ev.EpisodeDiscarded)):
+            if e.attempt == self.attempt:
+                (self.kept if isinstance(e, ev.EpisodeKept) else self.discarded)[e.episode] = e
         elif isinstance(e, ev.VideoAvailable):
             self.videos[f"{e.episode}:{e.format}:{e.camera}" + (f":{e.stream}" if e.stream != "rgb" else "")] = e
         elif isinstance(e, ev.ArtifactStored):
@@ -150,14 +169,16 @@ class RunState:
             "episodes": self.episodes, "episodes_ended": self.episodes_ended, "seeds": self.seeds,
             "tags": self.tags, "created": self.requested_at, "updated": self.updated_at, "wall_s": self.wall_s,
             "artifacts": len(self.live_artifacts), "deleted": len(self.deleted),
-            "expected_artifacts": self.completed.expected_artifacts if self.completed else None,
+            "expected_artifacts": self.expected_now,
+            "kept": len(self.kept), "discarded": len(self.discarded),
             "videos": len(self.videos), "mean_return": self.mean_return, "warnings": self.warnings,
             "error": self.error, "error_code": self.error_code,
         }
 
 
 # Events about live recorders: their `run_id` is a recorder id, not a run.
-RECORDER_EVENTS = (ev.RecorderAnnounced, ev.CaptureControlRequested, ev.CaptureControlApplied)
+RECORDER_EVENTS = (ev.RecorderAnnounced, ev.CaptureControlRequested, ev.CaptureControlApplied,
+                   ev.KeepRuleRequested, ev.KeepRuleApplied)
 
 
 def fold_runs(events: Iterable[ev.Event]) -> dict[str, RunState]:
@@ -178,8 +199,11 @@ class RunFilter:
     status: str = ""
     scene: str = ""
     tag: str = ""
+    keep: str = ""  # "kept" / "discarded": runs with an episode a keep rule kept / discarded
 
     def matches(self, r: RunState) -> bool:
+        if self.keep == "kept" and not r.kept or self.keep == "discarded" and not r.discarded:
+            return False
         if self.session and r.session != self.session:
             return False
         if self.status and r.status != self.status:
@@ -250,6 +274,8 @@ class RecorderState:
     announced: ev.RecorderAnnounced | None = None
     requested: list[ev.CaptureControlRequested] = field(default_factory=list)
     applied: list[ev.CaptureControlApplied] = field(default_factory=list)
+    keep_requested: list[ev.KeepRuleRequested] = field(default_factory=list)
+    keep_applied: list[ev.KeepRuleApplied] = field(default_factory=list)
 
     def apply(self, e: ev.Event) -> None:
         if isinstance(e, ev.RecorderAnnounced):
@@ -259,6 +285,10 @@ class RecorderState:
             self.requested = (self.requested + [e])[-20:]
         elif isinstance(e, ev.CaptureControlApplied):
             self.applied = (self.applied + [e])[-20:]
+        elif isinstance(e, ev.KeepRuleRequested):
+            self.keep_requested = (self.keep_requested + [e])[-20:]
+        elif isinstance(e, ev.KeepRuleApplied):
+            self.keep_applied = (self.keep_applied + [e])[-20:]
 
     @property
     def pending(self) -> list[ev.CaptureControlRequested]:
@@ -276,6 +306,9 @@ class RecorderState:
             "pending": [{"action": r.action, "every": r.every, "event_id": r.event_id} for r in self.pending],
             "applied": [{"action": x.action, "every": x.every, "episode": x.episode, "ts": x.ts}
                         for x in self.applied[-5:]],
+            "keep_pending": [r.event_id for r in self.keep_requested
+                             if r.event_id not in {a.request_event_id for a in self.keep_applied}],
+            "keep_applied": [{"rule": x.rule, "episode": x.episode, "ts": x.ts} for x in self.keep_applied[-5:]],
         }
 
 

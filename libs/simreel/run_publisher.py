@@ -23,6 +23,7 @@ import nats.errors
 
 from . import events as ev
 from . import framecodec, streams as stream_planes
+from . import keep
 from .bus import Bus, FramePublisher
 from .framing import FramePacker
 from .outputs import expected_artifacts
@@ -53,6 +54,48 @@ class EpisodeOutcome:
     blank: bool = False
     frozen: bool = False
     warnings: Sequence[str] = ()
+
+
+def decision_event(run_id: str, attempt: int, session: str, episode: int,
+                   decision: "keep.Decision") -> ev.EpisodeKept | ev.EpisodeDiscarded:
+    """EpisodeKept / EpisodeDiscarded of one candidate, with a deterministic id: a redelivered or
+    retried producer that reaches the same decision announces the same fact."""
+    o = decision.outcome
+    kind, cls = ("kept", ev.EpisodeKept) if decision.kept else ("discarded", ev.EpisodeDiscarded)
+    return validated(cls(
+        event_id=f"{kind}-{run_id}-{attempt}-{episode}", run_id=run_id, attempt=attempt, session=session,
+        episode=episode, candidate=o.index, rule=decision.rule[:500], reason=decision.reason[:2000], seed=o.seed,
+        steps=o.length, episode_return=float(o.episode_return), terminated=o.terminated, truncated=o.truncated))
+
+
+class RunKeeper:
+    """A request's keep rule over its run's episodes (`outputs.keep`): outcomes go through the Keeper in
+    episode order (a batch engine may end episodes out of order: later ones wait for earlier ones),
+    and each decision becomes EpisodeKept / EpisodeDiscarded of this attempt."""
+
+    def __init__(self, rule: "keep.Rule", pub: "RunPublisher") -> None:
+        self.keeper = keep.Keeper(rule)
+        self.pub = pub
+        self._ended: dict[int, EpisodeOutcome] = {}
+        self._next = 0
+
+    def ended(self, episode: int, o: EpisodeOutcome) -> list[ev.Event]:
+        self._ended[episode] = o
+        out: list[keep.Decision] = []
+        while self._next in self._ended:
+            e = self._ended.pop(self._next)
+            out += self.keeper.push(keep.Outcome(index=self._next, seed=e.seed, length=e.steps,
+                                                 episode_return=e.episode_return, terminated=e.terminated,
+                                                 truncated=e.truncated))
+            self._next += 1
+        return self._events(out)
+
+    def close(self) -> list[ev.Event]:
+        return self._events(self.keeper.close())
+
+    def _events(self, decisions: list[keep.Decision]) -> list[ev.Event]:
+        p = self.pub
+        return [decision_event(p.run_id, p.attempt, p.session, d.outcome.index, d) for d in decisions]
 
 
 class RunPublisher:

@@ -35,7 +35,7 @@ from gymnasium import logger as gym_logger
 from . import events as ev
 from . import log as logs
 from .config import NatsSettings
-from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger
+from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger, keep_outputs
 from .gym.clips import ClipStream, VideoCallback
 from .gym.video_info import RecordedVideo
 from .recorder import DEFAULT_QUEUE_BYTES, RecorderThread
@@ -45,7 +45,11 @@ __all__ = ["VecVideoRecorder"]
 
 class VecVideoRecorder(VecEnvWrapper):
     """SB3's VecVideoRecorder, streamed. Added, keyword-only: `nats_url`, `session`, `outputs`,
-    `timeout`, `max_queue_bytes`, `strict`, `on_video` (as `simreel.gym.RecordVideo`)."""
+    `timeout`, `max_queue_bytes`, `strict`, `on_video` (as `simreel.gym.RecordVideo`), and `keep`:
+    a `simreel.keep` rule or callable deciding per clip when it ends. A clip's `Outcome`: `index` the
+    clip's number, `length` its steps, `episode_return` the sum over its steps of the mean reward across
+    sub-envs, `terminated` / `truncated` whether any sub-env's episode ended in it by termination / by
+    its time limit (`TimeLimit.truncated`), `info` `{"infos": the last step's infos}`."""
 
     def __init__(
         self,
@@ -63,6 +67,7 @@ class VecVideoRecorder(VecEnvWrapper):
         strict: bool = True,
         on_video: VideoCallback | None = None,
         disable_logger: bool = True,
+        keep: Any = None,
     ) -> None:
         VecEnvWrapper.__init__(self, venv)
         self.env = venv
@@ -82,6 +87,11 @@ class VecVideoRecorder(VecEnvWrapper):
         self.video_name = ""
         self.video_path = ""
         self.videos: list[RecordedVideo] = []
+        self.discarded: list[RecordedVideo] = []  # with keep=: the clips the rule did not keep
+        self._ended = (False, False)
+        self._last_infos: list = []
+        if keep is not None:
+            outputs = keep_outputs(outputs, keep)
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
         log = _quiet_logger() if disable_logger else logs.get(__name__)
@@ -95,7 +105,8 @@ class VecVideoRecorder(VecEnvWrapper):
         env_id = getattr(getattr(inner, "envs", [None])[0], "spec", None) if hasattr(inner, "envs") else None
         self._clips = ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=name_prefix,
                                  fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
-                                 on_video=on_video, logger=log,
+                                 on_video=on_video, logger=log, keep=keep,
+                                 outputs=outputs if keep is not None else None,
                                  report={"sb3": {"num_envs": venv.num_envs, "video_length": video_length,
                                                  "name_prefix": name_prefix}})
 
@@ -113,6 +124,7 @@ class VecVideoRecorder(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         self.step_id += 1
         if self.recording:
+            self._note(dones, infos)
             self._capture_frame({"reward": rewards, "done": dones})
             if self._clips.frames > self.video_length:
                 self._stop_recording()
@@ -128,8 +140,10 @@ class VecVideoRecorder(VecEnvWrapper):
         VecEnvWrapper.close(self)
         if self.recording:
             self._stop_recording()
+        self._clips.finish()
         runs = [r for r in self._clips.recorder.close(self.timeout) if r.ended_at is not None]
-        self.videos = [self._clips.info(r) for r in runs]
+        self.videos = [self._clips.info(r) for r in runs if not r.discarded]
+        self.discarded = [self._clips.info(r) for r in runs if r.discarded]
         bad = [r for r in runs if r.status != "completed"]
         if bad:
             message = f"{len(bad)} of {len(runs)} video(s) were not stored: " + "; ".join(
@@ -148,6 +162,7 @@ class VecVideoRecorder(VecEnvWrapper):
         self.video_name = f"{name}.mp4"
         self.video_path = os.path.join(self.video_folder, self.video_name)
         self._clips.start(name, step=self.step_id)
+        self._ended, self._last_infos = (False, False), []
         self._capture_frame(None)
 
     def _capture_frame(self, stepped: dict[str, Any] | None) -> None:
@@ -161,5 +176,17 @@ class VecVideoRecorder(VecEnvWrapper):
             "step_id": self.step_id, "reward": stepped["reward"], "done": stepped["done"]}
         self._clips.add(frame, row)
 
+    def _note(self, dones: np.ndarray, infos: list) -> None:
+        """How the clip's sub-env episodes ended so far (SB3 marks time limits in the info)."""
+        term, trunc = self._ended
+        for done, info in zip(dones, infos):
+            if done:
+                cut = bool(info.get("TimeLimit.truncated", False))
+                term, trunc = term or not cut, trunc or cut
+        self._ended, self._last_infos = (term, trunc), list(infos)
+
     def _stop_recording(self) -> None:
+        if self.recording:
+            self._clips.note_end(terminated=self._ended[0], truncated=self._ended[1],
+                                 info={"infos": self._last_infos})
         self._clips.stop()

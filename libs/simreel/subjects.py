@@ -30,6 +30,9 @@ _PER_RUN = {
     ev.EpisodeEnded: "simreel.evt.episode.ended",
     ev.SceneSaved: "simreel.evt.scene.saved",
     ev.VideoAvailable: "simreel.evt.video.available",
+    ev.VideoHeld: "simreel.evt.video.held",
+    ev.EpisodeKept: "simreel.evt.episode.kept",
+    ev.EpisodeDiscarded: "simreel.evt.episode.discarded",
     ev.TelemetryStaged: "simreel.evt.telemetry.staged",
     ev.EncodeFailed: "simreel.evt.encode.failed",
     ev.ArtifactStored: "simreel.evt.artifact.stored",
@@ -41,6 +44,8 @@ _PER_RUN = {
     ev.RecorderAnnounced: "simreel.evt.recorder.announced",
     ev.CaptureControlRequested: "simreel.evt.recorder.control",
     ev.CaptureControlApplied: "simreel.evt.recorder.applied",
+    ev.KeepRuleRequested: "simreel.evt.recorder.keep",
+    ev.KeepRuleApplied: "simreel.evt.recorder.keepapplied",
 }
 
 
@@ -78,6 +83,11 @@ def run_artifacts(run_id: str) -> str:
 def recorder_control(recorder_id: str) -> str:
     """Where a live recorder listens for CaptureControlRequested."""
     return f"{_PER_RUN[ev.CaptureControlRequested]}.{recorder_id}"
+
+
+def recorder_keep(recorder_id: str) -> str:
+    """Where a live recorder listens for KeepRuleRequested."""
+    return f"{_PER_RUN[ev.KeepRuleRequested]}.{recorder_id}"
 
 
 RECORDERS_ANNOUNCED = "simreel.evt.recorder.announced.*"
@@ -141,6 +151,10 @@ WORK_CONSUMERS: dict[str, list[str]] = {
     "encoder": [all_of(ev.SimStarted)],
     "uploader": [
         all_of(ev.VideoAvailable),
+        # Candidates of runs with a keep rule: released or deleted when their episode's decision meets them.
+        all_of(ev.VideoHeld),
+        all_of(ev.EpisodeKept),
+        all_of(ev.EpisodeDiscarded),
         all_of(ev.SceneSaved),
         all_of(ev.TelemetryStaged),
         all_of(ev.SimCompleted),

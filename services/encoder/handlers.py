@@ -264,8 +264,9 @@ class Encoder:
                 return True
         return False
 
-    async def _staged(self, st: ev.SimStarted, finished: list[Finished], log) -> list[ev.VideoAvailable]:
-        """Stage each finished file; its VideoAvailable."""
+    async def _staged(self, st: ev.SimStarted, finished: list[Finished], log) -> list[ev.VideoAvailable | ev.VideoHeld]:
+        """Stage each finished file; its VideoAvailable, or for a run with a keep rule its VideoHeld
+        (the episode's EpisodeKept or EpisodeDiscarded decides what becomes of it)."""
         out = []
         for f in finished:
             name = file_name(f.episode, f.format, f.camera, f.stream)
@@ -274,14 +275,16 @@ class Encoder:
             cam += f"-{f.stream}" if f.stream != "rgb" else ""
             ref = await self.staging.put(f"{st.run_id}/{st.attempt}/{ep}/{name}", f.info.path)
             info = f.info
-            out.append(ev.VideoAvailable(
-                event_id=f"video-{st.run_id}-{st.attempt}-{ep}-{f.format}{cam}", run_id=st.run_id,
+            held = st.outputs.keep is not None and f.episode is not None
+            event_type = ev.VideoHeld if held else ev.VideoAvailable
+            out.append(event_type(
+                event_id=f"{'held' if held else 'video'}-{st.run_id}-{st.attempt}-{ep}-{f.format}{cam}", run_id=st.run_id,
                 attempt=st.attempt, session=st.session, episode=f.episode, camera=f.camera, stream=f.stream,
                 format=f.format, staged=ref, frames=info.frames,
                 fps=float(info.fps), duration_s=info.duration_s, width=info.width, height=info.height,
                 codec=info.codec, bytes=info.bytes, sha256=info.sha256, encode_ms=info.encode_ms,
                 spans=f.spans, warnings=f.warnings))
-            log.info("video_encoded", episode=ep, type=f.format, staged=ref, frames=info.frames, fps=info.fps,
+            log.info("video_held" if held else "video_encoded", episode=ep, type=f.format, staged=ref, frames=info.frames, fps=info.fps,
                      encode_ms=round(info.encode_ms, 1), bytes=info.bytes)
         return out
 

@@ -27,10 +27,13 @@ def default_policy(settings: Settings) -> Policy:
                   max_total_bytes=settings.max_total_bytes)
 
 
-async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event) -> None:
+async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event, *,
+                       outcomes: bool = False) -> None:
     """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in.
-    Bus.follow waits out a JetStream that cannot answer yet (a leader election after a node loss)."""
-    async for e in bus.follow(subjects.ARTIFACT_EVENTS, caught_up=caught_up):
+    Bus.follow waits out a JetStream that cannot answer yet (a leader election after a node loss).
+    With `outcomes` (a policy keeps failures or the worst returns) the whole log is followed, so each
+    EpisodeEnded reaches the index in log order with the artifacts."""
+    async for e in bus.follow(subjects.ALL_EVENTS if outcomes else subjects.ARTIFACT_EVENTS, caught_up=caught_up):
         index.apply(e)
 
 
@@ -57,8 +60,9 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     index = RetentionIndex()
     default = default_policy(settings)
     ret = Retention(store, index, default, policies_from_json(default, settings.retention_policies))
+    outcomes = any(p.uses_outcomes for p in (default, *ret.per_session.values()))
     caught_up = asyncio.Event()
-    follower = asyncio.create_task(follow_index(bus, index, caught_up))
+    follower = asyncio.create_task(follow_index(bus, index, caught_up, outcomes=outcomes))
     await caught_up.wait()
     log.info("index_rebuilt", artifacts=len(index.entries), digest=index.digest(), policy=default.__dict__)
     file_index, files_caught_up = SceneFileIndex(), asyncio.Event()

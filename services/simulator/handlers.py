@@ -19,13 +19,14 @@ import msgspec
 import numpy as np
 
 from simreel import events as ev
+from simreel import keep as keeping
 from simreel import log as logs
 from simreel import streams, subjects
 from simreel.bus import Bus, Delivery
 from simreel.config import Settings
 from simreel.handoff import Handoff
 from simreel.staging import Staging
-from simreel.run_publisher import EpisodeOutcome, RunPublisher
+from simreel.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import engines as sim_engines
 from simreel.sim import gymenv, loader, perception, state
@@ -109,6 +110,9 @@ class Simulator:
             return Refused([self._failed(req, attempt, "limit_exceeded", str(e), e.field)])
         if problem := streams.check_streams(req.render.streams):
             return Refused([self._failed(req, attempt, "bad_request", f"render.streams: {problem}", "render.streams")])
+        if isinstance(req.outputs.keep, keeping.Producer):
+            return Refused([self._failed(req, attempt, "bad_request", "a request's keep rule cannot be \"producer\" "
+                                         "(only a recorder decides itself)", "outputs.keep")])
         if req.scene.startswith(gymenv.GYM_PREFIX):
             return await self._prepare_gym(req, attempt, log)
         r = req.render
@@ -255,6 +259,7 @@ class Simulator:
                 engine=job.engine, worlds=engine.get("worlds", 1),
                 telemetry_names=recorded.names if req.outputs.telemetry else None, perception=perceived)
 
+        keeper = RunKeeper(req.outputs.keep, pub) if req.outputs.keep is not None else None
         try:
             while True:
                 message = await handoff.get()
@@ -274,6 +279,8 @@ class Simulator:
                         yield (await pub.end_episode(
                             episode, outcome, {"render_ms": round(s.render_ms_total, 1),
                                                "physics_ms": round(s.physics_ms_total, 1)}))
+                        for decided in keeper.ended(episode, outcome) if keeper else ():
+                            yield decided
                         log.info("episode_ended", episode=episode, frames=s.frames, steps=s.steps, blank=s.blank,
                                  frozen=s.frozen)
                         if warnings:
@@ -316,6 +323,8 @@ class Simulator:
                                    **({"streams": streams.report(job.streams, perceived, width=frame_w, height=job.height * views)}
                                       if len(job.streams) > 1 else {}),
                                    **({"telemetry_skipped": recorded.skipped} if recorded.skipped else {})})
+        for decided in keeper.close() if keeper else ():
+            yield decided  # worst/best k over the run: decided now, before SimCompleted
         completed = await pub.completed(req, report, scene_saved=scene_event is not None)
         log.info("sim_completed", frames=completed.frames, wall_s=round(completed.wall_s, 2))
         if scene_event is not None:

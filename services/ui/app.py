@@ -18,6 +18,7 @@ import msgspec
 from aiohttp import web
 
 from simreel import events as ev
+from simreel import keep as keeping
 from simreel import log as logs
 from simreel.projections import RunFilter, RunState
 from simreel.config import Limits
@@ -114,6 +115,7 @@ class Ui:
         r.add_post("/api/runs/{run_id}/delete", self.delete)
         r.add_get("/api/recorders", self.list_recorders)
         r.add_post("/api/recorders/{run_id}/control", self.control_recorder)
+        r.add_post("/api/recorders/{run_id}/keep", self.keep_rule)
         app.on_shutdown.append(self._close_streams)
         return app
 
@@ -149,8 +151,10 @@ class Ui:
             limit = min(self.config.page_limit, max(1, int(q.get("limit", 50))))
         except ValueError:
             return _error("offset and limit must be integers")
+        if q.get("keep", "") not in ("", "kept", "discarded"):
+            return _error("keep must be kept or discarded", field="keep")
         flt = RunFilter(session=q.get("session", ""), status=q.get("status", ""), scene=q.get("scene", ""),
-                        tag=q.get("tag", ""))
+                        tag=q.get("tag", ""), keep=q.get("keep", ""))
         total, runs = self.live.index.page(flt, offset=offset, limit=limit)
         return _json({"total": total, "offset": offset, "limit": limit, "runs": [r.summary() for r in runs],
                       "facets": self.live.index.facets(), "replaying": not self.live.caught_up.is_set()})
@@ -185,9 +189,17 @@ class Ui:
                 "av1": "av1" in v.codec.lower(), "frames": v.frames, "fps": v.fps, "width": v.width,
                 "height": v.height, "duration_s": v.duration_s, "sha256": v.sha256, "spans": msgspec.to_builtins(v.spans),
                 "identical_to": self._identical(s.run_id, v.sha256), "streams": streams})
+
+        def fate(episode: int) -> dict[str, Any]:
+            d = s.kept.get(episode) or s.discarded.get(episode)
+            if d is None:
+                return {"kept": None}
+            return {"kept": isinstance(d, ev.EpisodeKept), "rule": d.rule, "reason": d.reason}
+
         episodes = [{"episode": e.episode, "seed": e.seed, "steps": e.steps, "return": e.episode_return,
                      "frames": e.frames, "terminated": e.terminated, "truncated": e.truncated, "blank": e.blank,
-                     "frozen": e.frozen, "warnings": e.warnings, "sim_time_s": e.sim_time_s, "wall_s": e.wall_s}
+                     "frozen": e.frozen, "warnings": e.warnings, "sim_time_s": e.sim_time_s, "wall_s": e.wall_s,
+                     **fate(e.episode)}
                     for e in sorted(s.episode_ends.values(), key=lambda e: e.episode)]
         kinds = {a.kind: a.key for a in live.values() if a.kind in ("report", "scene", "telemetry")}
         return {"summary": s.summary(), "fps": s.fps, "frames_per_episode": s.frames_per_episode,
@@ -463,6 +475,30 @@ class Ui:
             return _error("'every' needs a number of episodes", field="every")
         await self.publish(e)
         log.info("capture_control_requested", recorder_id=rid, action=e.action, every=e.every)
+        return _json({"recorder_id": rid, "event_id": e.event_id}, status=202)
+
+
+    async def keep_rule(self, request: web.Request) -> web.Response:
+        """Give a live recorder another keep rule (`{"keep": rule}`, or `{"keep": null}` to keep every
+        candidate); it applies it at its next episode boundary."""
+        rid = request.match_info["run_id"]
+        rec = self.live.recorders.get(rid)
+        if rec is None or rec.announced is None:
+            return _error(f"no recorder {rid[:80]!r}", 404)
+        if rec.announced.state != "running":
+            return _error(f"recorder {rid} is {rec.announced.state}", 409)
+        try:
+            body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError('send {"keep": rule} or {"keep": null}')
+            e = msgspec.convert({"keep": body.get("keep"), "type": "KeepRuleRequested", "run_id": rid,
+                                 "requested_by": "ui"}, ev.KeepRuleRequested)
+        except ValueError as err:
+            return _error(str(err), field=field_of(str(err)))
+        if isinstance(e.keep, keeping.Producer):
+            return _error("a producer rule is the recorder's own callable; choose a rule", field="keep")
+        await self.publish(e)
+        log.info("keep_rule_requested", recorder_id=rid, rule=keeping.describe(e.keep) if e.keep else "")
         return _json({"recorder_id": rid, "event_id": e.event_id}, status=202)
 
 

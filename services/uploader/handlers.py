@@ -4,14 +4,25 @@ VideoAvailable, SceneSaved and TelemetryStaged point at staged files; SimComplet
 report. Keys are deterministic, so a redelivered message overwrites the same object with the same
 bytes and announces the same fact (deduplicated by event id) — stored exactly once as seen from outside.
 The staged file is deleted only after ArtifactStored is in the log: the uploader reacts to that event.
+
+Runs with a keep rule (`outputs.keep`) stage each episode's videos as VideoHeld. A held video waits in
+staging until it meets its episode's decision: EpisodeKept turns it into the VideoAvailable the
+encoder would otherwise have announced (same event id), EpisodeDiscarded deletes the staged file. The
+two may come in either order, and the handler of whichever is logged second finds the first in the
+log (each looks the other up after its own event was logged), so no pairing is ever missed; when both
+find each other, the release is announced twice under one id and JetStream keeps one.
 """
 from __future__ import annotations
 
 import json
 import tempfile
 from pathlib import Path
+from typing import AsyncIterator, Protocol
+
+import msgspec
 
 from simreel import events as ev
+from simreel import subjects
 from simreel import log as logs
 from simreel.bus import Delivery
 from simreel.outputs import artifact_kind, video_file_name
@@ -37,11 +48,59 @@ def _loggable(url: str) -> str:
 
 
 
+class EventLog(Protocol):
+    """What the uploader reads of the event log: a run's events on some subjects, oldest first."""
+
+    def replay(self, filter_subject: str | list[str]) -> AsyncIterator[ev.Event]: ...
+
+
 class Uploader:
-    def __init__(self, store: ArtifactStore, staging: Staging, *, key_prefix: str = "simreel") -> None:
+    def __init__(self, store: ArtifactStore, staging: Staging, *, key_prefix: str = "simreel",
+                 events: EventLog | None = None) -> None:
         self.store = store
         self.staging = staging
         self.prefix = key_prefix
+        self.events = events
+
+    # --- candidates of runs with a keep rule -------------------------------------------------------
+
+    async def _logged(self, event_type: type, run_id: str) -> list[ev.Event]:
+        if self.events is None:
+            raise RuntimeError("this uploader has no event log to pair held videos with their decisions")
+        return [e async for e in self.events.replay(subjects.of_run(event_type, run_id))]
+
+    async def _decision(self, v: ev.VideoHeld) -> ev.EpisodeKept | ev.EpisodeDiscarded | None:
+        for event_type in (ev.EpisodeKept, ev.EpisodeDiscarded):
+            for d in await self._logged(event_type, v.run_id):
+                if d.attempt == v.attempt and d.episode == v.episode:
+                    return d
+        return None
+
+    async def _settle(self, decision: ev.EpisodeKept | ev.EpisodeDiscarded, held: list[ev.VideoHeld]) -> list[ev.Event]:
+        log = logs.get("uploader", run_id=decision.run_id, episode=decision.episode)
+        if isinstance(decision, ev.EpisodeKept):
+            out = []
+            for v in held:
+                fields = msgspec.structs.asdict(v)
+                fields["event_id"] = "video-" + v.event_id.removeprefix("held-")
+                out.append(ev.VideoAvailable(**fields))
+            log.info("candidate_kept", videos=len(out), reason=decision.reason[:200])
+            return out
+        for v in held:
+            await self.staging.delete(v.staged)
+        log.info("candidate_discarded", videos=len(held), reason=decision.reason[:200])
+        return []
+
+    async def on_video_held(self, v: ev.VideoHeld, delivery: Delivery) -> list[ev.Event]:
+        """Released or deleted if its decision is in the log; else left in staging for the decision."""
+        decision = await self._decision(v)
+        return [] if decision is None else await self._settle(decision, [v])
+
+    async def on_episode_decided(self, d: ev.EpisodeKept | ev.EpisodeDiscarded, delivery: Delivery) -> list[ev.Event]:
+        held = [v for v in await self._logged(ev.VideoHeld, d.run_id) if v.episode == d.episode]
+        for stale in (v for v in held if v.attempt < d.attempt):
+            await self.staging.delete(stale.staged)  # held by an attempt that died before deciding it
+        return await self._settle(d, [v for v in held if v.attempt == d.attempt])
 
     async def _store_staged(self, source: ev.Event, *, staged: str, session: str, episode: int | None, name: str,
                             kind: ev.ArtifactKind, fmt: str, sha256: str, camera: str | None = None) -> list[ev.Event]:

@@ -16,10 +16,13 @@ NAME = "uploader"
 
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     store = store_from_env()
-    up = Uploader(store, AnyStaging(settings, bus), key_prefix=settings.key_prefix)
+    up = Uploader(store, AnyStaging(settings, bus), key_prefix=settings.key_prefix, events=bus)
     try:
         await bus.consume(NAME, {
             ev.VideoAvailable: up.on_video_available,
+            ev.VideoHeld: up.on_video_held,
+            ev.EpisodeKept: up.on_episode_decided,
+            ev.EpisodeDiscarded: up.on_episode_decided,
             ev.SceneSaved: up.on_scene_saved,
             ev.TelemetryStaged: up.on_telemetry_staged,
             ev.SimCompleted: up.on_sim_completed,

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from minio.error import S3Error
 
 from simreel import events as ev
+from simreel import keep
 from simreel import subjects
 from simreel.client import Client
 from simreel.config import NatsSettings
@@ -30,7 +32,8 @@ from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.integration
 
-POLICIES = {"keep2": {"keep_latest": 2}, "aged": {"max_age_s": 2}, "small": {"max_total_bytes": 1}}
+POLICIES = {"keep2": {"keep_latest": 2}, "aged": {"max_age_s": 2}, "small": {"max_total_bytes": 1},
+            "outcomes": {"keep_latest": 1, "keep_worst": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +167,8 @@ async def test_max_age_and_max_bytes_policies(s3, s3_stack):
 
 
 async def test_retention_restart_rebuilds_the_same_index(s3, s3_stack):
-    events = await _replay(s3_stack.url, "simreel.evt.artifact.>")
+    # A policy here keeps the worst returns, so the index folds episodes' outcomes too: the whole log.
+    events = await _replay(s3_stack.url, "simreel.evt.>")
     expected = RetentionIndex().apply_all(events).digest()
     (proc,) = s3_stack.procs["retention"]
     proc.send_signal(signal.SIGKILL)
@@ -197,3 +201,51 @@ async def test_rm_deletes_every_artifact_of_a_run(s3, s3_stack):
     assert all(_object(s3, a.key) is None for a in r.artifacts)
     reasons = {e.reason for e in await _replay(s3_stack.url, "simreel.evt.artifact.deleted.rm-me")}
     assert reasons == {"manual"}
+
+
+async def _staged_names(url: str, prefix: str) -> list[str]:
+    c = await Client.connect(NatsSettings(url=url))
+    try:
+        store = await c.bus.js.object_store(subjects.STAGING_BUCKET)
+        try:
+            return [o.name for o in await store.list(ignore_deletes=True) if o.name.startswith(prefix)]
+        except nats.js.errors.NotFoundError:
+            return []
+    finally:
+        await c.close()
+
+
+async def test_a_keep_rule_through_object_store_staging(s3, s3_stack):
+    req = small_request(run_id="s3-keep", session="plain", episodes=3, duration_s=0.4,
+                        outputs=ev.OutputSpec(keep=keep.worst(1)))
+    result, seen = await run_request(s3_stack.url, req)
+    assert result.status == "completed", (result.error, s3_stack.logs()[-3000:])
+    ended = {e.episode: e.episode_return for e in seen if isinstance(e, ev.EpisodeEnded)}
+    worst = min(ended, key=lambda k: (ended[k], k))
+    assert [a.episode for a in result.artifacts if a.kind == "video"] == [worst]
+    held = [e for e in seen if isinstance(e, ev.VideoHeld)]
+    assert len(held) == 3 and all(e.staged.startswith("obj:") for e in held)
+    deadline = time.monotonic() + 30
+    while await _staged_names(s3_stack.url, "s3-keep/"):  # discarded candidates deleted, the kept one once stored
+        assert time.monotonic() < deadline, await _staged_names(s3_stack.url, "s3-keep/")
+        await asyncio.sleep(0.2)
+
+
+async def test_retention_keeps_the_worst_return_besides_the_latest(s3, s3_stack):
+    runs = []
+    for i in range(3):
+        r, seen = await run_request(s3_stack.url, small_request(run_id=f"outcome-{i}", session="outcomes", seed=i,
+                                                                duration_s=0.4, outputs=ev.OutputSpec(telemetry=False)))
+        assert r.status == "completed", r.error
+        ret = next(e.episode_return for e in seen if isinstance(e, ev.EpisodeEnded))
+        runs.append((r, ret))
+    older = runs[:-1]
+    spared = min(older, key=lambda p: p[1])[0]
+    dropped = max(older, key=lambda p: p[1])[0]
+    video = lambda r: next(a for a in r.artifacts if a.kind == "video")  # noqa: E731
+    deadline = time.monotonic() + 30
+    while _object(s3, video(dropped).key) is not None:  # retention reacts to the third run's ArtifactStored
+        assert time.monotonic() < deadline, "the older, better video was not deleted"
+        await asyncio.sleep(0.2)
+    assert _object(s3, video(spared).key) is not None  # the worst return is kept besides the latest
+    assert _object(s3, video(runs[-1][0]).key) is not None

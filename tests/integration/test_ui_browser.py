@@ -303,3 +303,101 @@ def test_record_next_episode_on_a_live_recorder_yields_that_episodes_video(env, 
         stop.set()
         thread.join(timeout=30)
         wrapper.close()
+
+
+def test_keep_rule_set_on_a_live_recorder_lists_discarded_episodes_with_the_rule(env, page, tmp_path):
+    """A loop recording every episode; the ui gives it a keep rule, applied at the next episode
+    boundary. Episodes the rule drops leave no video and show up as discarded, with the rule and the
+    reason, on the runs page (filtered) and on their run page."""
+    import threading
+
+    import gymnasium as gym
+
+    from simreel.gym import RecordVideo
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    wrapper = RecordVideo(gym.make("InvertedPendulum-v5", render_mode="rgb_array", width=96, height=96,
+                                   max_episode_steps=6), video_folder=str(tmp_path / "videos"),
+                          episode_trigger=lambda e: True, nats_url=env["stack"].url, session="browser-keep")
+
+    def loop() -> None:
+        try:
+            wrapper.reset(seed=3)
+            while not stop.is_set():
+                _, _, terminated, truncated, _ = wrapper.step(wrapper.action_space.sample())
+                if terminated or truncated:
+                    stop.wait(0.1)
+                    wrapper.reset()
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        page.goto(env["url"] + "/")
+        row = page.locator(f'tr[data-recorder="{wrapper.recorder_id}"]')
+        expect(row).to_be_visible(timeout=60_000)
+        # A rule the contract refuses is answered next to the field, and nothing is sent.
+        row.locator("input.keep-rule").fill('{"rule": "worst", "k": 0}')
+        row.locator("button.set-keep").click()
+        expect(row.locator("input.keep-rule")).to_have_attribute("title", re.compile(r"\$\.keep\.k"), timeout=10_000)
+        row.locator("input.keep-rule").fill('{"rule": "failures"}')
+        row.locator("button.set-keep").click()
+        expect(row.locator(".applied")).to_contain_text("keep failures from episode", timeout=60_000)
+        applied_at = int(re.search(r"keep failures from episode (\d+)", row.locator(".applied").inner_text())[1])
+        expect(row.locator("td").nth(3)).to_contain_text("keep failures")  # the trigger column says it too
+
+        page.select_option("#f-keep", "discarded")
+        first = page.locator("#runs tbody tr td.keep.discarded").first
+        expect(first).to_have_text("discarded", timeout=120_000)
+        expect(page.locator("#runs tbody td.keep:not(.discarded)")).to_have_count(0)
+        page.screenshot(path=str(env["shots"] / "runs-discarded.png"), full_page=True)
+        run_id = first.locator("xpath=..").get_attribute("data-run")
+
+        page.goto(f"{env['url']}/runs/{run_id}")
+        cell = page.locator("#episodes tbody tr td.keep")
+        expect(cell).to_contain_text("discarded: failures: not terminated", timeout=30_000)
+        assert cell.get_attribute("title") == "rule: failures"
+        expect(page.locator("#tabs button")).to_have_count(0)  # no video to show
+        page.screenshot(path=str(env["shots"] / "run-discarded.png"), full_page=True)
+        page.select_option("#ep-keep", "kept")
+        expect(page.locator("#episodes tbody tr")).to_have_count(0)
+        expect(page.locator("#ep-count")).to_have_text("0 of 1 episodes")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        wrapper.close()
+    assert not errors, errors
+    assert wrapper.discarded and all(v.episode >= applied_at for v in wrapper.discarded)
+    assert all(v.kept is None for v in wrapper.videos if v.episode < applied_at)  # before the rule: every one kept
+    assert all(v.kept for v in wrapper.videos if v.episode >= applied_at)
+
+
+def test_new_run_with_a_keep_rule_shows_kept_and_discarded_episodes(env, page):
+    page.goto(env["url"] + "/new")
+    expect(page.locator("body")).to_have_attribute("data-loaded", "1")
+    page.select_option("#scene", "cartpole")
+    for name, value in (("episodes", "3"), ("render.width", "96"), ("render.height", "64"), ("render.fps", "15"),
+                        ("duration_s", "0.5")):
+        page.fill(f'input[name="{name}"]', value)
+    page.select_option('select[name="policy"]', "random")
+    page.select_option('select[name="render.quality"]', "fast")
+    keep = page.locator('input[name="outputs.keep"]')
+    keep.fill('{"rule": "worst"')
+    page.click("#submit")
+    expect(page.locator('.err[data-for="outputs.keep"]')).to_contain_text("not JSON")
+    keep.fill('{"rule": "worst", "k": 0}')
+    page.click("#submit")
+    expect(page.locator('.err[data-for="outputs.keep"]')).to_contain_text(">= 1")  # the contract's own words
+    keep.fill('{"rule": "worst", "k": 1}')
+    page.click("#submit")
+    page.wait_for_url("**/runs/*")
+    expect(page.locator("#title .status")).to_have_text("completed", timeout=120_000)
+    expect(page.locator("#episodes tbody tr[data-keep]")).to_have_count(3)
+    expect(page.locator('#episodes tbody tr[data-keep="kept"]')).to_have_count(1)
+    expect(page.locator("#tabs button")).to_have_count(1)  # the kept episode's video only
+    page.select_option("#ep-keep", "discarded")
+    expect(page.locator("#episodes tbody tr")).to_have_count(2)
+    expect(page.locator("#episodes tbody td.keep").first).to_contain_text("is not among the 1 lowest")
+    page.screenshot(path=str(env["shots"] / "run-keep-worst.png"), full_page=True)

@@ -97,6 +97,13 @@ class MemoryBus:
                 return Logged(seq, e)
         return None
 
+    async def replay(self, filter_subject: str | list[str] = "simreel.evt.>", **_: Any):
+        """Every event stored so far on the subjects, oldest first (as Bus.replay)."""
+        filters = [filter_subject] if isinstance(filter_subject, str) else list(filter_subject)
+        for _seq, subj, e in list(self.log):
+            if any(_matches(f, subj) for f in filters):
+                yield e
+
     async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
         if msg_id not in self._ids:

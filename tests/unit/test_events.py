@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from simreel import events as ev
+from simreel import keep
 from simreel import subjects
 
 
@@ -29,6 +30,15 @@ EXAMPLES: list[ev.Event] = [
                       staged="obj:r1/1/all/all.gif", frames=60, fps=15, duration_s=4, width=160, height=120,
                       codec="gif", bytes=1234, sha256="cd" * 32, encode_ms=12.5,
                       spans=[ev.EpisodeSpan(episode=1, first_frame=30, frames=30, start_s=2.0)], warnings=["w"]),
+    ev.VideoHeld(run_id="r1", attempt=1, session="s1", episode=2, camera=None, format="mp4",
+                 staged="dir:r1/1/2/episode-0002.mp4", frames=30, fps=15, duration_s=2, width=160, height=120,
+                 codec="h264", bytes=99, sha256="cd" * 32, encode_ms=3.5),
+    ev.EpisodeKept(run_id="r1", attempt=1, session="s1", episode=2, candidate=7, rule="failures",
+                   reason="failures: terminated", seed=4, steps=9, episode_return=-2.5, terminated=True,
+                   truncated=False),
+    ev.EpisodeDiscarded(run_id="r1", attempt=2, session="s1", episode=0, candidate=0, rule="worst 5",
+                        reason="worst 5: return 3 is not among the 5 lowest", seed=None, steps=200,
+                        episode_return=3.0, truncated=True),
     ev.TelemetryStaged(run_id="r1", attempt=1, session="s1", staged="dir:t", rows=60, bytes=999, sha256="ef" * 32),
     ev.EncodeFailed(run_id="r1", attempt=2, code="timeout", message="no frames for 30s"),
     ev.ArtifactStored(run_id="r1", kind="video", format="mp4", episode=3, camera="top", session="s1", bucket="b",
@@ -43,6 +53,9 @@ EXAMPLES: list[ev.Event] = [
                          episodes_seen=3, videos_recorded=2, recording_next=True, cadence=2, state="closed"),
     ev.CaptureControlRequested(run_id="rec-1", action="every", every=5, requested_by="ui"),
     ev.CaptureControlApplied(run_id="rec-1", request_event_id="x", action="every", every=5, episode=4),
+    ev.KeepRuleRequested(run_id="rec-1", keep=keep.worst(3, window=50) | keep.failures(), requested_by="ui"),
+    ev.KeepRuleApplied(run_id="rec-1", request_event_id="x", rule="failures", episode=7),
+    ev.SimRequested(run_id="keep-1", scene="cartpole", episodes=5, outputs=ev.OutputSpec(keep=keep.best(2))),
     ev.DeadLettered(run_id="r1", service="encoder", subject="simreel.evt.sim.started.r1", reason="why",
                     deliveries=6, payload_preview="{"),
 ]

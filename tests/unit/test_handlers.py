@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from simreel import events as ev
+from simreel import keep
 from simreel.config import Limits, Settings
 from simreel.retention import Policy, RetentionIndex
 from simreel.run_publisher import EpisodeOutcome, RunPublisher
@@ -75,6 +76,28 @@ async def test_simulator_announces_start_each_episode_scene_and_completion(bus, 
     batches = [ev.decode_frames(m.data) for m in bus.frames]
     assert [b.episode for b in batches if b.last] == [0, 1]
     assert sum(b.count for b in batches) == 6
+
+
+async def test_simulator_decides_a_keep_rule_from_the_outcomes_worst_k_at_run_end(bus, given, settings, staging):
+    req = request(episodes=4, outputs=ev.OutputSpec(keep=keep.return_below(-1e9) | keep.worst(1)))
+    out = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+    assert kinds(out)[:3] == ["SimStarted", "EpisodeEnded", "EpisodeEnded"]
+    ended = [e for e in out if isinstance(e, ev.EpisodeEnded)]
+    decided = [e for e in out if isinstance(e, (ev.EpisodeKept, ev.EpisodeDiscarded))]
+    assert sorted(d.episode for d in decided) == [0, 1, 2, 3]  # each episode once
+    (kept,) = [d for d in decided if isinstance(d, ev.EpisodeKept)]
+    lowest = min(ended, key=lambda e: (e.episode_return, e.episode))
+    assert kept.episode == lowest.episode and kept.rule == "any of (return < -1e+09, worst 1)"
+    assert kinds(out)[-3:] == ["EpisodeKept", "SceneSaved", "SimCompleted"]  # the group closes at run end
+    for d in decided:  # each decision comes after its own episode ended
+        assert out.index(d) > out.index(ended[d.episode])
+        assert d.episode_return == ended[d.episode].episode_return and d.seed == ended[d.episode].seed
+
+
+async def test_simulator_refuses_a_producer_keep_rule(bus, given, settings, staging):
+    req = request(outputs=ev.OutputSpec(keep=keep.Producer(name="mine")))
+    (failed,) = await given.handle(Simulator(bus, settings, staging).on_sim_requested, req)
+    assert isinstance(failed, ev.SimFailed) and failed.code == "bad_request" and failed.field == "outputs.keep"
 
 
 async def test_simulator_refuses_a_request_over_a_limit_naming_the_field(bus, given, settings, staging):
@@ -144,6 +167,16 @@ async def test_encoder_lets_an_aborted_attempt_go_after_the_episodes_it_finished
     assert bus.frames == []
 
 
+async def test_encoder_holds_each_candidate_of_a_run_with_a_keep_rule(bus, given, settings, staging):
+    started = await publish_run(bus, outputs=ev.OutputSpec(keep=keep.failures()))
+    out = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
+    assert kinds(out) == ["VideoHeld", "VideoHeld", "TelemetryStaged"]
+    assert [v.event_id for v in out[:2]] == ["held-enc-1-1-0-mp4", "held-enc-1-1-1-mp4"]
+    for v in out[:2]:
+        async with staging.local(v.staged) as p:  # encoded and staged while the decision is pending
+            assert hashlib.sha256(Path(p).read_bytes()).hexdigest() == v.sha256
+
+
 async def test_encoder_refuses_options_it_cannot_honour_before_reading_frames(bus, given, settings, staging):
     started = await publish_run(bus, outputs=ev.OutputSpec(crf=60))
     (failed,) = await given.handle(Encoder(bus, settings, staging).on_sim_started, started)
@@ -172,6 +205,72 @@ async def test_uploader_stores_then_deletes_the_staged_copy_once_the_fact_is_log
     async with staging.local(ref):
         pass  # still staged: nothing is deleted before ArtifactStored is in the log
     assert await given.handle(uploader.on_artifact_stored, stored) == []
+    with pytest.raises(FileNotFoundError):
+        async with staging.local(ref):
+            pass
+
+
+def held_video(ref: str, data: bytes, episode: int = 0) -> ev.VideoHeld:
+    return ev.VideoHeld(event_id=f"held-k-1-{episode}-mp4", run_id="k", attempt=1, session="s", episode=episode,
+                        format="mp4", staged=ref, frames=3, fps=10.0, duration_s=0.3, width=W, height=H, codec="h264",
+                        bytes=len(data), sha256=hashlib.sha256(data).hexdigest(), encode_ms=1.0)
+
+
+def decision(kept: bool, episode: int = 0, attempt: int = 1) -> ev.EpisodeKept | ev.EpisodeDiscarded:
+    cls = ev.EpisodeKept if kept else ev.EpisodeDiscarded
+    return cls(event_id=f"{'kept' if kept else 'discarded'}-k-{attempt}-{episode}", run_id="k", attempt=attempt,
+               session="s", episode=episode, candidate=episode, rule="failures",
+               reason="failures: terminated" if kept else "failures: not terminated")
+
+
+@pytest.mark.parametrize("decided_first", [False, True], ids=["held-first", "decided-first"])
+async def test_uploader_releases_a_kept_candidate_whichever_comes_first(bus, given, staging, tmp_path, decided_first):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    held, kept = held_video(ref, data), decision(True)
+    first, second = (kept, held) if decided_first else (held, kept)
+    handler = {ev.VideoHeld: uploader.on_video_held, ev.EpisodeKept: uploader.on_episode_decided}
+    assert await given.handle(handler[type(first)], first) == []  # waits for the other half
+    (video,) = await given.handle(handler[type(second)], second)
+    assert isinstance(video, ev.VideoAvailable) and video.event_id == "video-k-1-0-mp4"
+    assert (video.staged, video.sha256, video.episode) == (ref, held.sha256, 0)
+    (stored,) = await given.handle(uploader.on_video_available, video)
+    assert stored.kind == "video" and Path(stored.path).read_bytes() == data
+
+
+@pytest.mark.parametrize("decided_first", [False, True], ids=["held-first", "decided-first"])
+async def test_uploader_deletes_a_discarded_candidate_and_stores_nothing(bus, given, staging, tmp_path, decided_first):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    held, dropped = held_video(ref, data), decision(False)
+    handler = {ev.VideoHeld: uploader.on_video_held, ev.EpisodeDiscarded: uploader.on_episode_decided}
+    for e in ((dropped, held) if decided_first else (held, dropped)):
+        assert await given.handle(handler[type(e)], e) == []
+    with pytest.raises(FileNotFoundError):
+        async with staging.local(ref):
+            pass
+    assert list((tmp_path / "out").rglob("*.mp4")) == []
+
+
+async def test_uploader_pairs_a_decision_only_with_its_own_attempt_and_episode(bus, given, staging, tmp_path):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/1/episode-0001.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    await given.handle(uploader.on_episode_decided, decision(False, episode=0))
+    await given.handle(uploader.on_episode_decided, decision(False, episode=1, attempt=2))
+    assert await given.handle(uploader.on_video_held, held_video(ref, data, episode=1)) == []
+    async with staging.local(ref):
+        pass  # still held: no decision for attempt 1, episode 1 yet
+
+
+async def test_uploader_drops_what_a_dead_attempt_held_once_a_later_attempt_decides(bus, given, staging, tmp_path):
+    data = b"candidate" * 50
+    ref = await staged_file(staging, "k/1/0/episode-0000.mp4", data)
+    uploader = Uploader(LocalStore(tmp_path / "out"), staging, events=bus)
+    assert await given.handle(uploader.on_video_held, held_video(ref, data)) == []  # attempt 1 died undecided
+    assert await given.handle(uploader.on_episode_decided, decision(True, attempt=2)) == []  # its own not yet held
     with pytest.raises(FileNotFoundError):
         async with staging.local(ref):
             pass
@@ -212,6 +311,46 @@ async def test_retention_keeps_the_latest_and_announces_each_delete(bus, given, 
         index.apply_all(out)  # what the service's follower does with the log
     assert kinds(out) == ["ArtifactDeleted"] and out[0].key == arts[0].key and out[0].reason == "count"
     assert not Path(arts[0].path).exists() and Path(arts[2].path).exists()
+
+
+def ended(run_id: str, episode_return: float, terminated: bool = False) -> ev.EpisodeEnded:
+    return ev.EpisodeEnded(run_id=run_id, attempt=1, episode=0, seed=0, steps=10, frames=11, sim_time_s=1.0,
+                           wall_s=1.0, episode_return=episode_return, terminated=terminated, truncated=not terminated)
+
+
+async def test_retention_keeps_the_latest_and_besides_them_the_worst_and_the_failures(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy(keep_latest=2), {"s": Policy(keep_latest=2, keep_worst=2,
+                                                                            keep_failures=1)})
+    arts = await stored_artifacts(store, tmp_path, 9)
+    returns = [5.0, -9.0, 3.0, -7.0, 8.0, 1.0, 0.0, 2.0, 4.0]
+    fell = {2, 5}  # run-5 is the latest failure among the older ones
+    out = []
+    for i, a in enumerate(arts):
+        index.apply(ended(a.run_id, returns[i], terminated=i in fell))  # the episode ends before its video is stored
+        out += await given.handle(retention.on_artifact_stored, a)
+        index.apply_all(out)
+    deleted = {int(d.run_id.split("-")[1]) for d in out}
+    # latest 2: run-7, run-8; worst 2 of the rest: run-1 (-9), run-3 (-7); latest failure: run-5
+    assert sorted(set(range(9)) - deleted) == [1, 3, 5, 7, 8]
+    assert all(d.reason == "count" for d in out) and not Path(arts[0].path).exists() and Path(arts[1].path).exists()
+
+
+async def test_retention_spares_a_video_whose_outcome_it_has_not_seen_yet(bus, given, tmp_path):
+    store = LocalStore(tmp_path / "out")
+    index = RetentionIndex()
+    retention = Retention(store, index, Policy(keep_latest=1, keep_worst=1))
+    arts = await stored_artifacts(store, tmp_path, 3)
+    index.apply(ended("run-1", 0.0))
+    index.apply(ended("run-2", 0.0))
+    out = []
+    for a in arts:
+        out += await given.handle(retention.on_artifact_stored, a)
+    assert out == []  # run-0's outcome is unknown: not judged; run-1 is the worst of the older ones
+    index.apply(ended("run-0", 5.0))
+    (deleted,) = await retention.sweep()  # the next sweep judges it
+    assert deleted.run_id == "run-0"
 
 
 async def test_retention_deletes_a_whole_run_on_request(bus, given, tmp_path):

@@ -59,3 +59,25 @@ def test_runs_index_pages_newest_first_and_follows_changes():
     assert [r.run_id for r in idx.page(RunFilter(status="failed"))[1]] == ["r000"]
     assert idx.apply(ev.RecorderAnnounced(run_id="rec", session="s", trigger="t")) is None
     assert "rec" not in idx.runs and "rec" not in fold_runs([ev.RecorderAnnounced(run_id="rec", session="s", trigger="t")])
+
+
+def _decided(kept: bool, run: str, attempt: int, episode: int):
+    cls = ev.EpisodeKept if kept else ev.EpisodeDiscarded
+    return cls(run_id=run, attempt=attempt, session="s", episode=episode, candidate=episode, rule="r", reason="why")
+
+
+def test_a_discarded_episode_takes_its_videos_off_the_expected_count():
+    s = RunState("r1")
+    started = _started("r1", 1)
+    s.apply(ev.SimStarted(**{**{f: getattr(started, f) for f in started.__struct_fields__},
+                             "episodes": 2, "outputs": ev.OutputSpec(formats=["mp4", "gif"])}))
+    # 2 episodes × (mp4 + gif) + report + telemetry
+    s.apply(ev.SimCompleted(run_id="r1", attempt=1, episodes=2, frames=6, wall_s=1, session="s", expected_artifacts=6))
+    for key in ("report", "telemetry", "ep0.mp4", "ep0.gif"):
+        s.apply(_stored("r1", key))
+    assert s.status == "storing"  # episode 1 is undecided: its videos may still come
+    s.apply(_decided(False, "r1", 0, 1))  # a superseded attempt's decision counts for nothing
+    assert s.status == "storing"
+    s.apply(_decided(False, "r1", 1, 1))
+    assert s.status == "completed" and s.expected_now == 4
+    assert s.summary()["discarded"] == 1

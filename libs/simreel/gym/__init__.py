@@ -33,6 +33,7 @@ the videos are stored wherever that stack stores them (local paths are linked on
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import os
 import re
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, SupportsFloat
 
 import gymnasium as gym
+import msgspec
 import numpy as np
 from gymnasium import logger as gym_logger
 
@@ -49,6 +51,8 @@ from .. import log as logs
 from .. import streams as stream_planes
 from .. import subjects
 from ..capture import CaptureState, describe_trigger
+from ..keep import Outcome, wire_rule
+from ..keep import describe as describe_keep
 from ..config import NatsSettings
 from .files import jsonable as _jsonable
 from .files import link as _link
@@ -57,8 +61,9 @@ from .files import run_prefix as _run_prefix
 from .clips import recorded_video, video_artifact
 from .video_info import RecordedVideo
 from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
+from .keeping import Candidates
 
-__all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule"]
+__all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule", "every_episode"]
 
 EMBEDDED_DIR = ".simreel"
 
@@ -97,6 +102,21 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
     return episode_id % 1000 == 0
 
 
+def every_episode(episode_id: int) -> bool:
+    """The trigger of a recorder with `keep=` and no trigger: every episode is a candidate."""
+    return True
+
+
+every_episode.description = "every episode"  # type: ignore[attr-defined]
+
+
+def keep_outputs(outputs: ev.OutputSpec | None, keep: Any) -> ev.OutputSpec:
+    """The recorder's OutputSpec with its keep rule announced (for a callable: a "producer" rule), so
+    the encoder holds each candidate's videos until the recorder's decision."""
+    spec = msgspec.structs.replace(outputs or ev.OutputSpec(), keep=wire_rule(keep))
+    return msgspec.convert(msgspec.to_builtins(spec), ev.OutputSpec)  # the limits, and per-episode layout
+
+
 def _quiet_logger():
     """Warnings and errors only: `disable_logger=True` promises a silent training loop."""
     return logs.quiet("simreel.gym")
@@ -122,6 +142,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
       MuJoCo envs (their renderer's `depth_array`): `{name}-depth.mkv` (lossless, 1 mm per step,
       docs/events.md) and a colour preview `{name}-depth.mp4` beside the video. Other envs, and
       segmentation (Gymnasium's renderer does not offer it), are refused here with the reason.
+    - `keep`: which recorded episodes keep their video, decided when each ends: a rule of
+      `simreel.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.keep.Outcome`) -> bool
+      (index, seed, length, episode_return, terminated, truncated, info). `episode_trigger` still
+      picks the candidates; with `keep` and no trigger every episode is one. A discarded episode
+      leaves no video (its telemetry and report are stored) and is listed in `discarded`.
 
     After `close()` (or `wait()`), `videos` lists one `RecordedVideo` per video: `name`, `path` (the
     file in video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`,
@@ -151,13 +176,14 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         on_video: Callable[[RecordedVideo], None] | None = None,
         announce: bool = True,
         streams: Sequence[str] = ("rgb",),
+        keep: Any = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, video_folder=video_folder, episode_trigger=episode_trigger, step_trigger=step_trigger,
             video_length=video_length, name_prefix=name_prefix, fps=fps, disable_logger=disable_logger,
             gc_trigger=gc_trigger, nats_url=nats_url, session=session, outputs=outputs, timeout=timeout,
             max_queue_bytes=max_queue_bytes, strict=strict, recorder=recorder, on_video=on_video,
-            announce=announce, streams=streams,
+            announce=announce, streams=streams, keep=keep,
         )
         self._streams = _check_streams(env, streams)
         gym.Wrapper.__init__(self, env)
@@ -167,6 +193,13 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"Render mode is {env.render_mode}, which is incompatible with RecordVideo. "
                 "Initialize your environment with a render_mode that returns an image, such as rgb_array."
             )
+        if keep is not None:
+            if step_trigger is not None or video_length:
+                raise ValueError("keep= decides on whole episodes: it cannot be combined with step_trigger or "
+                                 "video_length")
+            if episode_trigger is None:
+                episode_trigger = every_episode
+            outputs = keep_outputs(outputs, keep)
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic_video_schedule
         self._trigger_text = describe_trigger(episode_trigger, step_trigger, video_length)
@@ -201,6 +234,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.timeout = float(timeout)
         self.strict = strict
         self.videos: list[RecordedVideo] = []
+        self.discarded: list[RecordedVideo] = []  # with keep=: the episodes the rule did not keep
+        self.keep = keep
+        self._final_info: dict[str, Any] = {}
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
         self._nats_url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
         self._max_queue_bytes = int(max_queue_bytes)
@@ -226,8 +262,10 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._announce = announce
         if self._recorder is None:
             self._recorder = self._make_recorder()
+        self._candidates = Candidates(keep, self._recorder) if keep is not None else None
         if announce:
             self._recorder.subscribe(subjects.recorder_control(self.recorder_id), self._controls.append)
+            self._recorder.subscribe(subjects.recorder_keep(self.recorder_id), self._controls.append)
         # Start-up (the embedded stack, the connection) runs in the background from here on, so it
         # overlaps the caller's set-up instead of sitting in front of the first recorded step.
         self._recorder.start()
@@ -274,6 +312,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.step_trigger and self.step_trigger(self.step_id) and not self.capture.stopped:
             self.start_recording(f"{self.name_prefix}-step-{self.step_id}")
         if self.recording:
+            if terminated or truncated:
+                self._final_info = info
             self._capture_frame((action, rew, terminated, truncated))
 
             if self._recorded_frames > self.video_length:
@@ -309,6 +349,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._log.warning("last_video_lost", video=self._video_name, error=str(e))
         if self._recorder is None:
             return
+        if self._candidates is not None:
+            with contextlib.suppress(RecorderError):  # the recorder failed: reported with the runs below
+                self._candidates.close()
         self._announce_state("closed")
         # A shared recorder belongs to its creator: wait for our videos, leave it running.
         runs = self._recorder.close(self.timeout) if self._owns_recorder else self._recorder.wait(self.timeout)
@@ -351,7 +394,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             c = self._clip
             dt = getattr(self.env.unwrapped, "dt", None)
-            self._recorder.end(
+            run = self._recorder.end(
                 seed=-1 if c["seed"] is None else int(c["seed"]), steps=c["steps"], episode_return=c["return"],
                 terminated=c["terminated"], truncated=c["truncated"],
                 sim_time_s=c["steps"] * float(dt) if isinstance(dt, (int, float)) and dt > 0 else None,
@@ -361,6 +404,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     "episode_id": c["episode"], "step_id": c["step"], "video_length": self.video_length
                     if self.video_length != float("inf") else 0, "name_prefix": self.name_prefix,
                     "render_fps": self.frames_per_sec, "env_episodes": c["env_episodes"]}})
+            if self._candidates is not None and c["trigger"] == "episode":
+                self._candidates.ended(run, Outcome(
+                    index=c["episode"], seed=c["seed"], length=c["steps"], episode_return=c["return"],
+                    terminated=c["terminated"], truncated=c["truncated"], info=dict(self._final_info)))
+        self._final_info = {}
 
         self._recorded_frames = 0
         self.recording = False
@@ -492,7 +540,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._recorder.begin(
             run_id, width=width, height=height, fps=max(1, int(round(fps))),
             meta={"name": c["name"], "episode": c["episode"], "step": c["step"], "wrapper": self._run_tag},
-            on_result=self._on_result,
+            on_result=self._on_result, outputs=self.outputs,
             scene=f"gymnasium:{self._env_id()}", physics_dt=float(dt) if isinstance(dt, (int, float)) else 1.0 / fps,
             gl_backend=gl.get("backend", ""), gl_renderer=gl.get("renderer", ""),
             **({"streams": self._streams, "perception": self._perception} if len(self._streams) > 1 else {}))
@@ -532,6 +580,9 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._log.warning("video_not_stored", video=run.meta.get("name"), status=run.status, error=run.error)
             return
         name = run.meta["name"]
+        if run.discarded:
+            self._log.info("video_discarded", video=name, reason=run.decision.reason)
+            return
         for a in run.artifacts:
             if a.kind in ("video", "gif", "frames") and a.path and os.path.exists(a.path):
                 _link(a.path, Path(self.video_folder) / _local_name(name, a.format))
@@ -547,13 +598,18 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return recorded_video(r, self.video_folder, self.frames_per_sec, status)
 
     def _collect(self, runs: list[RecordedRun]) -> None:
-        self.videos = [self._info(r) for r in runs if r.ended_at is not None]
+        ended = [r for r in runs if r.ended_at is not None and not r.awaiting_decision]
+        self.videos = [self._info(r) for r in ended if not r.discarded]
+        self.discarded = [self._info(r) for r in ended if r.discarded]
 
     # --- live capture controls (only ever touched between episodes) --------------------------------
 
     def _apply_controls(self) -> None:
         while self._controls:
             c = self._controls.popleft()
+            if isinstance(c, ev.KeepRuleRequested):
+                self._apply_keep(c)
+                continue
             if not isinstance(c, ev.CaptureControlRequested):
                 continue
             if c.action == "every" and c.every is None:
@@ -570,6 +626,28 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._log.info("capture_control_applied", recorder_id=self.recorder_id, action=c.action, every=c.every,
                            episode=self.episode_id)
 
+    def _apply_keep(self, c: ev.KeepRuleRequested) -> None:
+        """Another keep rule from this episode on; candidates the old rule still holds are decided by it."""
+        if self.step_trigger is not None or self.video_length != float("inf"):
+            self._recorder.publish(ev.DeadLettered(
+                event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+                subject=subjects.recorder_keep(self.recorder_id),
+                reason="keep rules decide on whole episodes; this recorder records step_trigger / video_length clips",
+                payload_preview=ev.encode(c).decode()[:500]))
+            return
+        if self._candidates is not None:
+            with contextlib.suppress(RecorderError):
+                self._candidates.close()
+        self.keep = c.keep
+        self._candidates = Candidates(c.keep, self._recorder) if c.keep is not None else None
+        self.outputs = keep_outputs(self.outputs, c.keep) if c.keep is not None else \
+            msgspec.structs.replace(self.outputs, keep=None)
+        rule = describe_keep(c.keep) if c.keep is not None else ""
+        self._recorder.publish(ev.KeepRuleApplied(
+            event_id=f"keepapplied-{self.recorder_id}-{c.event_id}"[:200], run_id=self.recorder_id,
+            request_event_id=c.event_id, rule=rule, episode=self.episode_id))
+        self._log.info("keep_rule_applied", recorder_id=self.recorder_id, rule=rule, episode=self.episode_id)
+
     def _announce_state(self, state: str) -> None:
         if not self._announce or self._recorder is None:
             return
@@ -577,6 +655,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._recorder.publish(ev.RecorderAnnounced(
             event_id=f"announced-{self.recorder_id}-{seen}-{state}", run_id=self.recorder_id,
             session=self.session, env_id=self._env_id() if getattr(self.env, "spec", None) else "",
-            trigger=self.capture.describe(self._trigger_text), episodes_seen=max(0, seen),
+            trigger=(self.capture.describe(self._trigger_text)
+                     + (f"; keep {describe_keep(self.keep)}" if self.keep is not None else ""))[:200],
+            episodes_seen=max(0, seen),
             videos_recorded=self._videos_started, state=state, cadence=self.capture.every,
             recording_next=state == "running" and self.capture.peek(seen, self.episode_trigger)))

@@ -17,7 +17,9 @@ import numpy as np
 
 from .. import events as ev
 from ..recorder import RecordedRun, RecorderThread
+from ..keep import Outcome
 from .files import jsonable, link, local_name, run_prefix
+from .keeping import Candidates
 from .video_info import RecordedVideo
 
 VideoCallback = Callable[[RecordedVideo], None]
@@ -28,8 +30,13 @@ class ClipStream:
 
     def __init__(self, recorder: RecorderThread, *, video_folder: str, tag: str, name_prefix: str, fps: int,
                  scene: str, on_video: VideoCallback | None = None, logger: Any = None,
-                 report: Mapping[str, Any] | None = None) -> None:
+                 report: Mapping[str, Any] | None = None, keep: Any = None,
+                 outputs: ev.OutputSpec | None = None) -> None:
         self.recorder = recorder
+        self.outputs = outputs  # the wrapper's own (with its keep rule), else the recorder's
+        self.candidates = Candidates(keep, recorder) if keep is not None else None
+        self.final_info: dict[str, Any] = {}  # the episode's last info, set by the wrapper when it ends
+        self._clips = 0
         self.video_folder = video_folder
         self.tag = tag
         self.name_prefix = name_prefix
@@ -56,6 +63,8 @@ class ClipStream:
         self.name, self.frames, self._size = name, 0, None
         self._meta = {"name": name, "wrapper": self.tag, **meta}
         self._steps, self._return, self._last = 0, 0.0, (False, False)
+        self.final_info = {}
+        self._clips += 1
 
     def add(self, frame: np.ndarray, row: dict[str, Any]) -> None:
         """Stream one frame (HxWx3 or HxWx4 uint8) with its telemetry row."""
@@ -71,7 +80,7 @@ class ClipStream:
                 else self.name
             run_id = f"{run_prefix(self.name_prefix)}-{self.tag}-{re.sub(r'[^A-Za-z0-9_-]', '-', suffix)}"[:64]
             self.recorder.begin(run_id, width=width, height=height, fps=max(1, int(round(self.fps))),
-                                meta=self._meta, on_result=self._on_result, scene=self.scene,
+                                meta=self._meta, on_result=self._on_result, scene=self.scene, outputs=self.outputs,
                                 physics_dt=1.0 / max(1, self.fps))
         elif self._size != (width, height):
             raise ValueError(f"frame size changed from {self._size[0]}x{self._size[1]} to {width}x{height} during "
@@ -79,9 +88,12 @@ class ClipStream:
         if row.get("reward") is not None:
             self._steps += 1
             r = row["reward"]
-            if isinstance(r, (int, float)):
+            if isinstance(r, (list, tuple, np.ndarray)) and len(r):
+                r = float(np.mean(r))  # a tiled clip: the mean over its sub-envs
+            if isinstance(r, (int, float, np.number)):
                 self._return += float(r)
-            self._last = (bool(row.get("terminated")), bool(row.get("truncated")))
+            if "terminated" in row or "truncated" in row:
+                self._last = (bool(np.any(row.get("terminated", False))), bool(np.any(row.get("truncated", False))))
         self.recorder.frame_array(frame, {k: jsonable(v) for k, v in row.items()})
         self.frames += 1
 
@@ -89,16 +101,36 @@ class ClipStream:
         if not self.recording:
             return
         if self.frames:
-            self.recorder.end(seed=-1, steps=self._steps, episode_return=self._return, terminated=self._last[0],
+            run = self.recorder.end(seed=-1, steps=self._steps, episode_return=self._return, terminated=self._last[0],
                               truncated=self._last[1], report={**self.report, "video": self.name,
                                                                  **{k: v for k, v in self._meta.items()
                                                                     if k not in ("wrapper",)}})
+            if self.candidates is not None:
+                index = self._meta.get("episode")
+                self.candidates.ended(run, Outcome(
+                    index=self._clips - 1 if index is None else index, length=self._steps, episode_return=self._return,
+                    terminated=self._last[0], truncated=self._last[1], info=dict(self.final_info)))
         self.name = None
         self.frames = 0
 
     # --- results (recorder thread) -----------------------------------------------------------------
 
+    def note_end(self, *, terminated: bool, truncated: bool, info: Mapping[str, Any] | None = None) -> None:
+        """How the clip's episode(s) ended, for wrappers whose telemetry rows do not say it."""
+        self._last = (bool(terminated), bool(truncated))
+        self.final_info = dict(info or {})
+
+    def finish(self) -> None:
+        """No more clips: every keep decision still pending is made (before the recorder closes)."""
+        self.stop()
+        if self.candidates is not None:
+            self.candidates.close()
+
     def _on_result(self, run: RecordedRun) -> None:
+        if run.discarded:
+            if self.log is not None:
+                self.log.info("video_discarded", video=run.meta.get("name"), reason=run.decision.reason)
+            return
         if run.status == "completed":
             for a in run.artifacts:
                 if a.kind in ("video", "gif", "frames") and a.path and os.path.exists(a.path):
@@ -122,8 +154,12 @@ def recorded_video(r: RecordedRun, video_folder: str | os.PathLike, fps: float,
         local = Path(video_folder) / local_name(name, video.format)
         path = str(local) if local.exists() else None
     tel, rep = r.artifact("telemetry"), r.artifact("report")
+    d = r.decision
+    if d is not None and not d.kept and r.status == "completed":
+        status = status or "discarded"
     return RecordedVideo(name=name, path=path, url=video.url if video else None, run_id=r.run_id,
                          frames=r.frames, fps=fps, status=status or r.status, error=r.error,
+                         kept=None if d is None else d.kept, reason=None if d is None else d.reason,
                          telemetry_url=tel.url if tel else None, report_url=rep.url if rep else None,
                          store_latency_s=r.store_latency_s, episode=r.meta.get("episode"),
                          step=r.meta.get("step"), env=r.meta.get("env"))

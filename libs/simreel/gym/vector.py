@@ -38,7 +38,7 @@ from .. import events as ev
 from .. import log as logs
 from ..config import NatsSettings
 from ..recorder import DEFAULT_QUEUE_BYTES, RecorderThread
-from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule
+from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
 from .clips import ClipStream, VideoCallback
 from .video_info import RecordedVideo
 
@@ -118,6 +118,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         max_queue_bytes: int = DEFAULT_QUEUE_BYTES,
         strict: bool = True,
         on_video: VideoCallback | None = None,
+        keep: Any = None,
     ) -> None:
         VectorWrapper.__init__(self, env)
         gym.utils.RecordConstructorArgs.__init__(
@@ -127,6 +128,13 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
             raise ValueError(
                 f"Render mode is {env.render_mode}, which is incompatible with RecordVideo. "
                 "Initialize your environment with a render_mode that returns an image, such as rgb_array.")
+        if keep is not None:
+            if not per_env or step_trigger is not None or video_length:
+                raise ValueError("keep= decides on whole episodes of one sub-env: it needs per_env=True and no "
+                                 "step_trigger or video_length")
+            if episode_trigger is None:
+                episode_trigger = every_episode
+            outputs = keep_outputs(outputs, keep)
         if episode_trigger is None and step_trigger is None:
             episode_trigger = capped_cubic_video_schedule
         chosen = [0] if record_first_only else list(range(self.num_envs)) if envs is None else list(envs)
@@ -162,6 +170,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.step_id = -1
         self.episode_id = -1  # sub-env 0's episodes, as Gymnasium counts them (grid mode)
         self.videos: list[RecordedVideo] = []
+        self.discarded: list[RecordedVideo] = []  # with keep=: the episodes the rule did not keep
         self.timeout, self.strict = float(timeout), strict
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
         self._tag = uuid.uuid4().hex[:8]
@@ -188,7 +197,8 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
             rec.start()  # joins the process's stack in the background now
             self._streams[i] = ClipStream(rec, video_folder=self.video_folder, tag=self._tag if i is None
                                           else f"{self._tag}-{i}", name_prefix=name_prefix, fps=fps, scene=scene,
-                                          on_video=on_video, logger=self._log, report=report)
+                                          on_video=on_video, logger=self._log, report=report, keep=keep,
+                                          outputs=outputs if keep is not None else None)
         self._episode = {i: -1 for i in keys}  # per-env episode index (per_env), or sub-env 0's (grid)
         self._pending_reset = np.zeros(self.num_envs, bool)  # next-step mode: done last step, reset this step
 
@@ -213,6 +223,8 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.step_id += 1
         done = np.logical_or(terminations, truncations)
         started = np.zeros(self.num_envs, bool)  # sub-envs whose frame this step is a new episode's first
+        if done.any():
+            self._note_final_info(info, done)
 
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             started = self._pending_reset.copy()
@@ -240,12 +252,13 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self._closed = True
         super().close(**kwargs)
         for s in self._streams.values():
-            s.stop()
+            s.finish()
         runs_info = []
         for s in self._streams.values():
             runs = s.recorder.close(self.timeout)
             runs_info += [(s, r) for r in runs if r.ended_at is not None]
-        self.videos = [s.info(r) for s, r in runs_info]
+        self.videos = [s.info(r) for s, r in runs_info if not r.discarded]
+        self.discarded = [s.info(r) for s, r in runs_info if r.discarded]
         bad = [v for v in self.videos if v["status"] != "completed"]
         if bad:
             message = f"{len(bad)} of {len(self.videos)} video(s) were not stored: " + "; ".join(
@@ -320,6 +333,18 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
                     "truncated": bool(trunc[which])}
         return {"reward": [rewards[i] for i in which], "action": [actions[i] for i in which],
                 "terminated": [bool(term[i]) for i in which], "truncated": [bool(trunc[i]) for i in which]}
+
+    def _note_final_info(self, info: dict, done: np.ndarray) -> None:
+        """The ending sub-envs' own last info, for keep= callables (Gymnasium's vector info holds an
+        array per key, with `_key` saying which sub-envs have it)."""
+        if not self.per_env or not isinstance(info, dict):
+            return
+        final = info.get("final_info", info) if self.autoreset_mode == AutoresetMode.SAME_STEP else info
+        for key, s in self._streams.items():
+            if key is not None and done[key] and s.recording:
+                s.final_info = {k: v[key] for k, v in final.items() if not k.startswith("_")
+                                and isinstance(v, np.ndarray) and final.get(f"_{k}", np.ones(len(done), bool))[key]
+                                and k != FINAL_FRAME_KEY}
 
     # --- same-step autoreset: the final frame comes from the info -----------------------------------
 

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-VideoStatus = Literal["completed", "failed", "timeout", "recording", "pending"]
+VideoStatus = Literal["completed", "failed", "timeout", "recording", "pending", "discarded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,8 @@ class RecordedVideo:
     episode: int | None = None  # episode-triggered clips
     step: int | None = None  # step-triggered clips
     env: int | str | None = None  # vector recorders: the sub-env (per_env) or the grid
+    kept: bool | None = None  # with keep=: whether the rule kept it (None without keep=)
+    reason: str | None = None  # with keep=: what decided it
 
     # --- the mapping view older callers use -------------------------------------------------------
 

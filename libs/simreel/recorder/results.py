@@ -20,6 +20,10 @@ class RecordedRun:
     ended_at: float | None = None  # time.monotonic() when the producer ended the run
     stored_at: float | None = None  # time.monotonic() when its last artifact was stored
     finished: bool = False
+    # With a keep rule: True from the end of the episode until its decision is made (wait() does not
+    # wait for such runs: a worst/best k decision may come only at close), then the decision.
+    awaiting_decision: bool = False
+    decision: Any = None  # simreel.keep.Decision
     on_result: Callable[["RecordedRun"], None] | None = field(default=None, repr=False, compare=False)
 
     def artifact(self, kind: str, fmt: str | None = None) -> ev.ArtifactStored | None:
@@ -27,6 +31,10 @@ class RecordedRun:
             if a.kind == kind and (fmt is None or a.format == fmt):
                 return a
         return None
+
+    @property
+    def discarded(self) -> bool:
+        return self.decision is not None and not self.decision.kept
 
     @property
     def store_latency_s(self) -> float | None:

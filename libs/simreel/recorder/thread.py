@@ -71,11 +71,17 @@ class Publish:
 
 
 @dataclass(frozen=True, slots=True)
+class Decide:
+    run: RecordedRun
+    event: ev.Event  # EpisodeKept / EpisodeDiscarded of an ended run: the run is not finished without it
+
+
+@dataclass(frozen=True, slots=True)
 class Stop:
     deadline: float  # time.monotonic() by which stored results must be in
 
 
-Message = Begin | Frame | End | Publish | Stop
+Message = Begin | Frame | End | Publish | Decide | Stop
 
 
 def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
@@ -237,11 +243,18 @@ class RecorderThread:
         self._put(End(dict(episode), dict(report or {})))
         return run
 
+    def decide(self, run: RecordedRun, event: ev.Event) -> None:
+        """Publish the keep decision (EpisodeKept / EpisodeDiscarded) of an ended run, in order after
+        everything queued before it; a run whose decision cannot be published fails."""
+        run.awaiting_decision = False
+        self._put(Decide(run, event))
+
     def wait(self, timeout: float | None = None) -> list[RecordedRun]:
-        """Block until every ended run is stored (or failed), or the timeout passes."""
+        """Block until every ended run is stored (or failed), or the timeout passes. Runs awaiting a
+        keep decision are not waited for."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            while any(not r.finished for r in self.runs if r.ended_at is not None):
+            while any(not r.finished for r in self.runs if r.ended_at is not None and not r.awaiting_decision):
                 if self._fatal is not None or self._thread is None or not self._thread.is_alive():
                     break
                 dead = self.stack.dead() if self.stack is not None else None
@@ -409,9 +422,15 @@ class RecorderThread:
                 except Exception as e:  # noqa: BLE001 - informative events must never fail a recording
                     self.log.warning("event_not_published", type=type(event).__name__,
                                      error=f"{type(e).__name__}: {e}")
+            case Decide(run, event):
+                try:
+                    await self.bus.publish(event)
+                except Exception as e:  # noqa: BLE001 - without its decision the run never finishes
+                    self._finish(run, "failed", f"the keep decision was not published: {type(e).__name__}: {e}")
             case Begin(run, kwargs):
                 self._run = run
-                self._rec = RunRecorder(self.bus, run_id=run.run_id, outputs=self.outputs, session=self.session,
+                outputs = kwargs.pop("outputs", None) or self.outputs  # a wrapper's own (its keep rule)
+                self._rec = RunRecorder(self.bus, run_id=run.run_id, outputs=outputs, session=self.session,
                                         inflight_bytes=self.inflight_bytes, logger=self.log, **kwargs)
                 try:
                     await self._rec.start()

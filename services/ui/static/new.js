@@ -21,6 +21,9 @@
       let v = inp.value.trim();
       if (name === "tags") { setPath(req, name, Object.fromEntries(v ? v.split(",").map((kv) => { const [k, ...r] = kv.trim().split("="); return [k, r.join("=")]; }) : [])); continue; }
       if (v === "") { if (getPath(req, name) !== undefined) setPath(req, name, null); continue; }
+      if (name === "outputs.keep") {  // a keep rule is JSON (docs/events.md, "Keep rules"); the server validates it
+        try { v = JSON.parse(v); } catch (err) { throw Object.assign(new Error(`not JSON: ${err.message}`), { field: name }); }
+      }
       if (inp.type === "number") v = Number(v);
       setPath(req, name, v);
     }
@@ -38,6 +41,7 @@
       if (inp.name === "outputs.formats") { inp.checked = (v || []).includes(inp.value); continue; }
       if (inp.name === "render.streams") { inp.checked = (v || []).includes(inp.value); continue; }
       if (inp.name === "tags") { inp.value = Object.entries(v || {}).map(([k, x]) => `${k}=${x}`).join(", "); continue; }
+      if (inp.name === "outputs.keep") { inp.value = v ? JSON.stringify(v) : ""; continue; }
       if (inp.name === "scene" && v && v.startsWith("<")) { inp.append(el("option", { value: v, text: "inline MJCF (from the run)" })); }
       if (inp.name === "scene" && v && req.files && v in req.files) { inp.append(el("option", { value: v, text: `${v} (from the run's stored files)` })); }
       if (v !== undefined && v !== null) inp.value = v; else if (inp.type === "number") inp.value = "";
@@ -55,7 +59,8 @@
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const fd = new FormData();
-    const req = collect();
+    let req;
+    try { req = collect(); } catch (err) { showError(err.field, err.message); return; }
     const file = form.querySelector('input[name="scene_file"]').files[0];
     fd.append("request", JSON.stringify(req));
     if (file) fd.append("scene_file", file, file.name);

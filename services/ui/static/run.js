@@ -23,11 +23,7 @@
     $("#error").textContent = s.error ? `${s.error_code}: ${s.error}` : "";
     $("#again").disabled = !d.request;
     $("#delete").disabled = !d.artifacts.some((a) => !a.deleted);
-    $("#episodes tbody").replaceChildren(...d.episodes.map((e) => el("tr", {},
-      el("td", { class: "num", text: e.episode }), el("td", { class: "num", text: e.seed }), el("td", { class: "num", text: e.steps }),
-      el("td", { class: "num", text: fmt.num(e.return) }), el("td", { class: "num", text: e.frames }),
-      el("td", { text: e.terminated ? "terminated" : "truncated" }),
-      el("td", { class: "warn", text: e.warnings.join("; ") || (e.blank ? "blank" : e.frozen ? "frozen" : "") }))));
+    renderEpisodes();
     $("#artifacts tbody").replaceChildren(...d.artifacts.map((a) => el("tr", { "data-key": a.key, class: a.deleted ? "deleted" : null },
       el("td", { text: a.kind }), el("td", { text: a.episode == null ? "all" : a.episode }), el("td", { text: a.format }),
       el("td", { class: "num", text: fmt.bytes(a.bytes) }),
@@ -45,6 +41,21 @@
       try { perception = readPerception(JSON.parse(t).streams); } catch (e) { perception = null; }
     });
     if (d.has.includes("scene")) fetch(`/api/runs/${runId}/text/scene`).then((r) => r.ok ? r.text() : "").then((t) => { $("#scene").textContent = t || "—"; });
+  }
+
+  // Episodes, with what a keep rule decided (kept, or discarded with the rule and the reason).
+  function renderEpisodes() {
+    const want = $("#ep-keep").value;
+    const fate = (e) => e.kept === null ? "" : e.kept ? "kept" : "discarded";
+    const shown = detail.episodes.filter((e) => !want || fate(e) === want);
+    $("#ep-count").textContent = detail.episodes.some((e) => e.kept !== null) ? `${shown.length} of ${detail.episodes.length} episodes` : "";
+    $("#episodes tbody").replaceChildren(...shown.map((e) => el("tr", { "data-episode": e.episode, "data-keep": fate(e) || null },
+      el("td", { class: "num", text: e.episode }), el("td", { class: "num", text: e.seed }), el("td", { class: "num", text: e.steps }),
+      el("td", { class: "num", text: fmt.num(e.return) }), el("td", { class: "num", text: e.frames }),
+      el("td", { text: e.terminated ? "terminated" : "truncated" }),
+      el("td", { class: e.kept === false ? "keep discarded" : "keep", title: e.rule ? `rule: ${e.rule}` : null,
+        text: e.kept === null ? "" : `${fate(e)}: ${e.reason}` }),
+      el("td", { class: "warn", text: e.warnings.join("; ") || (e.blank ? "blank" : e.frozen ? "frozen" : "") }))));
   }
 
   function renderProgress() {
@@ -166,6 +177,7 @@
   let pending = null;
   const refreshSoon = () => { if (!pending) pending = setTimeout(() => { pending = null; refresh(); }, 250); };
 
+  $("#ep-keep").onchange = () => { if (detail) renderEpisodes(); };
   $("#again").onclick = () => { location.href = `/new?from=${encodeURIComponent(runId)}`; };
   const del = $("#delete");
   del.onclick = async () => {

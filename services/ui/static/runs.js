@@ -5,7 +5,7 @@
   const PAGE = 50;
   const state = { offset: 0, total: 0, rows: new Map(), facetsLoaded: false };
   const tbody = document.querySelector("#runs tbody");
-  const f = { session: "#f-session", status: "#f-status", scene: "#f-scene", tag: "#f-tag" };
+  const f = { session: "#f-session", status: "#f-status", scene: "#f-scene", tag: "#f-tag", keep: "#f-keep" };
   const filt = () => Object.fromEntries(Object.entries(f).map(([k, s]) => [k, document.querySelector(s).value]));
 
   function row(r) {
@@ -19,7 +19,14 @@
       el("td", { text: r.scene }), el("td", { class: "num", text: `${r.episodes_ended}/${r.episodes}` }),
       el("td", { text: seeds }), el("td", { text: r.session }), el("td", { text: tags }),
       el("td", { text: fmt.time(r.created) }), el("td", { class: "num", text: fmt.secs(r.wall_s) }),
-      el("td", { class: "num", text: arts }), el("td", { class: "num", text: fmt.num(r.mean_return) }), el("td", {}, warn));
+      el("td", { class: "num", text: arts }), el("td", { class: "num", text: fmt.num(r.mean_return) }),
+      el("td", { class: r.discarded ? "keep discarded" : "keep", text: keepText(r) }), el("td", {}, warn));
+  }
+
+  function keepText(r) {
+    if (!r.kept && !r.discarded) return "";
+    if (r.episodes === 1) return r.kept ? "kept" : "discarded";
+    return `${r.kept} kept · ${r.discarded} discarded`;
   }
 
   function facets(fc) {
@@ -56,6 +63,7 @@
     if (x.status && r.status !== x.status) return false;
     if (x.scene && !r.scene.toLowerCase().includes(x.scene.toLowerCase())) return false;
     if (x.tag) { const [k, v] = x.tag.split("="); if (!(k in r.tags) || (v !== undefined && r.tags[k] !== v)) return false; }
+    if (x.keep && !r[x.keep]) return false;
     return true;
   }
 
@@ -81,15 +89,26 @@
 simreel.recorders = (() => {
   const { el, api } = simreel;
   const section = document.querySelector("#recorders"), tbody = section.querySelector("tbody");
-  const rows = new Map();
+  const rows = new Map(), drafts = new Map();
   const control = async (id, action, every) => {
     const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/control`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action, every }) });
     if (!ok) alert(body.error);
   };
+  const setKeep = async (id, keep, input) => {
+    const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/keep`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ keep }) });
+    input.setCustomValidity(ok ? "" : body.error); input.title = ok ? "" : body.error;
+    if (!ok) input.reportValidity();
+  };
+  const parse = (input) => { try { return JSON.parse(input.value); } catch (e) { input.setCustomValidity(e.message); input.reportValidity(); return undefined; } };
   function row(r) {
     const every = el("input", { type: "number", min: "1", value: r.cadence || 1, size: "3", style: "width:4em" });
     const applied = r.applied.length ? r.applied[r.applied.length - 1] : null;
+    const keepApplied = r.keep_applied.length ? r.keep_applied[r.keep_applied.length - 1] : null;
+    // What is typed survives the row's re-render at each announcement (every episode boundary).
+    const rule = el("input", { class: "keep-rule", size: "22", value: drafts.get(r.recorder_id) ?? '{"rule": "failures"}',
+      spellcheck: "false", oninput: (e) => drafts.set(r.recorder_id, e.target.value) });
     return el("tr", { "data-recorder": r.recorder_id },
       el("td", { text: r.recorder_id }), el("td", { text: r.session }), el("td", { text: r.env_id }),
       el("td", { text: r.trigger }), el("td", { class: "num", text: r.episodes_seen }), el("td", { class: "num", text: r.videos_recorded }),
@@ -99,8 +118,14 @@ simreel.recorders = (() => {
         el("button", { class: "every", text: "every", onclick: () => control(r.recorder_id, "every", Number(every.value)) }), every, " ",
         el("button", { class: "off", text: "off", onclick: () => control(r.recorder_id, "off") }), " ",
         el("button", { class: "stop danger", text: "stop", onclick: () => control(r.recorder_id, "stop") })),
-      el("td", { class: "applied", text: (r.pending.length ? `pending: ${r.pending.map((p) => p.action).join(", ")} ` : "") +
-        (applied ? `${applied.action}${applied.every ? " " + applied.every : ""} at episode ${applied.episode}` : "") }));
+      el("td", {}, rule, " ",
+        el("button", { class: "set-keep", text: "set", onclick: () => { const k = parse(rule); if (k !== undefined) setKeep(r.recorder_id, k, rule); } }), " ",
+        el("button", { class: "keep-all", text: "keep all", onclick: () => setKeep(r.recorder_id, null, rule) })),
+      el("td", { class: "applied", text: [
+        r.pending.length ? `pending: ${r.pending.map((p) => p.action).join(", ")}` : "",
+        applied ? `${applied.action}${applied.every ? " " + applied.every : ""} at episode ${applied.episode}` : "",
+        r.keep_pending.length ? "keep rule pending" : "",
+        keepApplied ? `keep ${keepApplied.rule || "all"} from episode ${keepApplied.episode}` : ""].filter(Boolean).join("; ") }));
   }
   function update(r) {
     const old = rows.get(r.recorder_id);
