@@ -61,6 +61,11 @@ def _add_request_args(p: argparse.ArgumentParser) -> None:
                    help="render engine: gl (default), or mjwarp to run the episodes as parallel worlds (docs/gpu.md)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                    help="render engine option, e.g. device=cpu (repeatable)")
+    p.add_argument("--stream", action="append", default=[], choices=["depth", "segmentation"],
+                   help="record this stream beside RGB for every camera (repeatable): lossless file + colour preview")
+    p.add_argument("--keep", default=None, metavar="RULE",
+                   help="keep only the episodes this rule selects, decided after each ends: a rule name "
+                        "(failures, new_best) or its JSON, e.g. '{\"rule\": \"worst\", \"k\": 5}' (docs/events.md)")
     p.add_argument("--video", choices=sorted(VIDEO_CHOICES), default="mp4")
     p.add_argument("--layout", choices=["per-episode", "concat", "both"], default="per-episode")
     p.add_argument("--gif-fps", type=int, default=15)
@@ -167,6 +172,18 @@ def allowed_policy(a: argparse.Namespace, package) -> str | None:
     return None
 
 
+def _keep_rule(text: str | None) -> Any:
+    """`--keep failures` or `--keep '{"rule": "worst", "k": 5}'` as the request's JSON rule."""
+    if text is None:
+        return None
+    if text.lstrip().startswith("{"):
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise SystemExit(f"simreel: --keep {text!r} is not JSON: {e}") from None
+    return {"rule": text.strip()}
+
+
 def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
     """The request the command line describes; with `package`, its scene names the package's files."""
     scene = a.scene
@@ -188,10 +205,12 @@ def build_request(a: argparse.Namespace, package=None) -> ev.SimRequested:
         "tags": _pairs(a.tag, "--tag"),
         "fail_on_blank": a.fail_on_blank,
         "render": {"width": a.width, "height": a.height, "fps": a.fps, "cameras": a.camera, "quality": a.quality,
+                   "streams": ["rgb", *dict.fromkeys(a.stream)],
                    "tile": a.tile, "free_camera": _free_camera(a.free_camera), "engine": a.engine,
                    "engine_options": {k: _json_or_text(v) for k, v in _pairs(a.engine_option, "--engine-option").items()}},
         "outputs": {"formats": VIDEO_CHOICES[a.video], "layout": a.layout, "crf": a.crf, "codec": a.codec, "preset": a.preset,
-                    "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry},
+                    "gif_fps": a.gif_fps, "gif_width": a.gif_width, "telemetry": not a.no_telemetry,
+                    "keep": _keep_rule(a.keep)},
     }
     if a.run_id:
         raw["run_id"] = a.run_id

@@ -1,6 +1,7 @@
 """`simreel run robot.xml` ships the file and everything it references, `..` included, by content."""
 import struct
 
+import msgspec
 import pytest
 
 from simreel.cli import build_request, pack_scene, parser
@@ -120,3 +121,14 @@ def test_attached_models_cube_faces_and_strippath_are_packed_as_mujoco_reads_the
     assert {f"scene/sky/{f}.png" for f in faces} <= set(req.files)
     model = load_tree(req.scene, package.local)  # the packed tree alone, elsewhere
     assert (model.nmesh, model.ntex, model.ngeom) == (reference.nmesh, reference.ntex, reference.ngeom) == (2, 1, 2)
+
+
+def test_streams_and_keep_rules_reach_the_request():
+    req = build_request(parser().parse_args(["run", "arm2", "--stream", "depth", "--stream", "segmentation",
+                                             "--keep", '{"rule": "worst", "k": 2}', "--episodes", "3"]))
+    assert req.render.streams == ["rgb", "depth", "segmentation"]
+    assert msgspec.to_builtins(req.outputs.keep) == {"rule": "worst", "k": 2}
+    assert msgspec.to_builtins(build_request(parser().parse_args(["run", "arm2", "--keep", "failures"])).outputs.keep) \
+        == {"rule": "failures"}
+    with pytest.raises(SystemExit, match=r"missing required field `k` - at `\$.outputs.keep`"):
+        build_request(parser().parse_args(["run", "arm2", "--keep", '{"rule": "worst"}']))
