@@ -10,7 +10,6 @@ an object-store API can do the same (docs/events.md shows it with plain nats-py)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from nats.js import api
 from . import events as ev
 from . import subjects
 from .bus import Bus
+from .sim.package import sha256_file
 
 
 class SceneFileError(Exception):
@@ -110,12 +110,9 @@ class SceneFileStore:
             raise SceneFileError(f"not in the scene-file store (bucket {self.bucket})") from None
         except nats.js.errors.DigestMismatchError:
             raise SceneFileError("its stored chunks do not match the store's own checksum") from None
-        h = hashlib.sha256()
-        with open(dest, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)
-        if h.hexdigest() != digest:
-            raise SceneFileError(f"the stored bytes hash to {h.hexdigest()[:12]}…, not to their name")
+        got = sha256_file(dest)
+        if got != digest:
+            raise SceneFileError(f"the stored bytes hash to {got[:12]}…, not to their name")
 
     async def list(self) -> dict[str, int]:
         """Every stored digest and its size."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import time
 import uuid
@@ -21,6 +20,7 @@ from simreel import events as ev
 from simreel import log as logs
 from simreel.scenefiles import SceneFileError, SceneFileStore
 from simreel.sim.errors import SceneError
+from simreel.sim.package import sha256_file
 
 _log = logs.get("simulator.scene_cache")
 
@@ -38,14 +38,6 @@ def _touch(path: Path) -> None:
     MuJoCo's own cache, keyed by path and modification time, keeps hitting."""
     st = path.stat()
     os.utime(path, ns=(time.time_ns(), st.st_mtime_ns))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -94,7 +86,7 @@ class SceneCache:
         for digest, f in files.items():
             path = self._path(digest)
             if path.is_file() and path.stat().st_size == f.size:
-                if _sha256(path) == digest:
+                if sha256_file(path) == digest:
                     self.stats.hits += 1
                     _touch(path)
                     out[digest] = path

@@ -10,7 +10,6 @@ listed so.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +20,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from simreel.embedded import Stack
 from tests.support import corpus
+from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +30,8 @@ CLI = [sys.executable, "-m", "simreel.cli"]
 
 @pytest.fixture(scope="module")
 def robot_stack(tmp_path_factory):
-    base = tmp_path_factory.mktemp("corpus")
-    env = dict(os.environ, SIMREEL_CONCURRENCY="2", SIMREEL_LOG_LEVEL="warning")
-    s = Stack(data_dir=base / "data", out_dir=base / "out", env=env)
-    s.start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("corpus"), SIMREEL_CONCURRENCY="2", SIMREEL_LOG_LEVEL="warning") as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _loads(path: Path) -> tuple[bool, int, str]:

@@ -2,13 +2,12 @@
 run's own subjects, with the decoder's field path and limit (not only dead-lettered as `unknown`)."""
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 
 import nats
-import nats.js.errors
 import pytest
+
+from tests.support.runs import events_stream_exists
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +21,7 @@ async def test_a_bad_json_request_hears_back_on_its_run(stack, run_id, body, fie
     try:
         sub = await nc.subscribe(f"simreel.evt.*.*.{run_id}")  # what a plain requester listens on
         js = nc.jetstream()
-        await _events_stream_exists(js)  # the stack's services create it as they start
+        await events_stream_exists(js)  # the stack's services create it as they start
         await js.publish("simreel.evt.sim.requested",
                          json.dumps({"type": "SimRequested", "run_id": run_id, "scene": "cartpole", **body}).encode())
         event = json.loads((await sub.next_msg(timeout=60)).data)
@@ -31,15 +30,3 @@ async def test_a_bad_json_request_hears_back_on_its_run(stack, run_id, body, fie
         await nc.close()
     assert event["type"] == "SimFailed" and event["run_id"] == run_id and event["code"] == "bad_request"
     assert event["field"] == field and says in event["message"]
-
-
-async def _events_stream_exists(js, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await js.stream_info("EVENTS")
-            return
-        except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)

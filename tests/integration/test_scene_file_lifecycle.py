@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -16,10 +15,10 @@ from simreel import events as ev
 from simreel import subjects
 from simreel.client import Client
 from simreel.config import NatsSettings
-from simreel.embedded import Stack
 from simreel.scenefiles import SceneFileStore
 
-from tests.integration.test_scene_files import SCENE, _stl
+from tests.support.scenes import SCENE, stl
+from tests.support.stacks import running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -30,14 +29,9 @@ CLI = [sys.executable, "-m", "simreel.cli"]
 def gc_stack(tmp_path_factory):
     """A stack whose retention sweeps every half second and deletes scene files unreferenced for 3 s
     (a client's upload is named in its request within milliseconds)."""
-    base = tmp_path_factory.mktemp("gc")
-    env = dict(os.environ, SIMREEL_RETENTION_SWEEP_S="0.5", SIMREEL_SCENE_FILE_GRACE_S="3")
-    s = Stack(data_dir=base / "data", out_dir=base / "out", env=env)
-    s.start()
-    try:
+    with running_stack(tmp_path_factory.mktemp("gc"), SIMREEL_RETENTION_SWEEP_S="0.5",
+                       SIMREEL_SCENE_FILE_GRACE_S="3") as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _cli(*args: str, cwd=None) -> dict:
@@ -75,7 +69,7 @@ def test_run_again_reproduces_a_run_after_its_files_are_gone(gc_stack, tmp_path)
     (robot / "bot").mkdir(parents=True)
     (robot / "meshes").mkdir()
     (robot / "bot" / "bot.xml").write_bytes(SCENE.replace(b"tetra-bot", b"again-bot"))
-    (robot / "meshes" / "tet.stl").write_bytes(_stl(6.0))
+    (robot / "meshes" / "tet.stl").write_bytes(stl(6.0))
     first = _cli("run", str(robot / "bot" / "bot.xml"), "--nats", gc_stack.url, "--duration", "1", "--policy",
                  "random", "--seed", "7", "--width", "96", "--height", "64", "--fps", "10", "--quality", "fast",
                  "--out", str(tmp_path / "out"))
@@ -91,7 +85,7 @@ def test_run_again_reproduces_a_run_after_its_files_are_gone(gc_stack, tmp_path)
 
 
 def test_unreferenced_files_go_and_referenced_ones_stay(gc_stack, tmp_path):
-    mesh = _stl(7.0)
+    mesh = stl(7.0)
     scene = SCENE.replace(b"tetra-bot", b"kept-bot")
     robot = tmp_path / "robot"
     (robot / "bot").mkdir(parents=True)

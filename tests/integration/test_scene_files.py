@@ -2,12 +2,9 @@
 and digest, fetched and checked by the simulator. A system with nothing but nats-py does the same."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
-import struct
-import time
 
 import nats
 import nats.js.errors
@@ -19,25 +16,12 @@ from simreel.config import NatsSettings
 from simreel.scenefiles import SceneFileStore
 from simreel.sim.package import pack
 
-from tests.support.runs import run_request
+from tests.support.runs import events_stream_exists, run_request
+from tests.support.scenes import SCENE, stl
 
 pytestmark = pytest.mark.integration
 
 RENDER = {"width": 96, "height": 64, "fps": 10, "quality": "fast"}
-
-
-def _stl(scale: float = 1.0) -> bytes:
-    tris = [((0, 0, 0), (1, 0, 0), (0, 1, 0)), ((0, 0, 0), (0, 1, 0), (0, 0, 1)),
-            ((0, 0, 0), (0, 0, 1), (1, 0, 0)), ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
-    out = b"\0" * 80 + struct.pack("<I", len(tris))
-    for t in tris:
-        out += struct.pack("<3f", 0, 0, 0) + b"".join(struct.pack("<3f", *(scale * c for c in v)) for v in t) + b"\0\0"
-    return out
-
-
-SCENE = (b'<mujoco model="tetra-bot"><compiler meshdir="../meshes"/><asset><mesh name="m" file="tet.stl"/></asset>'
-         b'<worldbody><light pos="0 0 3"/><geom type="plane" size="2 2 .1"/><body pos="0 0 .5"><freejoint/>'
-         b'<geom type="mesh" mesh="m" rgba="1 .5 0 1"/></body></worldbody></mujoco>')
 
 
 def _digest(data: bytes) -> str:
@@ -55,25 +39,13 @@ async def _object_store(js, timeout: float = 60.0):
             return await js.object_store("simreel-scene-files")
 
 
-async def _events_stream(js, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            await js.stream_info("EVENTS")
-            return
-        except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
-
-
 async def _plain_run(url: str, run_id: str, files: dict[str, bytes], upload: dict[str, bytes], scene: str):
     """Upload `upload` (digest name -> bytes) with nats-py's object store, publish the JSON request,
     return the run's SimCompleted or SimFailed as JSON."""
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        await _events_stream(js)
+        await events_stream_exists(js)
         obs = await _object_store(js)
         for name, data in upload.items():
             await obs.put(name, data)
@@ -90,20 +62,20 @@ async def _plain_run(url: str, run_id: str, files: dict[str, bytes], upload: dic
 
 
 async def test_a_plain_nats_client_uploads_files_and_names_them(stack):
-    files = {"robot/bot.xml": SCENE, "meshes/tet.stl": _stl()}
+    files = {"robot/bot.xml": SCENE, "meshes/tet.stl": stl()}
     event = await _plain_run(stack.url, "plain-files", files, {_digest(d): d for d in files.values()}, "robot/bot.xml")
     assert event["type"] == "SimCompleted", event
 
 
 async def test_a_missing_file_fails_the_run_naming_it(stack):
-    files = {"robot/bot.xml": SCENE, "meshes/tet.stl": _stl(2.0)}
+    files = {"robot/bot.xml": SCENE, "meshes/tet.stl": stl(2.0)}
     event = await _plain_run(stack.url, "plain-missing", files, {_digest(SCENE): SCENE}, "robot/bot.xml")
     assert event["type"] == "SimFailed" and event["code"] == "scene_invalid", event
     assert "meshes/tet.stl" in event["message"] and "not in the scene-file store" in event["message"]
 
 
 async def test_a_corrupt_object_fails_the_run_naming_it(stack):
-    good, bad = _stl(3.0), _stl(4.0)
+    good, bad = stl(3.0), stl(4.0)
     files = {"robot/bot.xml": SCENE, "meshes/tet.stl": good}
     # bytes under a name that is not their digest: the simulator hashes what it fetched
     event = await _plain_run(stack.url, "plain-corrupt", files, {_digest(SCENE): SCENE, _digest(good): bad},
@@ -116,7 +88,7 @@ async def test_a_second_run_of_the_same_robot_uploads_nothing(stack, tmp_path):
     (tmp_path / "robot").mkdir()
     (tmp_path / "meshes").mkdir()
     (tmp_path / "robot" / "bot.xml").write_bytes(SCENE.replace(b"tetra-bot", b"second-bot"))
-    (tmp_path / "meshes" / "tet.stl").write_bytes(_stl(5.0))
+    (tmp_path / "meshes" / "tet.stl").write_bytes(stl(5.0))
     package = pack(tmp_path / "robot" / "bot.xml", max_file_bytes=1 << 20, max_scene_bytes=1 << 20)
     async with await Client.connect(NatsSettings(url=stack.url)) as client:
         first = await client.upload_scene(package)
@@ -133,18 +105,11 @@ async def test_a_second_run_of_the_same_robot_uploads_nothing(stack, tmp_path):
 async def test_no_message_exceeds_max_payload_for_a_scene_far_over_it(stack, tmp_path):
     """A 3 MiB mesh (three times the server's max_payload) records; every message stayed under the cap
     (the server would have refused it otherwise)."""
-    n = 3 * 1024 * 1024 // 50
-    tris = [((0, 0, 0), (1, 0, 0), (0, 1, 0))] * (n - 4) + [((0, 0, 0), (1, 0, 0), (0, 1, 0)),
-                                                        ((0, 0, 0), (0, 1, 0), (0, 0, 1)),
-                                                        ((0, 0, 0), (0, 0, 1), (1, 0, 0)),
-                                                        ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
-    stl = bytearray(b"\0" * 80 + struct.pack("<I", len(tris)))
-    for t in tris:
-        stl += struct.pack("<3f", 0, 0, 0) + b"".join(struct.pack("<3f", *v) for v in t) + b"\0\0"
+    mesh = stl(extra_triangles=3 * 1024 * 1024 // 50)
     (tmp_path / "robot").mkdir()
     (tmp_path / "meshes").mkdir()
     (tmp_path / "robot" / "bot.xml").write_bytes(SCENE)
-    (tmp_path / "meshes" / "tet.stl").write_bytes(bytes(stl))
+    (tmp_path / "meshes" / "tet.stl").write_bytes(mesh)
     package = pack(tmp_path / "robot" / "bot.xml", max_file_bytes=1 << 30, max_scene_bytes=1 << 30)
     assert package.total_bytes > 3 * 1024 * 1024
     async with await Client.connect(NatsSettings(url=stack.url)) as client:
@@ -152,7 +117,7 @@ async def test_no_message_exceeds_max_payload_for_a_scene_far_over_it(stack, tmp
         req = ev.SimRequested(scene="x", duration_s=0.5, render=ev.RenderSpec(**RENDER))
         result = await client.run(req, scene=package, timeout=120)
         assert result.status == "completed", result.error
-        assert await SceneFileStore(client.bus).has(package.files["meshes/tet.stl"].sha256, len(stl))
+        assert await SceneFileStore(client.bus).has(package.files["meshes/tet.stl"].sha256, len(mesh))
     assert os.path.exists(tmp_path / "meshes" / "tet.stl")
 
 
@@ -170,7 +135,7 @@ async def test_a_store_that_cannot_take_the_files_is_one_clear_error(nats_server
     (tmp_path / "robot").mkdir()
     (tmp_path / "meshes").mkdir()
     (tmp_path / "robot" / "bot.xml").write_bytes(SCENE)
-    (tmp_path / "meshes" / "tet.stl").write_bytes(_stl() * 60)
+    (tmp_path / "meshes" / "tet.stl").write_bytes(stl() * 60)
     package = pack(tmp_path / "robot" / "bot.xml", max_file_bytes=1 << 20, max_scene_bytes=1 << 20)
     async with await Client.connect(NatsSettings(url=nats_server.url)) as client:
         with pytest.raises(SceneFileError, match=r"cannot store scene file 'meshes/tet\.stl'"):

@@ -203,12 +203,12 @@ def test_new_run_form_takes_a_robot_zip_and_runs_it_again_from_stored_files(env,
     files go to the scene-file store; the run is listed by its file's name; Run again needs no upload."""
     import zipfile
 
-    from tests.integration.test_scene_files import SCENE, _stl
+    from tests.support.scenes import SCENE, stl
 
     archive = tmp_path / "tetra.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("tetra/robot/bot.xml", SCENE.replace(b"tetra-bot", b"zip-bot"))
-        z.writestr("tetra/meshes/tet.stl", _stl(8.0))
+        z.writestr("tetra/meshes/tet.stl", stl(8.0))
         z.writestr("tetra/robot/other.xml", b"<mujoco/>")
     page.goto(env["url"] + "/new")
     expect(page.locator("body")).to_have_attribute("data-loaded", "1")

@@ -1,6 +1,12 @@
 """Test helpers that drive a real stack through the public client."""
 from __future__ import annotations
 
+import asyncio
+import time
+
+import nats.errors
+import nats.js.errors
+
 from simreel import events as ev
 from simreel.client import Client, RunResult
 from simreel.config import NatsSettings
@@ -21,3 +27,16 @@ def small_request(**kw) -> ev.SimRequested:
                 render=ev.RenderSpec(width=160, height=120, fps=15, quality="fast"))
     base.update(kw)
     return ev.SimRequested(**base)
+
+
+async def events_stream_exists(js, timeout: float = 60.0) -> None:
+    """Wait for the stack's services to have created the EVENTS stream (a plain client publishes after)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await js.stream_info("EVENTS")
+            return
+        except (nats.js.errors.NotFoundError, nats.errors.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)

@@ -147,6 +147,12 @@ def _entrypoint(spec: str, model: mujoco.MjModel, seed: int, params: Mapping[str
         factory = getattr(importlib.import_module(module_name), func_name)
     except (ImportError, AttributeError) as e:
         raise PolicyError(f"policy {spec!r} cannot be imported: {e}") from None
+    return _built(spec, factory, model, seed, params)
+
+
+def _built(spec: str, factory: Callable, model: mujoco.MjModel, seed: int,
+           params: Mapping[str, Any] | None) -> Policy:
+    """A user's factory called for one episode; whatever it raises or returns wrong names the policy."""
     try:
         policy = factory(model, seed=seed, params=dict(params or {}))
     except Exception as e:
@@ -197,13 +203,7 @@ def _file(spec: str, model: mujoco.MjModel, seed: int, params: Mapping[str, Any]
     factory = getattr(_file_module(source, path), func, None)
     if not callable(factory):
         raise PolicyError(f"policy file {path!r} has no function {func!r}")
-    try:
-        policy = factory(model, seed=seed, params=dict(params or {}))
-    except Exception as e:
-        raise PolicyError(f"policy {spec!r} factory failed: {type(e).__name__}: {e}") from None
-    if not callable(policy):
-        raise PolicyError(f"policy {spec!r}: factory returned {type(policy).__name__}, expected a callable")
-    return policy
+    return _built(spec, factory, model, seed, params)
 
 
 def make_policy(
