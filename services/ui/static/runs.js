@@ -89,7 +89,7 @@
 simreel.recorders = (() => {
   const { el, api } = simreel;
   const section = document.querySelector("#recorders"), tbody = section.querySelector("tbody");
-  const rows = new Map(), drafts = new Map();
+  const rows = new Map(), drafts = new Map(), keepErrors = new Map();
   const control = async (id, action, every) => {
     const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/control`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action, every }) });
@@ -98,8 +98,10 @@ simreel.recorders = (() => {
   const setKeep = async (id, keep, input) => {
     const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/keep`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ keep }) });
-    input.setCustomValidity(ok ? "" : body.error); input.title = ok ? "" : body.error;
-    if (!ok) input.reportValidity();
+    if (ok) keepErrors.delete(id); else keepErrors.set(id, body.error);
+    const current = rows.get(id)?.querySelector("input.keep-rule") || input;  // the row may have been redrawn
+    current.setCustomValidity(ok ? "" : body.error); current.title = ok ? "" : body.error;
+    if (!ok) current.reportValidity();
   };
   const parse = (input) => { try { return JSON.parse(input.value); } catch (e) { input.setCustomValidity(e.message); input.reportValidity(); return undefined; } };
   function row(r) {
@@ -108,7 +110,9 @@ simreel.recorders = (() => {
     const keepApplied = r.keep_applied.length ? r.keep_applied[r.keep_applied.length - 1] : null;
     // What is typed survives the row's re-render at each announcement (every episode boundary).
     const rule = el("input", { class: "keep-rule", size: "22", value: drafts.get(r.recorder_id) ?? '{"rule": "failures"}',
-      spellcheck: "false", oninput: (e) => drafts.set(r.recorder_id, e.target.value) });
+      spellcheck: "false", oninput: (e) => { drafts.set(r.recorder_id, e.target.value); keepErrors.delete(r.recorder_id); } });
+    // ... and so does the contract's answer to the last rule sent, until the rule is edited.
+    if (keepErrors.has(r.recorder_id)) { rule.title = keepErrors.get(r.recorder_id); rule.setCustomValidity(rule.title); }
     return el("tr", { "data-recorder": r.recorder_id },
       el("td", { text: r.recorder_id }), el("td", { text: r.session }), el("td", { text: r.env_id }),
       el("td", { text: r.trigger }), el("td", { class: "num", text: r.episodes_seen }), el("td", { class: "num", text: r.videos_recorded }),
