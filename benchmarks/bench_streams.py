@@ -24,6 +24,7 @@ quantised.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import tempfile
@@ -123,7 +124,7 @@ def encode(frames: list[bytes], width: int, height: int, wanted: tuple[str, ...]
                     colours = DepthColours(near, far)
                 else:
                     lut = streams.id_colours(perception.perception(model, wanted))
-                    colours = lambda p: segmentation_rgb(p, lut)  # noqa: E731
+                    colours = functools.partial(segmentation_rgb, lut=lut)
                 lossless = LosslessWriter(Path(d) / f"{x}.mkv", width=width, height=height, fps=30,
                                           pix_fmt=streams.PIX_FMT[x])
                 preview = Mp4Writer(Path(d) / f"{x}.mp4", width=width, height=height, fps=30, pipelined=False)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import re
@@ -500,9 +499,9 @@ def cmd_up(a: argparse.Namespace) -> int:
     _check_store(Path(a.out).resolve(), "--out")
     services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
     if not a.no_ui:
-        from simreel.services.ui.security import check_bind
+        from .config import UiConfig
 
-        check_bind(a.ui_host, os.environ.get("SIMREEL_UI_TOKEN"))
+        UiConfig.from_env(host=a.ui_host, port=a.ui_port)  # refuses a non-loopback host without a token
     with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port, services=services,
                env=_ui_env(a)) as stack:
         print(stack.url, flush=True)
@@ -534,13 +533,14 @@ def cmd_ui(a: argparse.Namespace) -> int:
     """The web ui against a running stack (--nats / SIMREEL_NATS_URL), or an embedded stack of its own."""
     import functools
 
-    from simreel.services.ui.service import NAME, config_from_env, run
-
-    from .config import Settings
+    from . import service
+    from .config import Settings, UiConfig
     from .service import main as service_main
     from .store.local import LocalStore
 
-    config = config_from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
+    ui = service.load("ui")
+    NAME, run = ui.NAME, ui.run
+    config = UiConfig.from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
     if _bus_configured(a):
         service_main(NAME, functools.partial(run, config=config),
                      Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
@@ -562,8 +562,10 @@ def cmd_serve(a: argparse.Namespace) -> int:
     settings = Settings.from_env(nats=NatsSettings.from_env(url=a.nats))
     names = list(dict.fromkeys(a.service))  # each service once, in the order given
     if len(names) == 1:
-        mod = importlib.import_module(f"simreel.services.{names[0]}.service")
+        from .service import load
         from .service import main as service_main
+
+        mod = load(names[0])
 
         service_main(mod.NAME, mod.run, settings)
         return 0
@@ -644,9 +646,7 @@ def cmd_rm(a: argparse.Namespace) -> int:
 def cmd_retention(a: argparse.Namespace) -> int:
     """Show (--dry-run) or apply the retention policy once, from the event log: the retention
     service's own decisions and deletes, published here since no service handles them."""
-    from simreel.services.retention.handlers import Retention
-
-    from . import subjects
+    from . import service, subjects
     from .client import Client
     from .retention import Policy, RetentionIndex
 
@@ -662,7 +662,7 @@ def cmd_retention(a: argparse.Namespace) -> int:
 
             store = store_from_env()
             try:
-                retention = Retention(store, index, policy, dry_run=a.dry_run)
+                retention = service.load("retention").Retention(store, index, policy, dry_run=a.dry_run)
                 sessions = [a.session] if a.session else sorted(index.sessions())
                 out = [d for s in sessions for d in await retention.enforce(s)]
                 if not a.dry_run:

@@ -6,6 +6,7 @@ mid-run. Secrets are kept here and passed to the clients that need them; `__repr
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,3 +172,50 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+
+class TokenRequired(SystemExit):
+    pass
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """A ui reachable beyond this machine must require a token."""
+    if not is_loopback(host) and not token:
+        raise TokenRequired(f"simreel ui: listening on {host} (not loopback) needs SIMREEL_UI_TOKEN; "
+                            "set it, or listen on 127.0.0.1")
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    token: str | None = field(default=None, repr=False)
+    max_upload_bytes: int = 16 * 1024 * 1024  # a JSON request
+    # An uploaded robot (MJCF with meshes, folder or .zip): each file, and the whole scene.
+    max_scene_file_bytes: int = Limits.max_scene_file_bytes
+    max_scene_bytes: int = Limits.max_scene_bytes
+    max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
+    page_limit: int = 500
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, host: str | None = None,
+                 port: int | None = None) -> "UiConfig":
+        """The ui's settings; `host`/`port` (command-line flags) win over the environment. Refuses a
+        non-loopback host without a token."""
+        cfg = cls(host=host or envvars.text(env, "SIMREEL_UI_HOST") or cls.host,
+                  port=port if port is not None else _int(env, "SIMREEL_UI_PORT", cls.port),
+                  token=env.get("SIMREEL_UI_TOKEN") or None,
+                  max_upload_bytes=_int(env, "SIMREEL_UI_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+                  max_scene_file_bytes=_int(env, "SIMREEL_MAX_SCENE_FILE_BYTES", cls.max_scene_file_bytes),
+                  max_scene_bytes=_int(env, "SIMREEL_MAX_SCENE_BYTES", cls.max_scene_bytes))
+        check_bind(cfg.host, cfg.token)
+        return cfg

@@ -10,7 +10,6 @@ import contextlib
 import json
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
@@ -21,7 +20,7 @@ from simreel import events as ev
 from simreel import keep as keeping
 from simreel import log as logs
 from simreel.projections import RunFilter, RunState
-from simreel.config import Limits
+from simreel.config import UiConfig
 from simreel.scene_name import scene_name
 from simreel.sim.package import sha256_file
 from simreel.store.base import ArtifactStore, StoreError, check_key
@@ -36,19 +35,6 @@ log = logs.get("ui")
 STATIC = Path(__file__).parent / "static"
 Publish = Callable[[ev.Event], Awaitable[Any]]
 
-
-
-@dataclass(frozen=True)
-class UiConfig:
-    host: str = "127.0.0.1"
-    port: int = 8787
-    token: str | None = None
-    max_upload_bytes: int = 16 * 1024 * 1024  # a JSON request
-    # An uploaded robot (MJCF with meshes, folder or .zip): each file, and the whole scene.
-    max_scene_file_bytes: int = Limits.max_scene_file_bytes
-    max_scene_bytes: int = Limits.max_scene_bytes
-    max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
-    page_limit: int = 500
 
 
 class SceneFiles(Protocol):

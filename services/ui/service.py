@@ -19,32 +19,18 @@ from simreel.store.base import ArtifactStore
 from simreel.scenefiles import SceneFileStore
 from simreel.store.settings import store_from_env
 
-from .app import Ui, UiConfig
+from simreel.config import UiConfig
+
+from .app import Ui
 from .live import Live
 from .preview import Previews
-from .security import check_bind
 
 NAME = "ui"
 
 
 def config_from_env(env: Mapping[str, str] = os.environ, *, host: str | None = None,
                     port: int | None = None) -> UiConfig:
-    """The ui's settings from the environment; `host`/`port` (command-line flags) win over it."""
-    def _int(name: str, default: int) -> int:
-        raw = env.get(name) or ""
-        try:
-            return int(raw) if raw else default
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-    cfg = UiConfig(host=host or env.get("SIMREEL_UI_HOST") or UiConfig.host,
-                   port=port if port is not None else _int("SIMREEL_UI_PORT", UiConfig.port),
-                   token=env.get("SIMREEL_UI_TOKEN") or None,
-                   max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes),
-                   max_scene_file_bytes=_int("SIMREEL_MAX_SCENE_FILE_BYTES", UiConfig.max_scene_file_bytes),
-                   max_scene_bytes=_int("SIMREEL_MAX_SCENE_BYTES", UiConfig.max_scene_bytes))
-    check_bind(cfg.host, cfg.token)
-    return cfg
+    return UiConfig.from_env(env, host=host, port=port)
 
 
 async def follow_log(bus: Bus, live: Live) -> None:

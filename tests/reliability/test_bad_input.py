@@ -2,9 +2,7 @@
 while the services keep serving: one stack for the module, a good run at the end."""
 from __future__ import annotations
 
-import asyncio
 import os
-from pathlib import Path
 
 import msgspec
 import pytest

@@ -3,7 +3,6 @@ cluster (R3 streams) is killed mid-run. Services reconnect on their own and the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 import signal
@@ -11,7 +10,6 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-import nats
 import pytest
 
 from simreel import events as ev

@@ -10,7 +10,6 @@ from pathlib import Path
 import nats
 import pytest
 
-from simreel import events as ev
 from simreel.config import NatsSettings
 
 from .helpers import expected_keys, replay, request, stored_counts, submit, wait_result

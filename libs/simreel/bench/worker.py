@@ -98,7 +98,7 @@ def _one_job(scene: str, width: int, height: int, quality: str, *, frames: int, 
     import mujoco
 
     from simreel.bench.png import write_png
-    from simreel.sim import loader, policies, rollout
+    from simreel.sim import policies, rollout
 
     model, label = load_scene(scene, width, height)
     cam = rollout.make_camera(model, camera)
@@ -181,7 +181,7 @@ def _engine_job(engine: str, scene: str, width: int, height: int, quality: str, 
     """The GL job's loop (physics to frame k/fps with the sine policy, then render), on a batch of
     `worlds`. `fps` counts every world's frame; `fps_per_world` is what one episode sees."""
     from simreel.bench.png import write_png
-    from simreel.sim import engines, loader, policies, rollout
+    from simreel.sim import engines, policies, rollout
 
     model, label = load_scene(scene, width, height)
     eng = engines.create(engine, model, width=width, height=height, cameras=[camera], worlds=worlds,

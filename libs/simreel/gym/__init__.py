@@ -102,6 +102,9 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
     return episode_id % 1000 == 0
 
 
+capped_cubic_video_schedule.description = "episodes 0, 1, 8, 27, …, 729, then every 1000th"  # type: ignore[attr-defined]
+
+
 def every_episode(episode_id: int) -> bool:
     """The trigger of a recorder with `keep=` and no trigger: every episode is a candidate."""
     return True

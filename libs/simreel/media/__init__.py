@@ -22,8 +22,23 @@ from .tile import tile
 # The writers load PyAV at import: imported on first use.
 _LAZY = {"mp4_to_gif": "gif", "Mark": "mp4", "Mp4Writer": "mp4", "available_codecs": "mp4", "PngZipWriter": "png"}
 
-__all__ = sorted(["BlankVideoError", "CodecUnavailableError", "FrameFormatError", "FrameStats", "MediaError",
-                  "NoFramesError", "VideoInfo", "WriterClosedError", "probe", "tile", *_LAZY])
+__all__ = [
+    "BlankVideoError",
+    "CodecUnavailableError",
+    "FrameFormatError",
+    "FrameStats",
+    "Mark",
+    "MediaError",
+    "Mp4Writer",
+    "NoFramesError",
+    "PngZipWriter",
+    "VideoInfo",
+    "WriterClosedError",
+    "available_codecs",
+    "mp4_to_gif",
+    "probe",
+    "tile",
+]
 
 
 def __getattr__(name: str) -> Any:
