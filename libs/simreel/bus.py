@@ -544,17 +544,10 @@ class Bus:
 
     async def _dead_letter(self, service: str, msg: Msg, reason: str, delivery: Delivery,
                            event: ev.Event | None = None) -> None:
-        run_id = getattr(event, "run_id", None) or "unknown"
-        dl = ev.DeadLettered(
-            event_id=f"dl-{service}-{delivery.stream_seq}",
-            run_id=run_id,
-            service=service,
-            subject=msg.subject,
-            reason=reason[:2000],
-            deliveries=delivery.attempt,
-            payload_preview=msg.data[:200].decode("utf-8", "replace"),
-        )
-        log.warning("dead_lettered", service=service, subject=msg.subject, reason=reason[:300], run_id=run_id)
+        dl = ev.DeadLettered.of(f"{service}-{delivery.stream_seq}", run_id=getattr(event, "run_id", None),
+                                service=service, subject=msg.subject, reason=reason, deliveries=delivery.attempt,
+                                payload=msg.data)
+        log.warning("dead_lettered", service=service, subject=msg.subject, reason=reason[:300], run_id=dl.run_id)
         try:
             await self.publish(dl)
         finally:
@@ -563,7 +556,7 @@ class Bus:
 
     # --- reading the log ---------------------------------------------------------------------------
 
-    async def replay(self, filter_subject: str | list[str] = "simreel.evt.>", *, batch: int = 256,
+    async def replay(self, filter_subject: str | list[str] = subjects.ALL_EVENTS, *, batch: int = 256,
                      include_invalid: bool = False) -> AsyncIterator[ev.Event]:
         """Every event stored so far on the subjects, oldest first, then stop. Projections (runs,
         artifacts, retention index) are rebuilt from this."""

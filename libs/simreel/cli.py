@@ -20,10 +20,10 @@ from typing import Any
 
 import msgspec
 
+from . import config
 from . import events as ev
 from . import log as logs
 from .config import NatsSettings
-from .outputs import video_outputs
 
 from .embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
 
@@ -251,7 +251,9 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
             if package is not None:
                 await _upload(client, package)
             return await client.run(req, timeout=timeout)
-        n_videos = video_outputs(req)
+        from .projections import RunState
+
+        n_videos = RunState(req.run_id, request=req).expected_videos
         with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[note]}"), console=_console(), transient=False) as progress:
             if package is not None:
@@ -264,10 +266,10 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                 if isinstance(e, ev.SimStarted):
                     progress.update(sim, note=f"{e.gl_backend} · {e.gl_renderer[:40]}")
                 progress.update(sim, completed=state.episodes_ended)
-                progress.update(enc, completed=len(state.videos))
+                progress.update(enc, total=state.expected_videos, completed=len(state.videos))
                 if state.completed:
-                    progress.update(sto, total=state.completed.expected_artifacts)
-                progress.update(sto, completed=len(state.artifacts))
+                    progress.update(sto, total=state.expected_now)
+                progress.update(sto, completed=state.stored_artifacts)
                 if state.error:
                     progress.update(sim, note=f"[red]{state.error_code}")
 
@@ -369,7 +371,7 @@ def _nats_settings(a: argparse.Namespace) -> NatsSettings:
 
 
 def _bus_configured(a: argparse.Namespace) -> bool:
-    return bool(getattr(a, "nats", None) or os.environ.get("SIMREEL_NATS_URL"))
+    return bool(getattr(a, "nats", None) or config.nats_url())
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -426,7 +428,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         env = dict(os.environ)
         allow = allowed_policy(a, package)
         if allow:
-            env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [env.get("SIMREEL_POLICY_ALLOWLIST"), allow]))
+            env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [config.policy_allowlist_text(env), allow]))
         # The service logs outlive the stack's temporary state when the run fails: the failure line
         # names the one to read.
         log_dir = Path(tempfile.mkdtemp(prefix="simreel-logs-"))
@@ -540,9 +542,9 @@ def cmd_ui(a: argparse.Namespace) -> int:
 
     ui = service.load("ui")
     NAME, run = ui.NAME, ui.run
-    config = UiConfig.from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
+    ui_config = UiConfig.from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
     if _bus_configured(a):
-        service_main(NAME, functools.partial(run, config=config),
+        service_main(NAME, functools.partial(run, config=ui_config),
                      Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
         return 0
     from .embedded import Stack
@@ -550,7 +552,7 @@ def cmd_ui(a: argparse.Namespace) -> int:
     out = Path(a.out).resolve()
     _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
     with Stack(data_dir=Path(a.data).resolve() if a.data else None, out_dir=out) as stack:
-        service_main(NAME, functools.partial(run, config=config, store=LocalStore(out)),
+        service_main(NAME, functools.partial(run, config=ui_config, store=LocalStore(out)),
                      Settings.from_env(nats=NatsSettings.from_env(url=stack.url)))
     return 0
 
@@ -588,7 +590,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
     runs = asyncio.run(_go())
     if a.json:
         sys.stdout.write(json.dumps([{"run_id": r.run_id, "status": r.status, "scene": r.scene, "session": r.session,
-                                      "episodes": r.episodes, "artifacts": len(r.artifacts), "error": r.error}
+                                      "episodes": r.episodes, "artifacts": r.live_artifact_count, "error": r.error}
                                      for r in runs]) + "\n")
         return 0
     from rich.table import Table
@@ -597,7 +599,8 @@ def cmd_runs(a: argparse.Namespace) -> int:
     for col in ("run_id", "status", "scene", "session", "episodes", "artifacts", "error"):
         t.add_column(col)
     for r in runs:
-        t.add_row(r.run_id, r.status, r.scene, r.session, str(r.episodes), str(len(r.artifacts)), (r.error or "")[:60])
+        t.add_row(r.run_id, r.status, r.scene, r.session, str(r.episodes), str(r.live_artifact_count),
+                  (r.error or "")[:60])
     _console().print(t)
     return 0
 
@@ -606,13 +609,15 @@ def cmd_rm(a: argparse.Namespace) -> int:
     """Ask retention to delete a run's artifacts, and wait until each one is gone."""
     from . import subjects
     from .client import Client
-    from .retention import RetentionIndex
+    from .projections import RunState
 
     async def _go() -> tuple[list[str], set[str]]:
         c = await Client.connect(_nats_settings(a))
         try:
-            index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.run_artifacts(a.run_id))])
-            live = set(index.entries)
+            run = RunState(a.run_id)
+            async for e in c.bus.replay(subjects.run_artifacts(a.run_id)):
+                run.apply(e)
+            live = {art.key for art in run.live_artifacts}
             if not live:
                 return [], set()
             await c.bus.publish(ev.DeleteRequested(run_id=a.run_id, requested_by=os.environ.get("USER", "")))
@@ -718,7 +723,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate, encode and store; starts an embedded stack unless a bus is configured")
     _add_request_args(r)
     _add_nats_args(r)
-    r.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+    r.add_argument("--out", default=config.store_dir(),
                    help="artifact directory of the embedded stack")
     r.set_defaults(func=cmd_run)
 
@@ -733,18 +738,19 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--data", default="simreel-data")
     u.add_argument("--out", default="simreel-out")
     u.add_argument("--no-ui", action="store_true", help="do not start the web ui")
-    u.add_argument("--ui-host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+    ui_host, ui_port = config.ui_listen()
+    u.add_argument("--ui-host", default=ui_host,
                    help="ui address (not loopback: SIMREEL_UI_TOKEN required)")
-    u.add_argument("--ui-port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
+    u.add_argument("--ui-port", type=int, default=ui_port)
     u.set_defaults(func=cmd_up)
 
     w = sub.add_parser("ui", help="web ui: runs live, each episode's video with its telemetry (embedded stack "
                                   "unless a bus is configured)")
     _add_nats_args(w)
-    w.add_argument("--host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+    w.add_argument("--host", default=ui_host,
                    help="listen address (not loopback: SIMREEL_UI_TOKEN required)")
-    w.add_argument("--port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
-    w.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+    w.add_argument("--port", type=int, default=ui_port)
+    w.add_argument("--out", default=config.store_dir(),
                    help="artifact directory of the embedded stack")
     w.add_argument("--data", default=None, help="state directory of the embedded stack (default: temporary)")
     w.set_defaults(func=cmd_ui)

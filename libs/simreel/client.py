@@ -85,7 +85,7 @@ class Client:
             request = msgspec.structs.replace(request, scene=scene.entry, files=scene.files)
         # The request's id is derived from the run id: resubmitting the same run within the
         # duplicate window is one request, not two runs.
-        request = msgspec.structs.replace(request, event_id=f"req-{request.run_id}")
+        request = request.with_request_id()
         size = len(ev.encode(request))
         if size > self.bus.max_payload:
             raise RequestTooLarge(

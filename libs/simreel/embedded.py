@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import binaries
+from . import binaries, config
 from . import log as logs
 
 log = logs.get("simreel.embedded")
@@ -159,7 +159,7 @@ def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = 
     lowest CPU priority any of them asks for)."""
     out = open(log_file, "ab") if log_file else None
     names = name.split("+")
-    nice = max(int(env.get(f"SIMREEL_{n.upper()}_NICE") or DEFAULT_NICE.get(n, 0)) for n in names)
+    nice = max(config.service_nice(n, DEFAULT_NICE.get(n, 0), env) for n in names)
 
     env = dict(env)
     if len(names) > 1 and nice:

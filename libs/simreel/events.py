@@ -176,6 +176,11 @@ class SimRequested(Event, kw_only=True):
     tags: dict[str, str] = {}
     fail_on_blank: bool = False
 
+    def with_request_id(self) -> "SimRequested":
+        """This request with the id every submitter gives it, `req-<run_id>`: a resubmission of the same
+        run is then dropped by NATS's duplicate window instead of starting the run twice."""
+        return msgspec.structs.replace(self, event_id=f"req-{self.run_id}")
+
 
 # --- simulator -------------------------------------------------------------------------------------
 
@@ -315,6 +320,14 @@ class SimFailed(Event, kw_only=True):
     code: FailureCode
     message: str
     field: str | None = None
+
+    @classmethod
+    def of(cls, run_id: str, attempt: int, code: FailureCode, message: str,
+           field: str | None = None) -> "SimFailed":
+        """The failure of one attempt, id `failed-<run_id>-<attempt>`: whoever reports it (simulator,
+        a frame producer) and however often, the run's attempt fails once. Messages are capped."""
+        return cls(event_id=f"failed-{run_id}-{attempt}", run_id=run_id, attempt=attempt, code=code,
+                   message=message[:2000], field=field)
 
 
 class SceneSaved(Event, kw_only=True):
@@ -534,6 +547,17 @@ class DeadLettered(Event, kw_only=True):
     reason: str
     deliveries: int = 1
     payload_preview: str = ""
+
+    @classmethod
+    def of(cls, key: str, *, service: str, subject: str, reason: str, run_id: str | None = None,
+           deliveries: int = 1, payload: bytes = b"", preview_bytes: int = 200) -> "DeadLettered":
+        """The one way a message is dead-lettered. Id `dl-<key>`, where `key` names the message (e.g.
+        `<service>-<stream sequence>`), so a redelivered message is reported once; run_id 'unknown'
+        unless a valid run id is given (a dead letter under a healthy run's id would mark it failed);
+        the reason capped; a preview of the payload's first bytes."""
+        return cls(event_id=f"dl-{key}", run_id=run_id if run_id and is_run_id(run_id) else "unknown",
+                   service=service, subject=subject, reason=reason[:2000], deliveries=deliveries,
+                   payload_preview=payload[:preview_bytes].decode("utf-8", "replace"))
 
 
 class FrameBatchView(FrameBatch, frozen=True, kw_only=True):

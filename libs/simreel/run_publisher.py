@@ -193,8 +193,7 @@ class RunPublisher:
             expected_artifacts=expected_artifacts(spec, scene_saved=scene_saved), report=dict(report)))
 
     def failed(self, code: ev.FailureCode, message: str, field: str | None = None) -> ev.SimFailed:
-        return ev.SimFailed(event_id=f"failed-{self.run_id}-{self.attempt}", run_id=self.run_id, attempt=self.attempt,
-                            code=code, message=message[:2000], field=field)
+        return ev.SimFailed.of(self.run_id, self.attempt, code, message, field)
 
     # --- frames ------------------------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ except ImportError as e:  # pragma: no cover - the message is the point
 
 from gymnasium import logger as gym_logger
 
+from . import config
 from . import events as ev
 from . import log as logs
 from .config import NatsSettings
@@ -95,7 +96,7 @@ class VecVideoRecorder(VecEnvWrapper):
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
         log = _quiet_logger() if disable_logger else logs.get(__name__)
-        url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
+        url = nats_url or config.nats_url()
         tag = uuid.uuid4().hex[:8]
         recorder = RecorderThread(nats=NatsSettings.from_env(url=url) if url else None,
                                   embedded_dir=None if url else Path(self.video_folder) / EMBEDDED_DIR,

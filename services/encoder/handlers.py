@@ -246,9 +246,8 @@ class Encoder:
         except Exception:  # noqa: BLE001 - no JetStream metadata: still report it
             seq = ev.new_id()
         log.warning("frame_message_rejected", subject=m.subject, reason=reason[:300])
-        return ev.DeadLettered(
-            event_id=f"dl-encoder-frames-{seq}", run_id="unknown", service="encoder", subject=m.subject,
-            reason=reason[:2000], payload_preview=m.data[:200].decode("utf-8", "replace"))
+        return ev.DeadLettered.of(f"encoder-frames-{seq}", service="encoder", subject=m.subject, reason=reason,
+                                  payload=m.data)
 
     async def _superseded(self, st: ev.SimStarted) -> bool:
         """A newer attempt started, or the simulator already gave up: this job has nothing to wait for."""

@@ -420,7 +420,7 @@ class Ui:
         finally:
             if upload is not None:
                 upload.close()
-        req = msgspec.structs.replace(req, event_id=f"req-{req.run_id}")
+        req = req.with_request_id()
         if req.run_id in self.live.index.runs:
             return _error(f"run {req.run_id} exists already", 409, field="run_id")
         await self.publish(req)

@@ -13,13 +13,12 @@ from typing import Mapping
 from aiohttp import web
 
 from simreel import log as logs
+from simreel import subjects
 from simreel.bus import Bus
-from simreel.config import Settings
+from simreel.config import Settings, UiConfig
 from simreel.store.base import ArtifactStore
 from simreel.scenefiles import SceneFileStore
 from simreel.store.settings import store_from_env
-
-from simreel.config import UiConfig
 
 from .app import Ui
 from .live import Live
@@ -36,7 +35,7 @@ def config_from_env(env: Mapping[str, str] = os.environ, *, host: str | None = N
 async def follow_log(bus: Bus, live: Live) -> None:
     """Replay every event, then keep applying new ones as they are stored (no polling)."""
     announced = False
-    async for e in bus.follow("simreel.evt.>", caught_up=live.caught_up):
+    async for e in bus.follow(subjects.ALL_EVENTS, caught_up=live.caught_up):
         live.apply(e)
         if not announced and live.caught_up.is_set():
             announced = True

@@ -81,3 +81,22 @@ def test_a_discarded_episode_takes_its_videos_off_the_expected_count():
     s.apply(_decided(False, "r1", 1, 1))
     assert s.status == "completed" and s.expected_now == 4
     assert s.summary()["discarded"] == 1
+
+
+def test_derived_figures_live_on_the_run():
+    req = ev.SimRequested(run_id="r1", scene="cartpole", episodes=2,
+                          outputs=ev.OutputSpec(formats=["mp4", "gif"], layout="per-episode"))
+    s = RunState("r1")
+    assert (s.expected_videos, s.latest_attempt, s.finished) == (None, 0, False)
+    s.apply(req)
+    assert s.expected_videos == 4  # 2 formats x 2 episodes, known from the request
+    s.apply(_started("r1", 1))
+    assert s.latest_attempt == 1 and s.expected_videos == 1  # the start names what runs: 1 episode, mp4
+    s.apply(ev.SimCompleted(run_id="r1", attempt=1, episodes=1, frames=3, wall_s=1, session="s", expected_artifacts=2))
+    s.apply(_stored("r1", "a"))
+    s.apply(_stored("r1", "b"))
+    s.apply(ev.ArtifactDeleted(run_id="r1", session="s", key="a", bucket="", reason="manual"))
+    assert (s.stored_artifacts, s.live_artifact_count, s.status) == (2, 1, "completed")
+    row = s.summary()
+    assert (row["artifacts"], row["stored_artifacts"], row["expected_videos"], row["finished"], row["attempt"]) == \
+        (1, 2, 1, True, 1)

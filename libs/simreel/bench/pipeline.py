@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import events as ev
+from .. import subjects
 from ..bus import Bus
 from ..client import Client
 from ..config import NatsSettings
@@ -51,12 +52,12 @@ async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int
     pending = []
     for i in range(n):
         for b in packer.add(i, i / 30, pixels[i % len(pixels)]):
-            pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+            pending.append(await bus.js.publish_async(subjects.frames(run_id, 1, 0), ev.encode_frames(b)))
         if len(pending) > 64:
             await asyncio.gather(*pending)
             pending = []
     for b in packer.flush(last=True):
-        pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+        pending.append(await bus.js.publish_async(subjects.frames(run_id, 1, 0), ev.encode_frames(b)))
     await asyncio.gather(*pending)
 
 
@@ -76,7 +77,7 @@ async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, heig
         procs = [stack.start_service("encoder", env) for _ in range(encoders)]
         await _until_pulling(bus, "encoder", encoders)
         waiting = set(runs)
-        sub = await bus.nc.subscribe("simreel.evt.video.available.*")
+        sub = await bus.nc.subscribe(subjects.all_of(ev.VideoAvailable))
         cpu0 = sum(_cpu_s(p.pid) for p in procs)
         t0 = time.perf_counter()
         for rid in runs:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from simreel import log
+from simreel import config, log
 
 __all__ = ["main", "run_jobs", "parse_res", "summarize"]
 
@@ -347,7 +347,7 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    log.setup(level=os.environ.get("SIMREEL_LOG_LEVEL", "warning"))  # stderr; stdout is for the JSON
+    log.setup(level=config.log_level(default="warning"))  # stderr; stdout is for the JSON
     args = build_parser().parse_args(argv)
     args.scene = args.scene or ["cartpole"]
     args.res = args.res or [(640, 480)]

@@ -46,6 +46,7 @@ import msgspec
 import numpy as np
 from gymnasium import logger as gym_logger
 
+from .. import config
 from .. import events as ev
 from .. import log as logs
 from .. import streams as stream_planes
@@ -241,7 +242,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.keep = keep
         self._final_info: dict[str, Any] = {}
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
-        self._nats_url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
+        self._nats_url = nats_url or config.nats_url()
         self._max_queue_bytes = int(max_queue_bytes)
         self._run_tag = uuid.uuid4().hex[:8]
         self._recorder: RecorderThread | None = recorder
@@ -616,11 +617,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if not isinstance(c, ev.CaptureControlRequested):
                 continue
             if c.action == "every" and c.every is None:
-                self._recorder.publish(ev.DeadLettered(
-                    event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+                self._recorder.publish(ev.DeadLettered.of(
+                    f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
                     subject=subjects.recorder_control(self.recorder_id),
                     reason='action "every" needs a number: {"action": "every", "every": N}',
-                    payload_preview=ev.encode(c).decode()[:500]))
+                    payload=ev.encode(c), preview_bytes=500))
                 continue
             self.capture.apply(c.action, c.every, self.episode_id)
             self._recorder.publish(ev.CaptureControlApplied(
@@ -632,11 +633,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _apply_keep(self, c: ev.KeepRuleRequested) -> None:
         """Another keep rule from this episode on; candidates the old rule still holds are decided by it."""
         if self.step_trigger is not None or self.video_length != float("inf"):
-            self._recorder.publish(ev.DeadLettered(
-                event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+            self._recorder.publish(ev.DeadLettered.of(
+                f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
                 subject=subjects.recorder_keep(self.recorder_id),
                 reason="keep rules decide on whole episodes; this recorder records step_trigger / video_length clips",
-                payload_preview=ev.encode(c).decode()[:500]))
+                payload=ev.encode(c), preview_bytes=500))
             return
         if self._candidates is not None:
             with contextlib.suppress(RecorderError):

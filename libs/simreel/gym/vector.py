@@ -34,6 +34,7 @@ import numpy as np
 from gymnasium import logger as gym_logger
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
+from .. import config
 from .. import events as ev
 from .. import log as logs
 from ..config import NatsSettings
@@ -179,8 +180,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self._warned_final = False
 
         def recorder(i: int | None) -> RecorderThread:
-            nats = NatsSettings.from_env(url=nats_url or os.environ.get("SIMREEL_NATS_URL")) \
-                if (nats_url or os.environ.get("SIMREEL_NATS_URL")) else None
+            nats = NatsSettings.from_env(url=nats_url) if (nats_url or config.nats_url()) else None
             return RecorderThread(nats=nats, embedded_dir=None if nats else Path(self.video_folder) / EMBEDDED_DIR,
                                   session=session, outputs=outputs or ev.OutputSpec(), logger=self._log,
                                   max_queue_bytes=max_queue_bytes,
