@@ -14,7 +14,7 @@ import ssl
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Protocol
 
 import msgspec
 import nats
@@ -98,6 +98,35 @@ class Logged:
 
     seq: int
     event: ev.Event | None
+
+
+class HandlerBus(Protocol):
+    """What handlers and frame producers use of the bus. `Bus` implements it over NATS, and
+    tests/support's MemoryBus in lists, so a handler tested on one runs the same on the other
+    (tests/unit/test_bus_protocol.py compares the signatures)."""
+
+    @property
+    def max_payload(self) -> int: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    async def publish(self, event: ev.Event) -> Any: ...
+
+    async def publish_all(self, events: Iterable[ev.Event]) -> None: ...
+
+    async def last_event(self, subject: str, *, deadline_s: float = 30.0) -> Logged | None: ...
+
+    def replay(self, filter_subject: str | list[str] = subjects.ALL_EVENTS) -> AsyncIterator[ev.Event]: ...
+
+    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future: ...
+
+    async def subscribe_frames(self, run_id: str, attempt: int, *, episode: int | None = None,
+                               start_seq: int | None = None) -> Any: ...
+
+    async def purge_frames(self, run_id: str, attempt: int | None = None) -> None: ...
+
+    async def frame_subjects(self) -> list[str]: ...
 
 # JetStream is there but cannot answer yet (restart, leader election): wait, do not give up. (No
 # responders at all means a server without JetStream: that is an error to report, not to wait out.)

@@ -24,7 +24,7 @@ import nats.errors
 from . import events as ev
 from . import framecodec, streams as stream_planes
 from . import keep
-from .bus import Bus, FramePublisher
+from .bus import FramePublisher, HandlerBus
 from .framing import FramePacker
 from .outputs import expected_artifacts
 
@@ -105,7 +105,7 @@ class RunPublisher:
     frame taller than one view; SimStarted names the view's size).
     """
 
-    def __init__(self, bus: Bus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
+    def __init__(self, bus: HandlerBus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
                  frame_height: int, inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
                  compression: str = framecodec.DEFAULT, max_batch_bytes: int | None = None,
                  streams: Sequence[str] = ("rgb",)) -> None:

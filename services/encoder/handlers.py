@@ -20,7 +20,7 @@ import nats.errors
 from simreel import events as ev
 from simreel import log as logs
 from simreel import subjects
-from simreel.bus import Bus, Delivery
+from simreel.bus import Delivery, HandlerBus
 from simreel.config import Settings
 from simreel.staging import Staging
 from simreel.framing import FrameAssembler, FrameSequenceError
@@ -65,7 +65,7 @@ class _Pass:
 
 
 class Encoder:
-    def __init__(self, bus: Bus, settings: Settings, staging: Staging) -> None:
+    def __init__(self, bus: HandlerBus, settings: Settings, staging: Staging) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging

@@ -22,7 +22,7 @@ from simreel import events as ev
 from simreel import keep as keeping
 from simreel import log as logs
 from simreel import streams, subjects
-from simreel.bus import Bus, Delivery
+from simreel.bus import Delivery, HandlerBus
 from simreel.config import Settings
 from simreel.handoff import Handoff
 from simreel.staging import Staging
@@ -53,7 +53,7 @@ class Prepared:
 
 
 class Simulator:
-    def __init__(self, bus: Bus, settings: Settings, staging: Staging, scene_cache: SceneCache | None = None) -> None:
+    def __init__(self, bus: HandlerBus, settings: Settings, staging: Staging, scene_cache: SceneCache | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
