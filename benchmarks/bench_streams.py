@@ -38,7 +38,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from benchmarks.report import emit, machine  # noqa: E402
-from simreel import framecodec, streams  # noqa: E402
+from simreel.transport import framecodec  # noqa: E402
+from simreel.contract import streams
 
 SCENES = ["arm2", "half_cheetah.xml"]
 SETS = [("rgb",), ("rgb", "depth"), ("rgb", "segmentation"), ("rgb", "depth", "segmentation")]

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simreel import events as ev
-from simreel.embedded import free_port
+from simreel.contract import events as ev
+from simreel.stack.embedded import free_port
 from simreel.media.mp4 import Mp4Writer
 from simreel.services.ui.app import Ui, UiConfig
 from simreel.services.ui.live import Live

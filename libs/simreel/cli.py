@@ -20,12 +20,12 @@ from typing import Any
 
 import msgspec
 
-from . import config
-from . import events as ev
-from . import log as logs
-from .config import NatsSettings
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.runtime.config import NatsSettings
 
-from .embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
+from simreel.stack.embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
 
 SERVICES = (*STACK_SERVICES, "ui")  # what `simreel serve` can run
 VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": ["png"], "all": ["mp4", "gif", "png"]}
@@ -120,9 +120,9 @@ def pack_scene(a: argparse.Namespace):
         if a.again is None:
             raise SystemExit("simreel: name a scene (or --again RUN_ID)")
         return None
-    from .config import Limits
-    from .sim.errors import SceneError
-    from .sim.package import ScenePackage, pack, sha256_file
+    from simreel.runtime.config import Limits
+    from simreel.sim.errors import SceneError
+    from simreel.sim.package import ScenePackage, pack, sha256_file
 
     package = None
     if scene.endswith(".xml") and Path(scene).is_file():
@@ -213,8 +213,8 @@ def check_package(package) -> None:
     """MuJoCo on this machine compiles the packed tree alone, as the simulator will: a mesh it refuses
     is reported before anything is uploaded (skipped when every file is stored already: then the
     same content was uploaded, and checked, before)."""
-    from .sim.errors import SceneError
-    from .sim.loader import load_tree
+    from simreel.sim.errors import SceneError
+    from simreel.sim.loader import load_tree
 
     try:
         load_tree(package.entry, package.local)
@@ -224,7 +224,7 @@ def check_package(package) -> None:
 
 async def _upload(client, package, progress=None) -> None:
     """Upload the scene's files the store lacks, with a progress bar in bytes when there are any."""
-    from .scenefiles import SceneFileStore
+    from simreel.transport.scenefiles import SceneFileStore
 
     store = SceneFileStore(client.bus)
     lacking = await store.missing(package.files)
@@ -242,8 +242,8 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                            package=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .client import Client, RequestTooLarge
-    from .scenefiles import SceneFileError
+    from simreel.client import Client, RequestTooLarge
+    from simreel.transport.scenefiles import SceneFileError
 
     client = await Client.connect(settings)
     try:
@@ -251,7 +251,7 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
             if package is not None:
                 await _upload(client, package)
             return await client.run(req, timeout=timeout)
-        from .projections import RunState
+        from simreel.readmodels.projections import RunState
 
         n_videos = RunState(req.run_id, request=req).expected_videos
         with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -379,7 +379,7 @@ def _bus_configured(a: argparse.Namespace) -> bool:
 
 async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str | None) -> ev.SimRequested:
     """The request a run was made from, as a new run (its files stay in the stack's store)."""
-    from .client import Client
+    from simreel.client import Client
 
     async with await Client.connect(settings) as client:
         original = await client.request_of(run_id)
@@ -390,7 +390,7 @@ async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str |
 
 def _check_store(out: Path, dir_setting: str) -> None:
     """The embedded stack's store, as its services will see it, before anything starts."""
-    from . import startcheck
+    from simreel.stack import startcheck
 
     env = dict(os.environ)
     env.setdefault("SIMREEL_STORE_DIR", str(out))
@@ -398,7 +398,7 @@ def _check_store(out: Path, dir_setting: str) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from . import startcheck
+    from simreel.stack import startcheck
 
     if a.again is not None:
         if a.scene is not None:
@@ -418,7 +418,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         startcheck.nats(settings, url_setting="--nats / SIMREEL_NATS_URL")
         result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout, package=package))
     else:
-        from .embedded import Stack
+        from simreel.stack.embedded import Stack
 
         console = _console()
         out = Path(a.out).resolve()
@@ -465,7 +465,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
         package = pack_scene(a)
         req = build_request(a, package)
     if not a.wait:
-        from .client import Client
+        from simreel.client import Client
 
         async def _go() -> str:
             c = await Client.connect(settings)
@@ -492,8 +492,8 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    from . import startcheck
-    from .embedded import Stack
+    from simreel.stack import startcheck
+    from simreel.stack.embedded import Stack
 
     console = _console()
     data = Path(a.data).resolve()
@@ -501,7 +501,7 @@ def cmd_up(a: argparse.Namespace) -> int:
     _check_store(Path(a.out).resolve(), "--out")
     services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
     if not a.no_ui:
-        from .config import UiConfig
+        from simreel.runtime.config import UiConfig
 
         UiConfig.from_env(host=a.ui_host, port=a.ui_port)  # refuses a non-loopback host without a token
     with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port, services=services,
@@ -535,10 +535,10 @@ def cmd_ui(a: argparse.Namespace) -> int:
     """The web ui against a running stack (--nats / SIMREEL_NATS_URL), or an embedded stack of its own."""
     import functools
 
-    from . import service
-    from .config import Settings, UiConfig
-    from .service import main as service_main
-    from .store.local import LocalStore
+    from simreel.stack import service
+    from simreel.runtime.config import Settings, UiConfig
+    from simreel.stack.service import main as service_main
+    from simreel.store.local import LocalStore
 
     ui = service.load("ui")
     NAME, run = ui.NAME, ui.run
@@ -547,7 +547,7 @@ def cmd_ui(a: argparse.Namespace) -> int:
         service_main(NAME, functools.partial(run, config=ui_config),
                      Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
         return 0
-    from .embedded import Stack
+    from simreel.stack.embedded import Stack
 
     out = Path(a.out).resolve()
     _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
@@ -558,27 +558,27 @@ def cmd_ui(a: argparse.Namespace) -> int:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from .config import Settings
+    from simreel.runtime.config import Settings
 
     # The environment is read once, here; --nats overrides it without writing os.environ.
     settings = Settings.from_env(nats=NatsSettings.from_env(url=a.nats))
     names = list(dict.fromkeys(a.service))  # each service once, in the order given
     if len(names) == 1:
-        from .service import load
-        from .service import main as service_main
+        from simreel.stack.service import load
+        from simreel.stack.service import main as service_main
 
         mod = load(names[0])
 
         service_main(mod.NAME, mod.run, settings)
         return 0
-    from .service import main_many
+    from simreel.stack.service import main_many
 
     main_many(names, settings)
     return 0
 
 
 def cmd_runs(a: argparse.Namespace) -> int:
-    from .client import Client
+    from simreel.client import Client
 
     async def _go():
         c = await Client.connect(_nats_settings(a))
@@ -607,9 +607,9 @@ def cmd_runs(a: argparse.Namespace) -> int:
 
 def cmd_rm(a: argparse.Namespace) -> int:
     """Ask retention to delete a run's artifacts, and wait until each one is gone."""
-    from . import subjects
-    from .client import Client
-    from .projections import RunState
+    from simreel.contract import subjects
+    from simreel.client import Client
+    from simreel.readmodels.projections import RunState
 
     async def _go() -> tuple[list[str], set[str]]:
         c = await Client.connect(_nats_settings(a))
@@ -651,9 +651,10 @@ def cmd_rm(a: argparse.Namespace) -> int:
 def cmd_retention(a: argparse.Namespace) -> int:
     """Show (--dry-run) or apply the retention policy once, from the event log: the retention
     service's own decisions and deletes, published here since no service handles them."""
-    from . import service, subjects
-    from .client import Client
-    from .retention import Policy, RetentionIndex
+    from simreel.stack import service
+    from simreel.contract import subjects
+    from simreel.client import Client
+    from simreel.readmodels.retention import Policy, RetentionIndex
 
     policy = Policy(keep_latest=a.keep_latest, max_age_s=a.max_age, max_total_bytes=a.max_bytes)
     if not policy.active:
@@ -663,7 +664,7 @@ def cmd_retention(a: argparse.Namespace) -> int:
         c = await Client.connect(_nats_settings(a))
         try:
             index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.ARTIFACT_EVENTS)])
-            from .store.settings import store_from_env
+            from simreel.store.settings import store_from_env
 
             store = store_from_env()
             try:
@@ -700,7 +701,7 @@ def cmd_schema(a: argparse.Namespace) -> int:
 
 
 def cmd_scenes(a: argparse.Namespace) -> int:
-    from .sim import scenes
+    from simreel.sim import scenes
 
     for name in sorted(scenes.BUILTIN):
         print(f"{name:<12} {scenes.BUILTIN[name].description}")
@@ -789,7 +790,7 @@ def parser() -> argparse.ArgumentParser:
     sn.set_defaults(func=cmd_scenes)
 
     try:
-        from .bench.cli import register
+        from simreel.bench.cli import register
     except ImportError:
         pass
     else:
@@ -805,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - one line with the cause, never a traceback wall
-        from .startcheck import SettingError
+        from simreel.stack.startcheck import SettingError
 
         plain = isinstance(e, (ConnectionError, SettingError))  # their message is the whole story
         print(f"simreel: {one_line(e if plain else f'{type(e).__name__}: {e}')}",

@@ -12,13 +12,13 @@ from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
-from . import events as ev
-from . import subjects
-from .bus import Bus
-from .config import NatsSettings
-from .projections import RunState, fold_runs
-from .scenefiles import SceneFileStore, UploadReport
-from .sim.package import ScenePackage
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import NatsSettings
+from simreel.readmodels.projections import RunState, fold_runs
+from simreel.transport.scenefiles import SceneFileStore, UploadReport
+from simreel.sim.package import ScenePackage
 
 
 class RequestTooLarge(ValueError):

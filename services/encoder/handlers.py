@@ -17,13 +17,13 @@ from typing import AsyncIterator
 
 import nats.errors
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Delivery, HandlerBus
-from simreel.config import Settings
-from simreel.staging import Staging
-from simreel.framing import FrameAssembler, FrameSequenceError
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Delivery, HandlerBus
+from simreel.runtime.config import Settings
+from simreel.transport.staging import Staging
+from simreel.transport.framing import FrameAssembler, FrameSequenceError
 
 from .job import EncodeJob, Finished, file_name, telemetry_digest
 from .prefetch import Prefetch

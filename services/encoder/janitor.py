@@ -12,10 +12,10 @@ import contextlib
 
 import nats.errors
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
 
 log = logs.get("encoder.janitor")
 

@@ -18,15 +18,15 @@ from typing import AsyncIterator
 import msgspec
 import numpy as np
 
-from simreel import events as ev
-from simreel import keep as keeping
-from simreel import log as logs
-from simreel import streams, subjects
-from simreel.bus import Delivery, HandlerBus
-from simreel.config import Settings
-from simreel.handoff import Handoff
-from simreel.staging import Staging
-from simreel.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
+from simreel.contract import events as ev
+from simreel.contract import keep as keeping
+from simreel.runtime import log as logs
+from simreel.contract import streams, subjects
+from simreel.transport.bus import Delivery, HandlerBus
+from simreel.runtime.config import Settings
+from simreel.transport.handoff import Handoff
+from simreel.transport.staging import Staging
+from simreel.transport.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import engines as sim_engines
 from simreel.sim import gymenv, loader, perception, state

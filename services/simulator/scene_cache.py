@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel.scenefiles import SceneFileError, SceneFileStore
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.transport.scenefiles import SceneFileError, SceneFileStore
 from simreel.sim.errors import SceneError
 
 _log = logs.get("simulator.scene_cache")

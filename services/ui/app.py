@@ -16,12 +16,12 @@ from typing import Any, Awaitable, Callable, Protocol
 import msgspec
 from aiohttp import web
 
-from simreel import events as ev
-from simreel import keep as keeping
-from simreel import log as logs
-from simreel.projections import RunFilter, RunState
-from simreel.config import UiConfig
-from simreel.scene_name import scene_name
+from simreel.contract import events as ev
+from simreel.contract import keep as keeping
+from simreel.runtime import log as logs
+from simreel.readmodels.projections import RunFilter, RunState
+from simreel.runtime.config import UiConfig
+from simreel.contract.scene_name import scene_name
 from simreel.sim.package import sha256_file
 from simreel.store.base import ArtifactStore, StoreError, check_key
 
@@ -38,7 +38,7 @@ Publish = Callable[[ev.Event], Awaitable[Any]]
 
 
 class SceneFiles(Protocol):
-    """What the ui uses of the scene-file store (simreel.scenefiles.SceneFileStore)."""
+    """What the ui uses of the scene-file store (simreel.transport.scenefiles.SceneFileStore)."""
 
     async def upload(self, local: dict[str, Path], files: dict[str, ev.SceneFile]) -> Any: ...
 

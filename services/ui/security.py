@@ -15,7 +15,7 @@ import secrets
 
 from aiohttp import web
 
-from simreel.config import TokenRequired, check_bind, is_loopback
+from simreel.runtime.config import TokenRequired, check_bind, is_loopback
 
 __all__ = ["TokenRequired", "check_bind", "is_loopback", "middleware"]
 

@@ -12,12 +12,12 @@ from typing import Mapping
 
 from aiohttp import web
 
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Bus
-from simreel.config import Settings, UiConfig
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings, UiConfig
 from simreel.store.base import ArtifactStore
-from simreel.scenefiles import SceneFileStore
+from simreel.transport.scenefiles import SceneFileStore
 from simreel.store.settings import store_from_env
 
 from .app import Ui

@@ -21,7 +21,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from simreel.embedded import Stack
+from simreel.stack.embedded import Stack
 from tests.support import corpus
 
 pytestmark = pytest.mark.integration

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import subjects
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.embedded import Stack
-from simreel.scenefiles import SceneFileStore
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import Stack
+from simreel.transport.scenefiles import SceneFileStore
 
 from tests.integration.test_scene_files import SCENE, _stl
 

@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 
-from simreel.bus import Bus, HandlerBus
+from simreel.transport.bus import Bus, HandlerBus
 from tests.support.handlers import MemoryBus
 
 MEMBERS = sorted(n for n in vars(HandlerBus) if not n.startswith("_"))

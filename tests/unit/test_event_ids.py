@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +26,6 @@ def test_request_failure_and_dead_letter_ids():
 def test_no_other_module_builds_these_ids():
     built = re.compile(r"""f?["'](req|failed|dl)-\{|ev\.(DeadLettered|SimFailed)\(|structs\.replace\([^)]*event_id""")
     found = [f"{p.relative_to(ROOT)}:{n}" for p in [*(ROOT / "libs").rglob("*.py"), *(ROOT / "services").rglob("*.py")]
-             if p.name != "events.py" or p.parent.name != "simreel"
+             if p.name != "events.py" or p.parent.name != "contract"
              for n, line in enumerate(p.read_text().splitlines(), 1) if built.search(line)]
     assert found == []

@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from services.encoder.prefetch import Prefetch
-from simreel.cancel import raise_if_cancel_lost
+from simreel.runtime.cancel import raise_if_cancel_lost
 
 
 class LosingSub:

@@ -1,6 +1,6 @@
 """A run's status is a fold over its events."""
-from simreel import events as ev
-from simreel.projections import RunState, fold_runs
+from simreel.contract import events as ev
+from simreel.readmodels.projections import RunState, fold_runs
 
 
 def _stored(run, key):
@@ -45,7 +45,7 @@ def test_fold_runs_groups_by_run_and_skips_unattributable_dead_letters():
 
 
 def test_runs_index_pages_newest_first_and_follows_changes():
-    from simreel.projections import RunFilter, RunsIndex
+    from simreel.readmodels.projections import RunFilter, RunsIndex
 
     idx = RunsIndex()
     for i in range(120):

@@ -1,4 +1,4 @@
-"""Every SIMREEL_* variable is read in simreel.config and nowhere else: one name, default and error per
+"""Every SIMREEL_* variable is read in simreel.runtime.config and nowhere else: one name, default and error per
 setting. Writing one for a child process (env["SIMREEL_X"] = ..., env.setdefault) is not reading it."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from simreel.config import StoreSettings, UiConfig, nats_url
+from simreel.runtime.config import StoreSettings, UiConfig, nats_url
 
 ROOT = Path(__file__).resolve().parents[2]
-HOME = ROOT / "libs" / "simreel" / "config.py"
+HOME = ROOT / "libs" / "simreel" / "runtime" / "config.py"
 READERS = {"get", "getenv", "text", "integer", "number", "size", "boolean", "pop"}
 
 

@@ -1,8 +1,8 @@
 """Subject names are written and read in one place."""
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import subjects
 
 
 def test_frames_subjects_round_trip():
@@ -26,7 +26,7 @@ def test_per_run_and_all_runs_subjects_agree_with_where_events_are_published():
 
 
 def test_subject_names_are_written_only_in_subjects():
-    """Every other module names subjects through simreel.subjects, so a rename has one place to go."""
+    """Every other module names subjects through simreel.contract.subjects, so a rename has one place to go."""
     import re
     from pathlib import Path
 

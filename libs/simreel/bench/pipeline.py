@@ -22,15 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import events as ev
-from .. import subjects
-from ..bus import Bus
-from ..client import Client
-from ..config import NatsSettings
-from ..embedded import Stack
-from ..framing import FramePacker
-from ..media.mp4 import Mp4Writer, _x264_asm
-from ..media.synthetic import moving_pattern
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.client import Client
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import Stack
+from simreel.transport.framing import FramePacker
+from simreel.media.mp4 import Mp4Writer, _x264_asm
+from simreel.media.synthetic import moving_pattern
 
 DISTINCT = 32
 

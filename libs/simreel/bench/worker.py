@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from simreel import config, log
+from simreel.runtime import config, log
 
 __all__ = ["main", "run_jobs", "parse_res", "summarize"]
 

@@ -46,23 +46,23 @@ import msgspec
 import numpy as np
 from gymnasium import logger as gym_logger
 
-from .. import config
-from .. import events as ev
-from .. import log as logs
-from .. import streams as stream_planes
-from .. import subjects
-from ..capture import CaptureState, describe_trigger
-from ..keep import Outcome, wire_rule
-from ..keep import describe as describe_keep
-from ..config import NatsSettings
-from .files import jsonable as _jsonable
-from .files import link as _link
-from .files import local_name as _local_name
-from .files import run_prefix as _run_prefix
-from .clips import recorded_video, video_artifact
-from .video_info import RecordedVideo
-from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
-from .keeping import Candidates
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import streams as stream_planes
+from simreel.contract import subjects
+from simreel.capture import CaptureState, describe_trigger
+from simreel.contract.keep import Outcome, wire_rule
+from simreel.contract.keep import describe as describe_keep
+from simreel.runtime.config import NatsSettings
+from simreel.gym.files import jsonable as _jsonable
+from simreel.gym.files import link as _link
+from simreel.gym.files import local_name as _local_name
+from simreel.gym.files import run_prefix as _run_prefix
+from simreel.gym.clips import recorded_video, video_artifact
+from simreel.gym.video_info import RecordedVideo
+from simreel.recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
+from simreel.gym.keeping import Candidates
 
 __all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule", "every_episode"]
 
@@ -135,7 +135,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     - `nats_url`: a simreel bus; default `SIMREEL_NATS_URL`, and when neither is set, the embedded stack.
     - `session`: retention group of the videos (part of their keys).
-    - `outputs`: `simreel.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
+    - `outputs`: `simreel.contract.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
     - `timeout`: how long `close()` waits for the last videos to be stored (seconds).
     - `max_queue_bytes`: frames waiting for the publisher thread (default 4 MiB, ~4 frames of 640×480);
       `step()` blocks beyond it, which happens only while NATS starts or the bus is slow.
@@ -147,7 +147,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
       docs/events.md) and a colour preview `{name}-depth.mp4` beside the video. Other envs, and
       segmentation (Gymnasium's renderer does not offer it), are refused here with the reason.
     - `keep`: which recorded episodes keep their video, decided when each ends: a rule of
-      `simreel.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.keep.Outcome`) -> bool
+      `simreel.contract.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.contract.keep.Outcome`) -> bool
       (index, seed, length, episode_return, terminated, truncated, info). `episode_trigger` still
       picks the candidates; with `keep` and no trigger every episode is one. A discarded episode
       leaves no video (its telemetry and report are stored) and is listed in `discarded`.
@@ -490,7 +490,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         planes = [self._depth_plane()] if "depth" in self._streams else []
         if first:
             if planes:  # the depth preview's range: this recording's first frame
-                from ..sim import perception
+                from simreel.sim import perception
 
                 model = self.env.unwrapped.model
                 self._perception = perception.perception(
@@ -511,7 +511,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         render was not an offscreen one of this size."""
         import mujoco
 
-        from ..sim import perception
+        from simreel.sim import perception
 
         u = self.env.unwrapped
         r = u.mujoco_renderer
@@ -569,7 +569,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._gl = {}
             if getattr(self.env.unwrapped, "mujoco_renderer", None) is not None:
                 try:
-                    from ..sim.gl import gl_info
+                    from simreel.sim.gl import gl_info
 
                     info = gl_info()
                     self._gl = {"backend": info.get("backend", ""), "renderer": info.get("renderer", "")}

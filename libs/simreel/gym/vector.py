@@ -34,14 +34,14 @@ import numpy as np
 from gymnasium import logger as gym_logger
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from .. import config
-from .. import events as ev
-from .. import log as logs
-from ..config import NatsSettings
-from ..recorder import DEFAULT_QUEUE_BYTES, RecorderThread
-from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
-from .clips import ClipStream, VideoCallback
-from .video_info import RecordedVideo
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.runtime.config import NatsSettings
+from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
+from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
+from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.video_info import RecordedVideo
 
 __all__ = ["RecordVideo", "KeepFinalFrame", "FINAL_FRAME_KEY"]
 

@@ -1,7 +1,7 @@
 """RecorderThread: the synchronous façade over RunRecorder, for producers that are not asyncio code.
 
 The producer's thread puts typed messages (Begin, Frame, End, Stop) into a byte-bounded Handoff
-(simreel.handoff, the same one the simulator's render thread uses); the recorder thread takes them in
+(simreel.transport.handoff, the same one the simulator's render thread uses); the recorder thread takes them in
 order and drives one RunRecorder per run.
 """
 from __future__ import annotations
@@ -18,16 +18,16 @@ from typing import Any, Callable, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.transport.bus import Bus
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.handoff import Handoff
+from simreel.runtime.config import NatsSettings
+from simreel.transport.handoff import Handoff
 
-from .pool import FramePool
-from .results import RecordedRun
-from .run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
+from simreel.recorder.pool import FramePool
+from simreel.recorder.results import RecordedRun
+from simreel.recorder.run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 
 
 # Frames waiting for the recorder thread (it publishes them to JetStream, which holds them until the
@@ -103,7 +103,7 @@ class RecorderThread:
     between recordings. Why bounded by bytes: the queue is the only place frames wait, so its limit
     is the recorder's memory footprint whatever the video's length; a slow bus blocks the producer.
 
-    With `nats=None` it joins the process's one embedded stack (simreel.process_stack: nats-server +
+    With `nats=None` it joins the process's one embedded stack (simreel.stack.process_stack: nats-server +
     encoder and uploader co-hosted in one child, + retention when a SIMREEL_RETENTION_* policy is set),
     which the first user starts with artifacts under its `embedded_dir`; close() lets go of it, and it
     stops in the background after its last user. Joining happens in this thread, so the producer
@@ -341,7 +341,7 @@ class RecorderThread:
     async def _connect(self) -> None:
         settings = self.nats
         if settings is None:
-            from simreel import process_stack
+            from simreel.stack import process_stack
 
             env = dict(os.environ)
             # A producer may pause for long between frames (a training update in mid-episode): the

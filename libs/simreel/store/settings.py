@@ -1,4 +1,4 @@
-"""Build the configured store from its settings (simreel.config.StoreSettings: how compose and k8s
+"""Build the configured store from its settings (simreel.runtime.config.StoreSettings: how compose and k8s
 configure services).
 
 Every error names the variable to fix, because a service that dies at start with
@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from simreel.config import StoreSettings
+from simreel.runtime.config import StoreSettings
 from simreel.store.base import ArtifactStore, StoreConfigError
 from simreel.store.local import LocalStore
 

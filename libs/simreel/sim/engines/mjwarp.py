@@ -27,7 +27,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from simreel import config, log, streams as stream_planes
+from simreel.runtime import config, log
+from simreel.contract import streams as stream_planes
 from simreel.sim.engines import EngineInfo, EngineUnavailable
 from simreel.sim.engines.cameras import fixed_cameras
 from simreel.sim.rollout import _perturbable_qpos
@@ -204,7 +205,7 @@ class MjWarpEngine:
                 self._mjw.step(self._m, self._d)
 
     def render(self, out: np.ndarray, planes: Mapping[str, np.ndarray] | None = None) -> None:
-        """`planes`: depth and segmentation of the same render, in simreel.streams' encodings (the
+        """`planes`: depth and segmentation of the same render, in simreel.contract.streams' encodings (the
         engine must have been created with those streams). The ray tracer's depth is planar, like
         GL's; a ray that hits nothing has depth 0 here, stored as 65535 like GL's far-plane background."""
         wp = self._wp

@@ -11,9 +11,9 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import events as ev
-from .scene_name import scene_name
-from .outputs import episode_videos, video_outputs
+from simreel.contract import events as ev
+from simreel.contract.scene_name import scene_name
+from simreel.contract.outputs import episode_videos, video_outputs
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
-from . import config
+from simreel.runtime import config
 
 ROOT = "simreel"
 

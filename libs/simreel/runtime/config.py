@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from . import envvars
+from simreel.runtime import envvars
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -39,7 +39,7 @@ class NatsSettings:
     # Deadline for the first connection (then reconnects forever): a wrong URL is a clear error.
     connect_timeout_s: float = 30.0
     # Size of the FRAMES stream when this process creates it; 0: as large as the server can hold,
-    # up to 8 GiB (simreel.bus.frames_size).
+    # up to 8 GiB (simreel.transport.bus.frames_size).
     frames_max_bytes: int = 0
 
     @classmethod
@@ -117,7 +117,7 @@ class Settings:
     max_age_s: float = 0.0  # 0: no age limit
     max_total_bytes: int = 0  # 0: no size limit
     sweep_interval_s: float = 60.0
-    # Per-session retention overrides, as JSON (simreel.retention.policies_from_json).
+    # Per-session retention overrides, as JSON (simreel.readmodels.retention.policies_from_json).
     retention_policies: str = ""
     stream_replicas: int = 1
     # On SIGTERM, how long in-flight work may finish before it is handed back.

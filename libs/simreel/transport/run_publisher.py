@@ -21,12 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import nats.errors
 
-from . import events as ev
-from . import framecodec, streams as stream_planes
-from . import keep
-from .bus import FramePublisher, HandlerBus
-from .framing import FramePacker
-from .outputs import expected_artifacts
+from simreel.contract import events as ev
+from simreel.transport import framecodec
+from simreel.contract import streams as stream_planes
+from simreel.contract import keep
+from simreel.transport.bus import FramePublisher, HandlerBus
+from simreel.transport.framing import FramePacker
+from simreel.contract.outputs import expected_artifacts
 
 DEFAULT_INFLIGHT_BYTES = 16 * 1024 * 1024
 # What an unreachable or slow NATS raises while a failing run sends its abort marker.
@@ -117,7 +118,7 @@ class RunPublisher:
         self.frame_width, self.frame_height = frame_width, frame_height
         self.compression = compression
         self.max_batch_bytes = max_batch_bytes  # below the server's max_payload: smaller transient copies
-        self.streams = list(streams)  # every frame's planes, in this order (simreel.streams)
+        self.streams = list(streams)  # every frame's planes, in this order (simreel.contract.streams)
         self._frame_streams = stream_planes.frame_streams(self.streams)
         self.frames = FramePublisher(bus, inflight_bytes)
         self.episodes: list[dict[str, Any]] = []  # one report line per ended episode

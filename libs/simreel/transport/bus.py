@@ -23,12 +23,12 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from . import events as ev
-from . import lean_imports
-from . import log as logs
-from .cancel import raise_if_cancel_lost
-from . import subjects
-from .config import NatsSettings
+from simreel.contract import events as ev
+from simreel.runtime import lean_imports
+from simreel.runtime import log as logs
+from simreel.runtime.cancel import raise_if_cancel_lost
+from simreel.contract import subjects
+from simreel.runtime.config import NatsSettings
 
 log = logs.get("simreel.bus")
 
@@ -691,7 +691,7 @@ class Bus:
 
 async def _next_msg(sub) -> Msg:
     """The subscription's next message, however long that takes; CancelledError if the wait's
-    cancellation was lost on the way (see simreel.cancel)."""
+    cancellation was lost on the way (see simreel.runtime.cancel)."""
     while True:
         try:
             m = await sub.next_msg(timeout=3600)

@@ -19,9 +19,9 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from . import events as ev
-from . import subjects
-from .bus import Bus
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
 
 
 class SceneFileError(Exception):

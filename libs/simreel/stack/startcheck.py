@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import config
-from .config import NatsSettings, Settings
-from .store.base import StoreConfigError, StoreRejectedError
-from .store.settings import store_from_env, store_kind
+from simreel.runtime import config
+from simreel.runtime.config import NatsSettings, Settings
+from simreel.store.base import StoreConfigError, StoreRejectedError
+from simreel.store.settings import store_from_env, store_kind
 
 # What each service reads besides NATS.
 USES_STORE = {"uploader", "retention"}

