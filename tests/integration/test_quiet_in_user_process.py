@@ -81,5 +81,5 @@ def test_stdout_is_exactly_the_scripts_line(tmp_path, drop_in):
     assert len(lines) == 1, out.stdout[-3000:]
     assert json.loads(lines[0])["videos"] >= 1  # the script's own line, intact (episodes may end early)
     # simreel's lines went through the script's own logging handler (stderr), under simreel.*
-    assert "APP simreel.stack.process_stack event='embedded_stack_started'" in out.stderr, out.stderr[-3000:]
-    assert "APP simreel.stack.process_stack event='embedded_stack_stopped'" in out.stderr
+    assert "APP simreel.process_stack event='embedded_stack_started'" in out.stderr, out.stderr[-3000:]
+    assert "APP simreel.process_stack event='embedded_stack_stopped'" in out.stderr

@@ -22,6 +22,7 @@ from simreel.contract import events as ev
 from simreel.runtime import log as logs
 from simreel.transport.bus import Bus
 from simreel.client import Client
+from simreel.runtime import config
 from simreel.runtime.config import NatsSettings
 from simreel.transport.handoff import Handoff
 
@@ -39,7 +40,7 @@ DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 
 def embedded_services(env: Mapping[str, str]) -> tuple[str, ...]:
     """Recorder runs need no simulator; retention only matters when a retention policy is set."""
-    extra = ("retention",) if any(k.startswith("SIMREEL_RETENTION_") and v for k, v in env.items()) else ()
+    extra = ("retention",) if config.retention_configured(env) else ()
     return ("encoder", "uploader", *extra)
 
 
@@ -350,11 +351,8 @@ class RecorderThread:
             # Short clips (a CartPole episode) cost the encoder more in per-video round trips than in
             # encoding: several at once keep the stack up with a fast loop.
             env.setdefault("SIMREEL_CONCURRENCY", "4")
-            # The encoder at the loop's own priority, not `simreel run`'s nice 10: a short-episode loop
-            # (CleanRL CartPole, 14 clips in ~1 s) otherwise ends with its clips still queued and
-            # close() waits ~0.4 s for them; at nice 0 they are encoded as they come (close 0.05 s,
-            # total within 5 %), and a render-bound loop (HalfCheetah 2x1000) stayed within 1.05x of
-            # rendering alone either way (benchmarks/RESULTS.md, third round).
+            # The encoder at the loop's own priority, not `simreel run`'s nice 10: short clips are then
+            # encoded as they come and close() does not wait for a queue (benchmarks/RESULTS.md).
             env.setdefault("SIMREEL_ENCODER_NICE", "0")
             # Blocks this thread only (frames wait in the bounded hand-off meanwhile), never the producer.
             self.stack = process_stack.acquire(self.embedded_dir, services=embedded_services(env), env=env)

@@ -228,6 +228,11 @@ def nats_url(env: Mapping[str, str] = os.environ) -> str | None:
     return envvars.text(env, "SIMREEL_NATS_URL")
 
 
+def retention_configured(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether any SIMREEL_RETENTION_* policy is set (a recorder's stack then runs retention too)."""
+    return any(k.startswith("SIMREEL_RETENTION_") and v for k, v in env.items())
+
+
 def store_dir(env: Mapping[str, str] = os.environ, default: str = "simreel-out") -> str:
     return env.get("SIMREEL_STORE_DIR", default)
 
