@@ -49,3 +49,18 @@ def test_the_check_finds_a_mismatch():
         async def last_event(self, subject: str) -> None: ...
 
     assert _accepts(HandlerBus.last_event, Narrow.last_event) == ["no parameter deadline_s"]
+
+
+def test_nats_objects_are_used_only_in_the_transport_layer():
+    """The NATS connection and JetStream context (`.nc`, `.js`) stay behind the bus's methods."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    transport = root / "libs" / "simreel" / "transport"
+    used = re.compile(r"\w\.(nc|js)\b(?!\s*import)")
+    found = [f"{p.relative_to(root)}:{n}" for p in [*(root / "libs").rglob("*.py"), *(root / "services").rglob("*.py")]
+             if transport not in p.parents
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if used.search(line) and not line.lstrip().startswith(("#", "from ", "import "))]
+    assert found == []

@@ -371,18 +371,18 @@ class RecorderThread:
             self._cond.notify_all()  # connected() waiters
 
     async def _subscribe(self, subject: str, callback: Callable[[ev.Event], None]) -> None:
-        async def _on(msg) -> None:
+        async def _on(msg_subject: str, data: bytes) -> None:
             try:
-                event = ev.decode(msg.data)
+                event = ev.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                self.log.warning("bad_message", subject=msg.subject, error=str(e))
+                self.log.warning("bad_message", subject=msg_subject, error=str(e))
                 return
             try:
                 callback(event)
             except Exception as e:  # noqa: BLE001 - a callback bug must not stop the recorder
-                self.log.warning("subscriber_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
+                self.log.warning("subscriber_failed", subject=msg_subject, error=f"{type(e).__name__}: {e}")
 
-        await self.bus.nc.subscribe(subject, cb=_on)
+        await self.bus.listen(subject, _on)
 
     def _abandon(self) -> None:
         for t in self._waiters:

@@ -352,9 +352,26 @@ class Bus:
         for e in events:
             await self.publish(e)
 
-    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future:
-        """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it."""
-        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
+    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str | None) -> asyncio.Future:
+        """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it.
+        Without `msg_id` JetStream does not deduplicate it."""
+        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+
+    async def listen(self, subject: str, callback: Callable[[str, bytes], Awaitable[None]]) -> Any:
+        """Every message published on `subject` from now on, as (subject, data), without replay or
+        acks (a live recorder's controls); the subscription is returned for `unsubscribe()`."""
+        async def _on(msg: Msg) -> None:
+            await callback(msg.subject, msg.data)
+
+        return await self.nc.subscribe(subject, cb=_on)
+
+    async def waiting_pullers(self, consumer: str, stream: str = subjects.EVENTS_STREAM) -> int:
+        """How many fetches are waiting on a durable consumer (0 if it does not exist yet)."""
+        try:
+            info = await self.js.consumer_info(stream, consumer)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return 0
+        return info.num_waiting or 0
 
     # --- looking things up -------------------------------------------------------------------------
 
