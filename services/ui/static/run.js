@@ -98,7 +98,6 @@
     if (ok && key === current) {
       player.load(body);
       document.body.dataset.charts = key;
-      requestAnimationFrame(() => performance.mark("charts-painted"));  // first frame with the charts on screen
     }
   }
 
