@@ -28,10 +28,10 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from simreel import events as ev  # noqa: E402
+from simreel.contract import events as ev  # noqa: E402
 from simreel.client import Client  # noqa: E402
-from simreel.config import NatsSettings  # noqa: E402
-from simreel.embedded import Stack  # noqa: E402
+from simreel.runtime.config import NatsSettings  # noqa: E402
+from simreel.stack.embedded import Stack  # noqa: E402
 
 from benchmarks.bench_engines import half_cheetah  # noqa: E402
 

@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--_rss-child", nargs=5, help=argparse.SUPPRESS)
     ap.add_argument("--_gif-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    from simreel import log
+    from simreel.runtime import log
 
     if args._rss_child:
         log.setup("warning")  # stdout carries the child's JSON

@@ -25,9 +25,9 @@ from pathlib import Path
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit, machine  # noqa: E402
-from simreel import events as ev  # noqa: E402
-from simreel import framecodec  # noqa: E402
-from simreel.framing import FramePacker  # noqa: E402
+from simreel.contract import events as ev  # noqa: E402
+from simreel.transport import framecodec  # noqa: E402
+from simreel.transport.framing import FramePacker  # noqa: E402
 
 SCENES = ["half_cheetah.xml", "humanoid.xml", "cartpole", "apartment"]
 

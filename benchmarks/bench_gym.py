@@ -109,11 +109,11 @@ _CHILD = textwrap.dedent("""
                 latencies.append(time.monotonic() - t)
         env = Timed(env, folder, episode_trigger=trigger, disable_logger=True)
     elif mode == "simreel-keep":
-        from simreel import keep
+        from simreel.contract import keep
         from simreel.gym import RecordVideo
         env = RecordVideo(env, folder, episode_trigger=trigger, keep=keep.failures())
     elif mode == "simreel":
-        from simreel.events import OutputSpec
+        from simreel.contract.events import OutputSpec
         from simreel.gym import RecordVideo
         preset = os.environ.get("BENCH_X264_PRESET")
         env = RecordVideo(env, folder, episode_trigger=trigger, **({"outputs": OutputSpec(preset=preset)} if preset else {}))

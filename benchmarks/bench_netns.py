@@ -151,10 +151,10 @@ def namespaces_unavailable() -> str | None:
 
 
 async def _drive(url: str, runs: int, duration: float, tag: str) -> dict:
-    from simreel import events as ev
+    from simreel.contract import events as ev
     from simreel.bench.pipeline import _until_pulling
     from simreel.client import Client
-    from simreel.config import NatsSettings
+    from simreel.runtime.config import NatsSettings
 
     client = await Client.connect(NatsSettings(url=url))
     try:
@@ -219,7 +219,7 @@ def _config(net: Namespaces, work: Path, env: dict[str, str], runs: int, duratio
 
 
 def orchestrate(a) -> dict:
-    from simreel.binaries import find
+    from simreel.stack.binaries import find
 
     net = Namespaces()
 

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 from benchmarks.report import emit, machine
-from simreel import events as ev
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import subjects
 from simreel.client import Client
-from simreel.config import Limits, NatsSettings
-from simreel.embedded import Stack
-from simreel.scenefiles import SceneFileStore
+from simreel.runtime.config import Limits, NatsSettings
+from simreel.stack.embedded import Stack
+from simreel.transport.scenefiles import SceneFileStore
 from simreel.sim.loader import load_tree
 from simreel.sim.package import pack
 from tests.support import corpus

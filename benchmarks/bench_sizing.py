@@ -25,10 +25,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks.report import emit, machine  # noqa: E402
 from benchmarks.bench_frames import render  # noqa: E402
-from simreel.bus import Bus, FramePublisher  # noqa: E402
-from simreel.config import NatsSettings  # noqa: E402
-from simreel.embedded import NatsServer  # noqa: E402
-from simreel.framing import FramePacker  # noqa: E402
+from simreel.transport.bus import Bus, FramePublisher  # noqa: E402
+from simreel.runtime.config import NatsSettings  # noqa: E402
+from simreel.stack.embedded import NatsServer  # noqa: E402
+from simreel.transport.framing import FramePacker  # noqa: E402
 from simreel.media.mp4 import Mp4Writer  # noqa: E402
 
 W, H = 640, 480

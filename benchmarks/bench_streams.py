@@ -24,6 +24,7 @@ quantised.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import os
 import tempfile
@@ -37,7 +38,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 from benchmarks.report import emit, machine  # noqa: E402
-from simreel import framecodec, streams  # noqa: E402
+from simreel.transport import framecodec  # noqa: E402
+from simreel.contract import streams
 
 SCENES = ["arm2", "half_cheetah.xml"]
 SETS = [("rgb",), ("rgb", "depth"), ("rgb", "segmentation"), ("rgb", "depth", "segmentation")]
@@ -123,7 +125,7 @@ def encode(frames: list[bytes], width: int, height: int, wanted: tuple[str, ...]
                     colours = DepthColours(near, far)
                 else:
                     lut = streams.id_colours(perception.perception(model, wanted))
-                    colours = lambda p: segmentation_rgb(p, lut)  # noqa: E731
+                    colours = functools.partial(segmentation_rgb, lut=lut)
                 lossless = LosslessWriter(Path(d) / f"{x}.mkv", width=width, height=height, fps=30,
                                           pix_fmt=streams.PIX_FMT[x])
                 preview = Mp4Writer(Path(d) / f"{x}.mp4", width=width, height=height, fps=30, pipelined=False)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simreel import events as ev
-from simreel.embedded import free_port
+from simreel.contract import events as ev
+from simreel.stack.embedded import free_port
 from simreel.media.mp4 import Mp4Writer
 from simreel.services.ui.app import Ui, UiConfig
 from simreel.services.ui.live import Live
@@ -153,6 +153,29 @@ class Server:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+# The benchmark's own instruments; the pages as served carry none. A mark at the first frame painted
+# after the charts (body[data-charts]) or the runs table (body[data-loaded]) are in the page.
+PAINT_MARKS = """
+(() => {
+  const marks = {"data-charts": "charts-painted", "data-loaded": "runs-painted"}, done = new Set();
+  new MutationObserver((records) => {
+    for (const r of records) {
+      const name = marks[r.attributeName];
+      if (name && !done.has(name) && r.target === document.body) {
+        done.add(name);
+        requestAnimationFrame(() => performance.mark(name));
+      }
+    }
+  }).observe(document, { subtree: true, attributes: true, attributeFilter: Object.keys(marks) });
+})();
+"""
+
+# Times each cursor move (a sync that shows a new frame) from outside the player.
+CURSOR_TIMER = """() => { const p = simreel.player, sync = p.sync; p.cursorMs = [];
+  p.sync = function (t) { const t0 = performance.now(), f = this.frame; sync.call(this, t);
+    if (this.frame !== f && this.cursorMs.length < 100000) this.cursorMs.push(performance.now() - t0); }; }"""
+
+
 def _transferred(page) -> int:
     return page.evaluate("""() => performance.getEntriesByType('navigation').concat(
         performance.getEntriesByType('resource')).reduce((n, e) => n + (e.transferSize || e.encodedBodySize || 0), 0)""")
@@ -160,6 +183,7 @@ def _transferred(page) -> int:
 
 def measure_run_page(ctx, url: str, play_s: float) -> dict:
     page = ctx.new_page()
+    page.add_init_script(PAINT_MARKS)
     page.goto(f"{url}/runs/{RUN}")
     page.wait_for_function("performance.getEntriesByName('charts-painted').length > 0", timeout=60_000)
     first_paint = page.evaluate("performance.getEntriesByName('charts-painted')[0].startTime")
@@ -167,7 +191,7 @@ def measure_run_page(ctx, url: str, play_s: float) -> dict:
         (e) => e.name.includes('/telemetry')).reduce((n, e) => n + (e.transferSize || e.encodedBodySize), 0)""")
     page_bytes = _transferred(page)
     # Play with the charts: the overlay cursor follows every presented frame.
-    page.evaluate("simreel.player.cursorMs = []")
+    page.evaluate(CURSOR_TIMER)
     quality = page.evaluate(f"""() => new Promise((ok) => {{ const v = document.querySelector('video');
         v.currentTime = 0; v.play().then(() => setTimeout(() => {{ v.pause(); const q = v.getVideoPlaybackQuality();
         ok({{totalVideoFrames: q.totalVideoFrames, droppedVideoFrames: q.droppedVideoFrames}}); }},
@@ -195,6 +219,7 @@ def measure_run_page(ctx, url: str, play_s: float) -> dict:
 
 def measure_runs_page(ctx, url: str) -> dict:
     page = ctx.new_page()
+    page.add_init_script(PAINT_MARKS)
     page.goto(url + "/")
     page.wait_for_function("performance.getEntriesByName('runs-painted').length > 0", timeout=60_000)
     out = {"first_paint_ms": round(page.evaluate("performance.getEntriesByName('runs-painted')[0].startTime"), 1),

@@ -12,8 +12,8 @@ import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
-from simreel import log as logs  # noqa: E402
-from simreel.embedded import NatsServer, Stack  # noqa: E402
+from simreel.runtime import log as logs  # noqa: E402
+from simreel.stack.embedded import NatsServer, Stack  # noqa: E402
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
 """simreel: headless simulation-video pipeline (see README.md)."""
-from . import lean_imports as _lean_imports
+from simreel.runtime import lean_imports as _lean_imports
 
 _lean_imports.load()

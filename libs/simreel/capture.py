@@ -14,13 +14,9 @@ Trigger = Callable[[int], bool] | None
 
 def describe_trigger(episode_trigger: Trigger, step_trigger: Trigger, video_length: int = 0) -> str:
     """A short human-readable trigger for RecorderAnnounced ("every 2 episodes" needs help from the
-    user's lambda, which we cannot read; known schedules are named)."""
-    from .gym import capped_cubic_video_schedule
-
+    user's lambda, which we cannot read; known schedules carry a `description`)."""
     parts = []
-    if episode_trigger is capped_cubic_video_schedule:
-        parts.append("episodes 0, 1, 8, 27, …, 729, then every 1000th")
-    elif episode_trigger is not None:
+    if episode_trigger is not None:
         parts.append(getattr(episode_trigger, "description", None) or "custom episode_trigger")
     if step_trigger is not None:
         parts.append(getattr(step_trigger, "description", None) or "custom step_trigger")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import json
 import os
 import re
@@ -21,12 +20,12 @@ from typing import Any
 
 import msgspec
 
-from . import events as ev
-from . import log as logs
-from .config import NatsSettings
-from .outputs import video_outputs
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.runtime.config import NatsSettings
 
-from .embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
+from simreel.stack.embedded import SERVICES as STACK_SERVICES  # noqa: E402 - the one list of worker services
 
 SERVICES = (*STACK_SERVICES, "ui")  # what `simreel serve` can run
 VIDEO_CHOICES = {"mp4": ["mp4"], "gif": ["gif"], "both": ["mp4", "gif"], "png": ["png"], "all": ["mp4", "gif", "png"]}
@@ -126,9 +125,9 @@ def pack_scene(a: argparse.Namespace):
         if a.again is None:
             raise SystemExit("simreel: name a scene (or --again RUN_ID)")
         return None
-    from .config import Limits
-    from .sim.errors import SceneError
-    from .sim.package import ScenePackage, pack, sha256_file
+    from simreel.runtime.config import Limits
+    from simreel.sim.errors import SceneError
+    from simreel.sim.package import ScenePackage, pack, sha256_file
 
     package = None
     if scene.endswith(".xml") and Path(scene).is_file():
@@ -233,8 +232,8 @@ def check_package(package) -> None:
     """MuJoCo on this machine compiles the packed tree alone, as the simulator will: a mesh it refuses
     is reported before anything is uploaded (skipped when every file is stored already: then the
     same content was uploaded, and checked, before)."""
-    from .sim.errors import SceneError
-    from .sim.loader import load_tree
+    from simreel.sim.errors import SceneError
+    from simreel.sim.loader import load_tree
 
     try:
         load_tree(package.entry, package.local)
@@ -244,7 +243,7 @@ def check_package(package) -> None:
 
 async def _upload(client, package, progress=None) -> None:
     """Upload the scene's files the store lacks, with a progress bar in bytes when there are any."""
-    from .scenefiles import SceneFileStore
+    from simreel.transport.scenefiles import SceneFileStore
 
     store = SceneFileStore(client.bus)
     lacking = await store.missing(package.files)
@@ -262,8 +261,8 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                            package=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .client import Client, RequestTooLarge
-    from .scenefiles import SceneFileError
+    from simreel.client import Client, RequestTooLarge
+    from simreel.transport.scenefiles import SceneFileError
 
     client = await Client.connect(settings)
     try:
@@ -271,7 +270,9 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
             if package is not None:
                 await _upload(client, package)
             return await client.run(req, timeout=timeout)
-        n_videos = video_outputs(req)
+        from simreel.readmodels.projections import RunState
+
+        n_videos = RunState(req.run_id, request=req).expected_videos
         with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       TextColumn("{task.fields[note]}"), console=_console(), transient=False) as progress:
             if package is not None:
@@ -284,10 +285,10 @@ async def _submit_and_wait(settings: NatsSettings, req: ev.SimRequested, *, quie
                 if isinstance(e, ev.SimStarted):
                     progress.update(sim, note=f"{e.gl_backend} · {e.gl_renderer[:40]}")
                 progress.update(sim, completed=state.episodes_ended)
-                progress.update(enc, completed=len(state.videos))
+                progress.update(enc, total=state.expected_videos, completed=len(state.videos))
                 if state.completed:
-                    progress.update(sto, total=state.completed.expected_artifacts)
-                progress.update(sto, completed=len(state.artifacts))
+                    progress.update(sto, total=state.expected_now)
+                progress.update(sto, completed=state.stored_artifacts)
                 if state.error:
                     progress.update(sim, note=f"[red]{state.error_code}")
 
@@ -389,7 +390,7 @@ def _nats_settings(a: argparse.Namespace) -> NatsSettings:
 
 
 def _bus_configured(a: argparse.Namespace) -> bool:
-    return bool(getattr(a, "nats", None) or os.environ.get("SIMREEL_NATS_URL"))
+    return bool(getattr(a, "nats", None) or config.nats_url())
 
 
 # --- commands --------------------------------------------------------------------------------------
@@ -397,7 +398,7 @@ def _bus_configured(a: argparse.Namespace) -> bool:
 
 async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str | None) -> ev.SimRequested:
     """The request a run was made from, as a new run (its files stay in the stack's store)."""
-    from .client import Client
+    from simreel.client import Client
 
     async with await Client.connect(settings) as client:
         original = await client.request_of(run_id)
@@ -408,7 +409,7 @@ async def _stored_request(settings: NatsSettings, run_id: str, new_run_id: str |
 
 def _check_store(out: Path, dir_setting: str) -> None:
     """The embedded stack's store, as its services will see it, before anything starts."""
-    from . import startcheck
+    from simreel.stack import startcheck
 
     env = dict(os.environ)
     env.setdefault("SIMREEL_STORE_DIR", str(out))
@@ -416,7 +417,7 @@ def _check_store(out: Path, dir_setting: str) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    from . import startcheck
+    from simreel.stack import startcheck
 
     if a.again is not None:
         if a.scene is not None:
@@ -436,7 +437,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         startcheck.nats(settings, url_setting="--nats / SIMREEL_NATS_URL")
         result = asyncio.run(_submit_and_wait(settings, req, quiet=a.json, timeout=a.timeout, package=package))
     else:
-        from .embedded import Stack
+        from simreel.stack.embedded import Stack
 
         console = _console()
         out = Path(a.out).resolve()
@@ -446,7 +447,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         env = dict(os.environ)
         allow = allowed_policy(a, package)
         if allow:
-            env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [env.get("SIMREEL_POLICY_ALLOWLIST"), allow]))
+            env["SIMREEL_POLICY_ALLOWLIST"] = ",".join(filter(None, [config.policy_allowlist_text(env), allow]))
         # The service logs outlive the stack's temporary state when the run fails: the failure line
         # names the one to read.
         log_dir = Path(tempfile.mkdtemp(prefix="simreel-logs-"))
@@ -483,7 +484,7 @@ def cmd_submit(a: argparse.Namespace) -> int:
         package = pack_scene(a)
         req = build_request(a, package)
     if not a.wait:
-        from .client import Client
+        from simreel.client import Client
 
         async def _go() -> str:
             c = await Client.connect(settings)
@@ -510,8 +511,8 @@ def _ui_env(a: argparse.Namespace) -> dict[str, str]:
 
 
 def cmd_up(a: argparse.Namespace) -> int:
-    from . import startcheck
-    from .embedded import Stack
+    from simreel.stack import startcheck
+    from simreel.stack.embedded import Stack
 
     console = _console()
     data = Path(a.data).resolve()
@@ -519,9 +520,9 @@ def cmd_up(a: argparse.Namespace) -> int:
     _check_store(Path(a.out).resolve(), "--out")
     services = list(STACK_SERVICES) + ([] if a.no_ui else ["ui"])
     if not a.no_ui:
-        from simreel.services.ui.security import check_bind
+        from simreel.runtime.config import UiConfig
 
-        check_bind(a.ui_host, os.environ.get("SIMREEL_UI_TOKEN"))
+        UiConfig.from_env(host=a.ui_host, port=a.ui_port)  # refuses a non-loopback host without a token
     with Stack(data_dir=data, out_dir=Path(a.out).resolve(), nats_port=a.nats_port, services=services,
                env=_ui_env(a)) as stack:
         print(stack.url, flush=True)
@@ -553,47 +554,50 @@ def cmd_ui(a: argparse.Namespace) -> int:
     """The web ui against a running stack (--nats / SIMREEL_NATS_URL), or an embedded stack of its own."""
     import functools
 
-    from simreel.services.ui.service import NAME, config_from_env, run
+    from simreel.stack import service
+    from simreel.runtime.config import Settings, UiConfig
+    from simreel.stack.service import main as service_main
+    from simreel.store.local import LocalStore
 
-    from .config import Settings
-    from .service import main as service_main
-    from .store.local import LocalStore
-
-    config = config_from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
+    ui = service.load("ui")
+    NAME, run = ui.NAME, ui.run
+    ui_config = UiConfig.from_env(host=a.host, port=a.port)  # refuses a non-loopback host without a token
     if _bus_configured(a):
-        service_main(NAME, functools.partial(run, config=config),
+        service_main(NAME, functools.partial(run, config=ui_config),
                      Settings.from_env(nats=NatsSettings.from_env(url=a.nats)))
         return 0
-    from .embedded import Stack
+    from simreel.stack.embedded import Stack
 
     out = Path(a.out).resolve()
     _console().print(f"starting the embedded stack (nats-server + 4 services); artifacts → {out}")
     with Stack(data_dir=Path(a.data).resolve() if a.data else None, out_dir=out) as stack:
-        service_main(NAME, functools.partial(run, config=config, store=LocalStore(out)),
+        service_main(NAME, functools.partial(run, config=ui_config, store=LocalStore(out)),
                      Settings.from_env(nats=NatsSettings.from_env(url=stack.url)))
     return 0
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from .config import Settings
+    from simreel.runtime.config import Settings
 
     # The environment is read once, here; --nats overrides it without writing os.environ.
     settings = Settings.from_env(nats=NatsSettings.from_env(url=a.nats))
     names = list(dict.fromkeys(a.service))  # each service once, in the order given
     if len(names) == 1:
-        mod = importlib.import_module(f"simreel.services.{names[0]}.service")
-        from .service import main as service_main
+        from simreel.stack.service import load
+        from simreel.stack.service import main as service_main
+
+        mod = load(names[0])
 
         service_main(mod.NAME, mod.run, settings)
         return 0
-    from .service import main_many
+    from simreel.stack.service import main_many
 
     main_many(names, settings)
     return 0
 
 
 def cmd_runs(a: argparse.Namespace) -> int:
-    from .client import Client
+    from simreel.client import Client
 
     async def _go():
         c = await Client.connect(_nats_settings(a))
@@ -605,7 +609,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
     runs = asyncio.run(_go())
     if a.json:
         sys.stdout.write(json.dumps([{"run_id": r.run_id, "status": r.status, "scene": r.scene, "session": r.session,
-                                      "episodes": r.episodes, "artifacts": len(r.artifacts), "error": r.error}
+                                      "episodes": r.episodes, "artifacts": r.live_artifact_count, "error": r.error}
                                      for r in runs]) + "\n")
         return 0
     from rich.table import Table
@@ -614,22 +618,25 @@ def cmd_runs(a: argparse.Namespace) -> int:
     for col in ("run_id", "status", "scene", "session", "episodes", "artifacts", "error"):
         t.add_column(col)
     for r in runs:
-        t.add_row(r.run_id, r.status, r.scene, r.session, str(r.episodes), str(len(r.artifacts)), (r.error or "")[:60])
+        t.add_row(r.run_id, r.status, r.scene, r.session, str(r.episodes), str(r.live_artifact_count),
+                  (r.error or "")[:60])
     _console().print(t)
     return 0
 
 
 def cmd_rm(a: argparse.Namespace) -> int:
     """Ask retention to delete a run's artifacts, and wait until each one is gone."""
-    from . import subjects
-    from .client import Client
-    from .retention import RetentionIndex
+    from simreel.contract import subjects
+    from simreel.client import Client
+    from simreel.readmodels.projections import RunState
 
     async def _go() -> tuple[list[str], set[str]]:
         c = await Client.connect(_nats_settings(a))
         try:
-            index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.run_artifacts(a.run_id))])
-            live = set(index.entries)
+            run = RunState(a.run_id)
+            async for e in c.bus.replay(subjects.run_artifacts(a.run_id)):
+                run.apply(e)
+            live = {art.key for art in run.live_artifacts}
             if not live:
                 return [], set()
             await c.bus.publish(ev.DeleteRequested(run_id=a.run_id, requested_by=os.environ.get("USER", "")))
@@ -663,11 +670,10 @@ def cmd_rm(a: argparse.Namespace) -> int:
 def cmd_retention(a: argparse.Namespace) -> int:
     """Show (--dry-run) or apply the retention policy once, from the event log: the retention
     service's own decisions and deletes, published here since no service handles them."""
-    from simreel.services.retention.handlers import Retention
-
-    from . import subjects
-    from .client import Client
-    from .retention import Policy, RetentionIndex
+    from simreel.stack import service
+    from simreel.contract import subjects
+    from simreel.client import Client
+    from simreel.readmodels.retention import Policy, RetentionIndex
 
     policy = Policy(keep_latest=a.keep_latest, max_age_s=a.max_age, max_total_bytes=a.max_bytes)
     if not policy.active:
@@ -677,11 +683,11 @@ def cmd_retention(a: argparse.Namespace) -> int:
         c = await Client.connect(_nats_settings(a))
         try:
             index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.ARTIFACT_EVENTS)])
-            from .store.settings import store_from_env
+            from simreel.store.settings import store_from_env
 
             store = store_from_env()
             try:
-                retention = Retention(store, index, policy, dry_run=a.dry_run)
+                retention = service.load("retention").Retention(store, index, policy, dry_run=a.dry_run)
                 sessions = [a.session] if a.session else sorted(index.sessions())
                 out = [d for s in sessions for d in await retention.enforce(s)]
                 if not a.dry_run:
@@ -714,7 +720,7 @@ def cmd_schema(a: argparse.Namespace) -> int:
 
 
 def cmd_scenes(a: argparse.Namespace) -> int:
-    from .sim import scenes
+    from simreel.sim import scenes
 
     for name in sorted(scenes.BUILTIN):
         print(f"{name:<12} {scenes.BUILTIN[name].description}")
@@ -737,7 +743,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="simulate, encode and store; starts an embedded stack unless a bus is configured")
     _add_request_args(r)
     _add_nats_args(r)
-    r.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+    r.add_argument("--out", default=config.store_dir(),
                    help="artifact directory of the embedded stack")
     r.set_defaults(func=cmd_run)
 
@@ -752,18 +758,19 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--data", default="simreel-data")
     u.add_argument("--out", default="simreel-out")
     u.add_argument("--no-ui", action="store_true", help="do not start the web ui")
-    u.add_argument("--ui-host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+    ui_host, ui_port = config.ui_listen()
+    u.add_argument("--ui-host", default=ui_host,
                    help="ui address (not loopback: SIMREEL_UI_TOKEN required)")
-    u.add_argument("--ui-port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
+    u.add_argument("--ui-port", type=int, default=ui_port)
     u.set_defaults(func=cmd_up)
 
     w = sub.add_parser("ui", help="web ui: runs live, each episode's video with its telemetry (embedded stack "
                                   "unless a bus is configured)")
     _add_nats_args(w)
-    w.add_argument("--host", default=os.environ.get("SIMREEL_UI_HOST") or "127.0.0.1",
+    w.add_argument("--host", default=ui_host,
                    help="listen address (not loopback: SIMREEL_UI_TOKEN required)")
-    w.add_argument("--port", type=int, default=int(os.environ.get("SIMREEL_UI_PORT") or 8787))
-    w.add_argument("--out", default=os.environ.get("SIMREEL_STORE_DIR", "simreel-out"),
+    w.add_argument("--port", type=int, default=ui_port)
+    w.add_argument("--out", default=config.store_dir(),
                    help="artifact directory of the embedded stack")
     w.add_argument("--data", default=None, help="state directory of the embedded stack (default: temporary)")
     w.set_defaults(func=cmd_ui)
@@ -802,7 +809,7 @@ def parser() -> argparse.ArgumentParser:
     sn.set_defaults(func=cmd_scenes)
 
     try:
-        from .bench.cli import register
+        from simreel.bench.cli import register
     except ImportError:
         pass
     else:
@@ -818,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - one line with the cause, never a traceback wall
-        from .startcheck import SettingError
+        from simreel.stack.startcheck import SettingError
 
         plain = isinstance(e, (ConnectionError, SettingError))  # their message is the whole story
         print(f"simreel: {one_line(e if plain else f'{type(e).__name__}: {e}')}",

@@ -12,13 +12,13 @@ from typing import Any, AsyncIterator, Callable
 
 import msgspec
 
-from . import events as ev
-from . import subjects
-from .bus import Bus
-from .config import NatsSettings
-from .projections import RunState, fold_runs
-from .scenefiles import SceneFileStore, UploadReport
-from .sim.package import ScenePackage
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import NatsSettings
+from simreel.readmodels.projections import RunState, fold_runs
+from simreel.transport.scenefiles import SceneFileStore, UploadReport
+from simreel.sim.package import ScenePackage
 
 
 class RequestTooLarge(ValueError):
@@ -85,7 +85,7 @@ class Client:
             request = msgspec.structs.replace(request, scene=scene.entry, files=scene.files)
         # The request's id is derived from the run id: resubmitting the same run within the
         # duplicate window is one request, not two runs.
-        request = msgspec.structs.replace(request, event_id=f"req-{request.run_id}")
+        request = request.with_request_id()
         size = len(ev.encode(request))
         if size > self.bus.max_payload:
             raise RequestTooLarge(

@@ -68,7 +68,7 @@ def tensorboard_logger(writer: Any, *, tag: str = "videos/{name}", fps: int = 15
     import av
     from tensorboard.compat.proto.summary_pb2 import Summary
 
-    from .media.gif import mp4_to_gif
+    from simreel.media.gif import mp4_to_gif
 
     lock = threading.Lock()
 

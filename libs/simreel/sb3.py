@@ -32,13 +32,14 @@ except ImportError as e:  # pragma: no cover - the message is the point
 
 from gymnasium import logger as gym_logger
 
-from . import events as ev
-from . import log as logs
-from .config import NatsSettings
-from .gym import EMBEDDED_DIR, RecordingError, _quiet_logger, keep_outputs
-from .gym.clips import ClipStream, VideoCallback
-from .gym.video_info import RecordedVideo
-from .recorder import DEFAULT_QUEUE_BYTES, RecorderThread
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.runtime.config import NatsSettings
+from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, keep_outputs
+from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.video_info import RecordedVideo
+from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
 
 __all__ = ["VecVideoRecorder"]
 
@@ -46,7 +47,7 @@ __all__ = ["VecVideoRecorder"]
 class VecVideoRecorder(VecEnvWrapper):
     """SB3's VecVideoRecorder, streamed. Added, keyword-only: `nats_url`, `session`, `outputs`,
     `timeout`, `max_queue_bytes`, `strict`, `on_video` (as `simreel.gym.RecordVideo`), and `keep`:
-    a `simreel.keep` rule or callable deciding per clip when it ends. A clip's `Outcome`: `index` the
+    a `simreel.contract.keep` rule or callable deciding per clip when it ends. A clip's `Outcome`: `index` the
     clip's number, `length` its steps, `episode_return` the sum over its steps of the mean reward across
     sub-envs, `terminated` / `truncated` whether any sub-env's episode ended in it by termination / by
     its time limit (`TimeLimit.truncated`), `info` `{"infos": the last step's infos}`."""
@@ -95,7 +96,7 @@ class VecVideoRecorder(VecEnvWrapper):
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
         log = _quiet_logger() if disable_logger else logs.get(__name__)
-        url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
+        url = nats_url or config.nats_url()
         tag = uuid.uuid4().hex[:8]
         recorder = RecorderThread(nats=NatsSettings.from_env(url=url) if url else None,
                                   embedded_dir=None if url else Path(self.video_folder) / EMBEDDED_DIR,

@@ -17,13 +17,13 @@ from typing import AsyncIterator
 
 import nats.errors
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Bus, Delivery
-from simreel.config import Settings
-from simreel.staging import Staging
-from simreel.framing import FrameAssembler, FrameSequenceError
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Delivery, HandlerBus
+from simreel.runtime.config import Settings
+from simreel.transport.staging import Staging
+from simreel.transport.framing import FrameAssembler, FrameSequenceError
 
 from .job import EncodeJob, Finished, file_name, telemetry_digest
 from .prefetch import Prefetch
@@ -65,7 +65,7 @@ class _Pass:
 
 
 class Encoder:
-    def __init__(self, bus: Bus, settings: Settings, staging: Staging) -> None:
+    def __init__(self, bus: HandlerBus, settings: Settings, staging: Staging) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
@@ -246,9 +246,8 @@ class Encoder:
         except Exception:  # noqa: BLE001 - no JetStream metadata: still report it
             seq = ev.new_id()
         log.warning("frame_message_rejected", subject=m.subject, reason=reason[:300])
-        return ev.DeadLettered(
-            event_id=f"dl-encoder-frames-{seq}", run_id="unknown", service="encoder", subject=m.subject,
-            reason=reason[:2000], payload_preview=m.data[:200].decode("utf-8", "replace"))
+        return ev.DeadLettered.of(f"encoder-frames-{seq}", service="encoder", subject=m.subject, reason=reason,
+                                  payload=m.data)
 
     async def _superseded(self, st: ev.SimStarted) -> bool:
         """A newer attempt started, or the simulator already gave up: this job has nothing to wait for."""

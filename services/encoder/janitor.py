@@ -12,10 +12,10 @@ import contextlib
 
 import nats.errors
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
 
 log = logs.get("encoder.janitor")
 
@@ -41,9 +41,8 @@ async def sweep(bus: Bus, suspects: set[tuple[str, str]]) -> set[tuple[str, str]
         subject = subjects.run_frames(run_id, attempt)
         with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
             await bus.purge_frames(run_id, attempt)
-        await bus.publish(ev.DeadLettered(
-            event_id=f"dl-frames-{run_id}-{attempt}", run_id=run_id if ev.is_run_id(run_id) else "unknown",
-            service="encoder", subject=subject,
+        await bus.publish(ev.DeadLettered.of(
+            f"frames-{run_id}-{attempt}", run_id=run_id, service="encoder", subject=subject,
             reason=f"frames for run {run_id!r} attempt {attempt} but no SimStarted for it: nobody will encode "
                    "them; purged from FRAMES"))
         log.warning("orphan_frames_purged", run_id=run_id, attempt=attempt)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simreel import events as ev
-from simreel import streams
-from simreel.framing import Frame
-from simreel.outputs import video_file_name
+from simreel.contract import events as ev
+from simreel.contract import streams
+from simreel.transport.framing import Frame
+from simreel.contract.outputs import video_file_name
 from simreel.media.gif import mp4_to_gif
 from simreel.media.info import VideoInfo, file_digest
 from simreel.media.colormap import DepthColours, segmentation_rgb

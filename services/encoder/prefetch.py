@@ -16,10 +16,10 @@ from typing import Awaitable, Callable
 import msgspec
 import nats.errors
 
-from simreel import events as ev
-from simreel.cancel import raise_if_cancel_lost
-from simreel.framecodec import CorruptFrames
-from simreel.framing import frame_buffers
+from simreel.contract import events as ev
+from simreel.runtime.cancel import raise_if_cancel_lost
+from simreel.transport.framecodec import CorruptFrames
+from simreel.transport.framing import frame_buffers
 
 READ_AHEAD_BYTES = 32 * 1024 * 1024
 
@@ -95,7 +95,7 @@ class Prefetch:
                 # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
                 # reader still hears of idleness (TimeoutError) only once per `timeout`.
                 msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
-                # A cancel nats-py dropped (simreel.cancel) ends the loop here; without this, close()
+                # A cancel nats-py dropped (simreel.runtime.cancel) ends the loop here; without this, close()
                 # waited forever on a read-ahead that fetched on (about one short clip in 30).
                 raise_if_cancel_lost()
             except (nats.errors.TimeoutError, asyncio.TimeoutError):

@@ -4,11 +4,11 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from simreel import events as ev
-from simreel.allocator import prefault, reuse_freed_buffers
-from simreel.bus import Bus
-from simreel.config import Settings
-from simreel.staging import staging_for
+from simreel.contract import events as ev
+from simreel.runtime.allocator import prefault, reuse_freed_buffers
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
+from simreel.transport.staging import staging_for
 
 from .handlers import Encoder
 from .janitor import run_janitor

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel.bus import Delivery
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.transport.bus import Delivery
 from simreel.store.base import ArtifactStore
 
-from simreel.retention import Policy, RetentionIndex
+from simreel.readmodels.retention import Policy, RetentionIndex
 
 
 class Retention:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 RUN_ID = "scene-files"
 

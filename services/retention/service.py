@@ -6,18 +6,18 @@ import asyncio
 import contextlib
 import time
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel import subjects
-from simreel.bus import Bus
-from simreel.config import Settings
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
 from simreel.store.settings import store_from_env
 
-from simreel.scenefiles import SceneFileStore
+from simreel.transport.scenefiles import SceneFileStore
 
 from .handlers import Retention
 from .scene_files import SceneFileIndex
-from simreel.retention import Policy, RetentionIndex, policies_from_json
+from simreel.readmodels.retention import Policy, RetentionIndex, policies_from_json
 
 NAME = "retention"
 

@@ -1,4 +1,4 @@
-from simreel.service import main
+from simreel.stack.service import main
 
 from .service import NAME, run
 

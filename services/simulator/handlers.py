@@ -18,15 +18,15 @@ from typing import AsyncIterator
 import msgspec
 import numpy as np
 
-from simreel import events as ev
-from simreel import keep as keeping
-from simreel import log as logs
-from simreel import streams, subjects
-from simreel.bus import Bus, Delivery
-from simreel.config import Settings
-from simreel.handoff import Handoff
-from simreel.staging import Staging
-from simreel.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
+from simreel.contract import events as ev
+from simreel.contract import keep as keeping
+from simreel.runtime import log as logs
+from simreel.contract import streams, subjects
+from simreel.transport.bus import Delivery, HandlerBus
+from simreel.runtime.config import Settings
+from simreel.transport.handoff import Handoff
+from simreel.transport.staging import Staging
+from simreel.transport.run_publisher import EpisodeOutcome, RunKeeper, RunPublisher
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim import engines as sim_engines
 from simreel.sim import gymenv, loader, perception, state
@@ -53,7 +53,7 @@ class Prepared:
 
 
 class Simulator:
-    def __init__(self, bus: Bus, settings: Settings, staging: Staging, scene_cache: SceneCache | None = None) -> None:
+    def __init__(self, bus: HandlerBus, settings: Settings, staging: Staging, scene_cache: SceneCache | None = None) -> None:
         self.bus = bus
         self.settings = settings
         self.staging = staging
@@ -68,8 +68,7 @@ class Simulator:
 
     def _failed(self, req: ev.SimRequested, attempt: int, code: ev.FailureCode, message: str,
                 field: str | None = None) -> ev.SimFailed:
-        return ev.SimFailed(event_id=f"failed-{req.run_id}-{attempt}", run_id=req.run_id, attempt=attempt, code=code,
-                            message=message, field=field)
+        return ev.SimFailed.of(req.run_id, attempt, code, message, field)
 
     async def on_sim_requested(self, req: ev.SimRequested, delivery: Delivery) -> AsyncIterator[ev.Event]:
         """Yields SimStarted, each EpisodeEnded as its episode ends, then SceneSaved and SimCompleted;
@@ -99,10 +98,9 @@ class Simulator:
                           "run_id")
                 log.warning("duplicate_request_refused", reason=reason)
                 # run_id 'unknown': a dead letter under the run's own id would mark the original run failed.
-                return Refused([ev.DeadLettered(event_id=f"dl-simulator-{delivery.stream_seq}", run_id="unknown",
-                                                service="simulator", subject=delivery.subject, reason=reason,
-                                                deliveries=delivery.attempt, payload_preview=ev.encode(req)[:200].decode(
-                                                    "utf-8", "replace"))])
+                return Refused([ev.DeadLettered.of(f"simulator-{delivery.stream_seq}", service="simulator",
+                                                   subject=delivery.subject, reason=reason,
+                                                   deliveries=delivery.attempt, payload=ev.encode(req))])
         try:
             plan.check_limits(req, self.settings.limits)
         except plan.LimitExceeded as e:
@@ -364,9 +362,8 @@ def refuse_undecodable_request(data: bytes, error: Exception, delivery: Delivery
     except msgspec.ValidationError:
         return []
     where = _ERROR_PATH.search(str(error))
-    return [ev.SimFailed(event_id=f"failed-{run_id}-{delivery.attempt}", run_id=run_id, attempt=delivery.attempt,
-                         code="bad_request", message=f"invalid SimRequested: {error}"[:2000],
-                         field=where.group(1) if where and where.group(1) else None)]
+    return [ev.SimFailed.of(run_id, delivery.attempt, "bad_request", f"invalid SimRequested: {error}",
+                            where.group(1) if where and where.group(1) else None)]
 
 
 def _judge_history(history: dict[str, int], delivery: Delivery) -> str:

@@ -5,10 +5,10 @@ Kept free of NATS and GL so it is unit-tested as plain functions and shared by t
 from __future__ import annotations
 
 
-from simreel import events as ev
-from simreel.config import Limits
+from simreel.contract import events as ev
+from simreel.runtime.config import Limits
 from simreel.sim.rollout import FrameSchedule
-from simreel.outputs import expected_artifacts, video_outputs  # noqa: F401 - re-exported for the handler
+from simreel.contract.outputs import expected_artifacts, video_outputs  # noqa: F401 - re-exported for the handler
 
 DEFAULT_DURATION_S = 5.0
 

@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel.scenefiles import SceneFileError, SceneFileStore
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.transport.scenefiles import SceneFileError, SceneFileStore
 from simreel.sim.errors import SceneError
 from simreel.sim.package import sha256_file
 

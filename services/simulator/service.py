@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import asyncio
 
-from simreel import events as ev
-from simreel.bus import Bus
-from simreel.config import Settings
-from simreel.scenefiles import SceneFileStore
-from simreel.staging import staging_for
+from simreel.contract import events as ev
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
+from simreel.transport.scenefiles import SceneFileStore
+from simreel.transport.staging import staging_for
 
 from .scene_cache import SceneCache
 

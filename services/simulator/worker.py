@@ -13,7 +13,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from simreel.handoff import Handoff
+from simreel.transport.handoff import Handoff
 from simreel.sim import gymenv, policies
 from simreel.sim.gymenv import GymEpisodeRunner
 from simreel.sim.rollout import EpisodeRunner, EpisodeSummary, FrameOut
@@ -42,7 +42,7 @@ class WorkerJob:
     max_worlds: int = 64
     state_fields: tuple[str, ...] = ()  # qpos/qvel/sensordata (MJCF) or obs (gymnasium) per frame
     policy_source: bytes | None = None  # a `file:` policy's content, read from the request's files
-    streams: tuple[str, ...] = ("rgb",)  # planes of every frame, in this order (simreel.streams)
+    streams: tuple[str, ...] = ("rgb",)  # planes of every frame, in this order (simreel.contract.streams)
 
 
 # --- what the render thread says -------------------------------------------------------------------

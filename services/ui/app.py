@@ -10,19 +10,18 @@ import contextlib
 import json
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
 
 import msgspec
 from aiohttp import web
 
-from simreel import events as ev
-from simreel import keep as keeping
-from simreel import log as logs
-from simreel.projections import RunFilter, RunState
-from simreel.config import Limits
-from simreel.scene_name import scene_name
+from simreel.contract import events as ev
+from simreel.contract import keep as keeping
+from simreel.runtime import log as logs
+from simreel.readmodels.projections import RunFilter, RunState
+from simreel.runtime.config import UiConfig
+from simreel.contract.scene_name import scene_name
 from simreel.sim.package import sha256_file
 from simreel.store.base import ArtifactStore, StoreError, check_key
 
@@ -38,21 +37,8 @@ Publish = Callable[[ev.Event], Awaitable[Any]]
 
 
 
-@dataclass(frozen=True)
-class UiConfig:
-    host: str = "127.0.0.1"
-    port: int = 8787
-    token: str | None = None
-    max_upload_bytes: int = 16 * 1024 * 1024  # a JSON request
-    # An uploaded robot (MJCF with meshes, folder or .zip): each file, and the whole scene.
-    max_scene_file_bytes: int = Limits.max_scene_file_bytes
-    max_scene_bytes: int = Limits.max_scene_bytes
-    max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
-    page_limit: int = 500
-
-
 class SceneFiles(Protocol):
-    """What the ui uses of the scene-file store (simreel.scenefiles.SceneFileStore)."""
+    """What the ui uses of the scene-file store (simreel.transport.scenefiles.SceneFileStore)."""
 
     async def upload(self, local: dict[str, Path], files: dict[str, ev.SceneFile]) -> Any: ...
 
@@ -434,7 +420,7 @@ class Ui:
         finally:
             if upload is not None:
                 upload.close()
-        req = msgspec.structs.replace(req, event_id=f"req-{req.run_id}")
+        req = req.with_request_id()
         if req.run_id in self.live.index.runs:
             return _error(f"run {req.run_id} exists already", 409, field="run_id")
         await self.publish(req)

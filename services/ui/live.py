@@ -10,8 +10,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from simreel import events as ev
-from simreel.projections import RecorderState, RunsIndex, fold_recorder
+from simreel.contract import events as ev
+from simreel.readmodels.projections import RecorderState, RunsIndex, fold_recorder
 
 QUEUE_LIMIT = 2000
 

@@ -15,9 +15,10 @@ from typing import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
-from simreel import events as ev
-from simreel import framecodec, streams
-from simreel import log as logs
+from simreel.contract import events as ev
+from simreel.transport import framecodec
+from simreel.contract import streams
+from simreel.runtime import log as logs
 
 from .live import Live
 

@@ -11,33 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import secrets
 
 from aiohttp import web
 
+from simreel.runtime.config import TokenRequired, check_bind, is_loopback
+
+__all__ = ["TokenRequired", "check_bind", "is_loopback", "middleware"]
+
 AUTH_COOKIE = "simreel_ui"
 CSRF_COOKIE = "simreel_csrf"
 CSRF_HEADER = "X-CSRF-Token"
-
-
-class TokenRequired(SystemExit):
-    pass
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(host: str, token: str | None) -> None:
-    if not is_loopback(host) and not token:
-        raise TokenRequired(f"simreel ui: listening on {host} (not loopback) needs SIMREEL_UI_TOKEN; "
-                            "set it, or listen on 127.0.0.1")
 
 
 def _cookie_value(token: str) -> str:

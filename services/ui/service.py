@@ -12,45 +12,30 @@ from typing import Mapping
 
 from aiohttp import web
 
-from simreel import log as logs
-from simreel.bus import Bus
-from simreel.config import Settings
+from simreel.runtime import log as logs
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings, UiConfig
 from simreel.store.base import ArtifactStore
-from simreel.scenefiles import SceneFileStore
+from simreel.transport.scenefiles import SceneFileStore
 from simreel.store.settings import store_from_env
 
-from .app import Ui, UiConfig
+from .app import Ui
 from .live import Live
 from .preview import Previews
-from .security import check_bind
 
 NAME = "ui"
 
 
 def config_from_env(env: Mapping[str, str] = os.environ, *, host: str | None = None,
                     port: int | None = None) -> UiConfig:
-    """The ui's settings from the environment; `host`/`port` (command-line flags) win over it."""
-    def _int(name: str, default: int) -> int:
-        raw = env.get(name) or ""
-        try:
-            return int(raw) if raw else default
-        except ValueError:
-            raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-    cfg = UiConfig(host=host or env.get("SIMREEL_UI_HOST") or UiConfig.host,
-                   port=port if port is not None else _int("SIMREEL_UI_PORT", UiConfig.port),
-                   token=env.get("SIMREEL_UI_TOKEN") or None,
-                   max_upload_bytes=_int("SIMREEL_UI_MAX_UPLOAD_BYTES", UiConfig.max_upload_bytes),
-                   max_scene_file_bytes=_int("SIMREEL_MAX_SCENE_FILE_BYTES", UiConfig.max_scene_file_bytes),
-                   max_scene_bytes=_int("SIMREEL_MAX_SCENE_BYTES", UiConfig.max_scene_bytes))
-    check_bind(cfg.host, cfg.token)
-    return cfg
+    return UiConfig.from_env(env, host=host, port=port)
 
 
 async def follow_log(bus: Bus, live: Live) -> None:
     """Replay every event, then keep applying new ones as they are stored (no polling)."""
     announced = False
-    async for e in bus.follow("simreel.evt.>", caught_up=live.caught_up):
+    async for e in bus.follow(subjects.ALL_EVENTS, caught_up=live.caught_up):
         live.apply(e)
         if not announced and live.caught_up.is_set():
             announced = True

@@ -21,12 +21,12 @@ from typing import AsyncIterator, Protocol
 
 import msgspec
 
-from simreel import events as ev
-from simreel import subjects
-from simreel import log as logs
-from simreel.bus import Delivery
-from simreel.outputs import artifact_kind, video_file_name
-from simreel.staging import Staging
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.runtime import log as logs
+from simreel.transport.bus import Delivery
+from simreel.contract.outputs import artifact_kind, video_file_name
+from simreel.transport.staging import Staging
 from simreel.store.base import ArtifactStore, StoreRejectedError, make_key
 
 CONTENT_TYPES = {

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import asyncio
 
-from simreel import events as ev
-from simreel.bus import Bus
-from simreel.config import Settings
-from simreel.staging import AnyStaging
+from simreel.contract import events as ev
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
+from simreel.transport.staging import AnyStaging
 from simreel.store.settings import store_from_env
 
 from .handlers import Uploader

@@ -9,9 +9,9 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.client import Client
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 from simreel.media.stats import FrameStats
 
 pytestmark = pytest.mark.integration

@@ -81,7 +81,7 @@ def test_run_exit_code_is_nonzero_when_the_run_fails(tmp_path):
 
 def test_up_submit_runs_then_ctrl_c_leaves_no_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIMREEL_")}
-    from simreel.embedded import free_port
+    from simreel.stack.embedded import free_port
 
     ui_port = free_port()
     up = subprocess.Popen([*SIMREEL, "up", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),

@@ -12,9 +12,9 @@ from pathlib import Path
 import av
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.client import Client
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 
 from tests.support.runs import run_request, small_request
 

@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.framing import FramePacker
+from simreel.runtime.config import NatsSettings
+from simreel.transport.framing import FramePacker
 from simreel.recorder import RunRecorder
 
 pytestmark = pytest.mark.integration

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Bus
-from simreel.config import NatsSettings
-from simreel.framing import FramePacker
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import NatsSettings
+from simreel.transport.framing import FramePacker
 from tests.reliability.helpers import until
 
 pytestmark = pytest.mark.integration

@@ -5,10 +5,10 @@ from __future__ import annotations
 import nats.js.errors
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Bus, FramePublisher, connect
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus, FramePublisher, connect
+from simreel.runtime.config import NatsSettings
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import json
 import av
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 from tests.support.runs import run_request
 

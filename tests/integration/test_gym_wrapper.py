@@ -19,7 +19,7 @@ import av
 import gymnasium as gym
 import pytest
 
-from simreel import process_stack
+from simreel.stack import process_stack
 from simreel.gym import RecordVideo
 
 pytestmark = pytest.mark.integration
@@ -184,10 +184,10 @@ async def test_run_recorder_publishes_a_multi_episode_run(stack):
     """The engine under the wrapper, used directly: any frame source becomes stored videos."""
     import numpy as np
 
-    from simreel import events as ev
-    from simreel.bus import Bus
+    from simreel.contract import events as ev
+    from simreel.transport.bus import Bus
     from simreel.client import Client
-    from simreel.config import NatsSettings
+    from simreel.runtime.config import NatsSettings
     from simreel.recorder import RunRecorder
 
     bus = await Bus.connect(NatsSettings(url=stack.url))

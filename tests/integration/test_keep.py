@@ -17,10 +17,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from simreel import events as ev
-from simreel import keep
+from simreel.contract import events as ev
+from simreel.contract import keep
 from simreel.client import Client
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 from simreel.gym import RecordVideo
 from simreel.gym.vector import RecordVideo as VectorRecordVideo
 

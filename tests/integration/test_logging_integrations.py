@@ -7,7 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from simreel import process_stack
+from simreel.stack import process_stack
 from simreel.gym import RecordVideo
 from simreel.integrations import every, tensorboard_logger, wandb_logger
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import av
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 from tests.support.runs import run_request, small_request
 

@@ -17,9 +17,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from simreel import events as ev
-from simreel import streams
-from simreel.embedded import Stack
+from simreel.contract import events as ev
+from simreel.contract import streams
+from simreel.stack.embedded import Stack
 from simreel.gym import RecordVideo
 from simreel.media.lossless import read_frames
 from simreel.sim import perception

@@ -16,10 +16,11 @@ import gymnasium as gym
 import msgspec
 import pytest
 
-from simreel import events as ev
-from simreel import process_stack, subjects
-from simreel.bus import Bus
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.stack import process_stack
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import NatsSettings
 from simreel.gym import RecordVideo
 from simreel.recorder import RecorderError
 

@@ -13,19 +13,18 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import nats.js.errors
 import pytest
 from minio.error import S3Error
 
-from simreel import events as ev
-from simreel import keep
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import keep
+from simreel.contract import subjects
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.embedded import Stack
-from simreel.retention import RetentionIndex
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import Stack
+from simreel.readmodels.retention import RetentionIndex
 
 from tests.support.runs import run_request, small_request
 from tests.support.s3server import S3Server

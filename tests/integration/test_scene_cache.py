@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from simreel import events as ev
-from simreel.bus import Bus
-from simreel.config import NatsSettings
-from simreel.scenefiles import SceneFileStore
+from simreel.contract import events as ev
+from simreel.transport.bus import Bus
+from simreel.runtime.config import NatsSettings
+from simreel.transport.scenefiles import SceneFileStore
 from simreel.services.simulator.scene_cache import SceneCache
 
 pytestmark = pytest.mark.integration

@@ -11,11 +11,11 @@ import sys
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import subjects
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.scenefiles import SceneFileStore
+from simreel.runtime.config import NatsSettings
+from simreel.transport.scenefiles import SceneFileStore
 
 from tests.support.scenes import SCENE, stl
 from tests.support.stacks import running_stack

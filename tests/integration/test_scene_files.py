@@ -10,10 +10,10 @@ import nats
 import nats.js.errors
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.scenefiles import SceneFileStore
+from simreel.runtime.config import NatsSettings
+from simreel.transport.scenefiles import SceneFileStore
 from simreel.sim.package import pack
 
 from tests.support.runs import events_stream_exists, run_request
@@ -125,7 +125,7 @@ async def test_a_store_that_cannot_take_the_files_is_one_clear_error(nats_server
     """A scene-file store at its size limit: the client says which file and why, before any request."""
     from nats.js.api import ObjectStoreConfig
 
-    from simreel.scenefiles import SceneFileError
+    from simreel.transport.scenefiles import SceneFileError
 
     nc = await nats.connect(nats_server.url)
     try:

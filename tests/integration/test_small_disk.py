@@ -19,11 +19,11 @@ from pathlib import Path
 import nats
 import pytest
 
-from simreel import bus as simreel_bus
-from simreel import subjects
-from simreel.bus import FRAMES_MIN_BYTES, Bus, FramesStorageError
-from simreel.config import NatsSettings
-from simreel.embedded import NatsServer
+from simreel.transport import bus as simreel_bus
+from simreel.contract import subjects
+from simreel.transport.bus import FRAMES_MIN_BYTES, Bus, FramesStorageError
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -125,7 +125,7 @@ def test_a_disk_too_small_is_one_line(tmp_path):
 
 
 def test_sizes_parse_like_an_operator_writes_them():
-    from simreel.envvars import parse_size
+    from simreel.runtime.envvars import parse_size
 
     assert [parse_size(s) for s in ("123", "512MiB", "2GiB", "1.5G", "800MB", "64 mib")] == [
         123, 512 * MiB, 2 * 1024 * MiB, 1_500_000_000, 800_000_000, 64 * MiB]

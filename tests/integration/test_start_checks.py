@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from simreel import events as ev
-from simreel.embedded import free_port
+from simreel.contract import events as ev
+from simreel.stack.embedded import free_port
 from simreel.store import S3Store, StoreRejectedError
 from tests.support.s3server import S3Server
 from tests.support.uploads import deliver, staged_video

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from simreel import events as ev
-from simreel.retention import RetentionIndex
+from simreel.contract import events as ev
+from simreel.readmodels.retention import RetentionIndex
 from simreel.store import S3Store, StoreError, make_key, store_from_env
 from tests.reliability.helpers import until
 from tests.support.s3server import S3Server

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from simreel import events as ev
-from simreel.bus import Bus, Delivery, handler_events
-from simreel.config import Limits, NatsSettings, Settings
+from simreel.contract import events as ev
+from simreel.transport.bus import Bus, Delivery, handler_events
+from simreel.runtime.config import Limits, NatsSettings, Settings
 from simreel.services.simulator.handlers import Simulator
 
 pytestmark = pytest.mark.integration

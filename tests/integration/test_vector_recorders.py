@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from gymnasium.vector import AutoresetMode
 
-from simreel import process_stack
+from simreel.stack import process_stack
 from simreel.gym.vector import KeepFinalFrame
 from simreel.gym.vector import RecordVideo as SimreelVectorRecordVideo
 

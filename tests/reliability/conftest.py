@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from simreel.embedded import SERVICES, Stack
+from simreel.stack.embedded import SERVICES, Stack
 
 # Quick redelivery after a kill, a short shutdown grace so teardown never waits long, info logs.
 BASE_ENV = {

@@ -23,11 +23,11 @@ import nats
 import nats.errors
 from nats.js import api
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Bus, connect
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus, connect
 from simreel.client import Client, RunResult
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 
 # --- requests ------------------------------------------------------------------------------------
 

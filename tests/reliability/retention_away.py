@@ -10,10 +10,10 @@ import os
 import signal
 import sys
 
-from simreel import events as ev
-from simreel.bus import Bus, connect
-from simreel.config import NatsSettings
-from simreel.retention import RetentionIndex
+from simreel.contract import events as ev
+from simreel.transport.bus import Bus, connect
+from simreel.runtime.config import NatsSettings
+from simreel.readmodels.retention import RetentionIndex
 from simreel.services.retention.service import follow_index
 
 from .helpers import until

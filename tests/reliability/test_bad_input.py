@@ -2,17 +2,15 @@
 while the services keep serving: one stack for the module, a good run at the end."""
 from __future__ import annotations
 
-import asyncio
 import os
-from pathlib import Path
 
 import msgspec
 import pytest
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.embedded import Stack
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import Stack
 
 from .conftest import BASE_ENV
 from .helpers import (Tap, frames_in_stream, frames_of, mp4_frame_count, replay, request, submit, until,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from simreel.bus import Delivery
+from simreel.transport.bus import Delivery
 from simreel.services.simulator.handlers import _judge_history
 
 

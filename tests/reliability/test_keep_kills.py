@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from simreel import events as ev
-from simreel import keep
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.contract import keep
+from simreel.runtime.config import NatsSettings
 
 from .helpers import (GATED_POLICY, Gate, Tap, claimed, frames_in_stream, holder_of, kill, request, sha256_file,
                       submit, until, wait_result)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from simreel import events as ev
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.runtime.config import NatsSettings
 
 from .helpers import expected_keys, mp4_frame_count, replay, request, submit, wait_result
 

@@ -3,7 +3,6 @@ cluster (R3 streams) is killed mid-run. Services reconnect on their own and the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import shutil
 import signal
@@ -11,14 +10,13 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-import nats
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Bus, connect
-from simreel.config import NatsSettings
-from simreel.embedded import _wait_port, free_port, nats_server_binary, stop_process
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus, connect
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import _wait_port, free_port, nats_server_binary, stop_process
 
 from .helpers import (Tap, expected_keys, frames_in_stream, frames_of, mp4_frame_count, replay, request,
                       stored_counts, submit, until, wait_result_alive)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.runtime.config import NatsSettings
 
 from .helpers import (GATED_POLICY, Gate, Tap, claimed, frames_in_stream, frames_of, holder_of, kill,
                       mp4_frame_count, request, sha256_file, submit, until, wait_result)

@@ -18,7 +18,7 @@ import sys
 import nats
 import pytest
 
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 
 from tests.support.s3server import S3Server
 

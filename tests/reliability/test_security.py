@@ -10,8 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from simreel import events as ev
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 
 from .helpers import expected_keys, replay, request, stored_counts, submit, wait_result
 
@@ -84,7 +83,7 @@ async def test_auth_tls_and_no_secret_in_logs(make_stack, s3server, tmp_path):
     assert all(a.url.startswith(s3server.url) for a in result.artifacts)
 
     # Nobody else gets in.
-    from simreel.bus import _tls_context
+    from simreel.transport.bus import _tls_context
     tls = _tls_context(good)
     reasons = [
         await _refused(stack.url, tls=tls),  # TLS but no credentials

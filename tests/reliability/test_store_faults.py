@@ -10,9 +10,9 @@ import signal
 
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.config import NatsSettings
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.runtime.config import NatsSettings
 
 from .helpers import (Tap, claimed, expected_keys, kill, replay, request, stored_counts, submit, until,
                       wait_result)

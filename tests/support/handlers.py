@@ -1,6 +1,6 @@
 """Handlers without NATS: "given these events, these events come out".
 
-`MemoryBus` is the part of simreel.bus.Bus that handlers and their helpers use (publish, look up the
+`MemoryBus` is the part of simreel.transport.bus.Bus that handlers and their helpers use (publish, look up the
 last event of a subject, publish and read frames), kept in lists. `Given` feeds events to a handler
 through the same `handler_events` the real bus uses, and records what comes out in the MemoryBus as
 the real bus would publish it. Delivery rules (acks, retries, dead letters) are tested on a real
@@ -15,9 +15,9 @@ from typing import Any
 
 import nats.errors
 
-from simreel import events as ev
-from simreel import subjects
-from simreel.bus import Delivery, Handler, Logged, handler_events
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Delivery, Handler, Logged, handler_events
 
 
 @dataclass

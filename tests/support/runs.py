@@ -7,9 +7,9 @@ import time
 import nats.errors
 import nats.js.errors
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.client import Client, RunResult
-from simreel.config import NatsSettings
+from simreel.runtime.config import NatsSettings
 
 
 async def run_request(url: str, req: ev.SimRequested, timeout: float = 120.0) -> tuple[RunResult, list[ev.Event]]:

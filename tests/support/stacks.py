@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from simreel.embedded import Stack
+from simreel.stack.embedded import Stack
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
-from simreel.embedded import SERVICES, Stack, free_port
+from simreel.stack.embedded import SERVICES, Stack, free_port
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

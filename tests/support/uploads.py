@@ -6,9 +6,9 @@ import hashlib
 import os
 from pathlib import Path
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.services.uploader.handlers import Uploader
-from simreel.staging import DirStaging
+from simreel.transport.staging import DirStaging
 from simreel.store.base import ArtifactStore
 from tests.support.handlers import Given, MemoryBus
 

@@ -7,7 +7,7 @@ import pytest
 
 _CHURN = """
 import resource, sys
-from simreel.allocator import prefault, reuse_freed_buffers
+from simreel.runtime.allocator import prefault, reuse_freed_buffers
 if sys.argv[1] == "tuned":
     assert reuse_freed_buffers() and reuse_freed_buffers()
 if sys.argv[1] == "prefaulted":

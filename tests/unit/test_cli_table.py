@@ -4,10 +4,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.cli import artifact_table
 from simreel.client import RunResult
-from simreel.projections import RunState
+from simreel.readmodels.projections import RunState
 
 RUN = "3f2a9c41d5e84b0fa1c2d3e4f5a6b7c8"  # as long as a generated run id
 

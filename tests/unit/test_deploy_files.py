@@ -11,7 +11,7 @@ import pytest
 
 import yaml  # noqa: E402 - PyYAML is in the test extras
 
-from simreel.embedded import nats_server_binary
+from simreel.stack.embedded import nats_server_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"simulator", "encoder", "uploader", "retention", "ui"}
@@ -84,7 +84,7 @@ def _tool_version(*cmd: str) -> str:
 
 
 def test_compose_nats_and_s3_run_the_versions_the_tests_run(compose):
-    from simreel import binaries
+    from simreel.stack import binaries
 
     nats = compose["services"]["nats"]
     tested = re.search(r"v(\d+\.\d+\.\d+)", _tool_version(nats_server_binary(), "--version")).group(1)

@@ -69,7 +69,7 @@ def test_depth_and_segmentation_agree_with_the_gl_engine(mjwarp_warm):
     """The ray tracer's depth and ids against mujoco.Renderer's (the GL engine) for the same seeded
     state: the same encodings, the same objects at the same pixels but for edge pixels (rays through
     pixel centres against rasterised coverage), depth within a few millimetres where both see one."""
-    from simreel import streams
+    from simreel.contract import streams
 
     model, _ = resolve_scene(MJWARP_SCENE)
     shape = {}

@@ -5,9 +5,9 @@ import typing
 import msgspec
 import pytest
 
-from simreel import events as ev
-from simreel import keep
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import keep
+from simreel.contract import subjects
 
 
 # One example of every event type, with optional fields set away from their defaults so that a field

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from simreel import events as ev
-from simreel import framecodec
-from simreel.framing import FrameAssembler, FramePacker, FrameSequenceError, inflate
+from simreel.contract import events as ev
+from simreel.transport import framecodec
+from simreel.transport.framing import FrameAssembler, FramePacker, FrameSequenceError, inflate
 
 try:
     from compression import zstd

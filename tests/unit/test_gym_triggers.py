@@ -245,7 +245,7 @@ def test_frames_must_keep_their_size(tmp_path):
 
 
 def test_announces_at_each_episode_boundary_and_at_close_never_inside_step(tmp_path):
-    from simreel import events as ev
+    from simreel.contract import events as ev
 
     rec = ListRecorder()
     env = RecordVideo(Toy(), str(tmp_path), episode_trigger=lambda e: e % 2 == 0, recorder=rec)

@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simreel import events as ev
-from simreel import keep
-from simreel.config import Limits, Settings
-from simreel.retention import Policy, RetentionIndex
-from simreel.run_publisher import EpisodeOutcome, RunPublisher
+from simreel.contract import events as ev
+from simreel.contract import keep
+from simreel.runtime.config import Limits, Settings
+from simreel.readmodels.retention import Policy, RetentionIndex
+from simreel.transport.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.services.encoder.handlers import Encoder
 from simreel.services.retention.handlers import Retention
 from simreel.services.simulator.handlers import Simulator
 from simreel.services.uploader.handlers import Uploader
-from simreel.staging import DirStaging
+from simreel.transport.staging import DirStaging
 from simreel.store import LocalStore
 from tests.support.handlers import Given, MemoryBus
 
@@ -380,7 +380,7 @@ async def test_retention_dry_run_says_what_it_would_delete_and_deletes_nothing(t
 def test_an_undecodable_request_with_a_readable_run_id_fails_on_its_own_run(body, field, says):
     import json
 
-    from simreel.bus import Delivery
+    from simreel.transport.bus import Delivery
     from simreel.services.simulator.handlers import refuse_undecodable_request
 
     data = json.dumps({"type": "SimRequested", "run_id": "plain-1", "scene": "cartpole", **body}).encode()
@@ -394,7 +394,7 @@ def test_an_undecodable_request_with_a_readable_run_id_fails_on_its_own_run(body
 @pytest.mark.parametrize("data", [b"not json", b'{"type": "SimRequested", "run_id": "has spaces"}',
                                   b'{"type": "VideoAvailable", "run_id": "r1"}', b"[1, 2]"])
 def test_without_a_readable_run_id_there_is_nobody_to_tell(data):
-    from simreel.bus import Delivery
+    from simreel.transport.bus import Delivery
     from simreel.services.simulator.handlers import refuse_undecodable_request
 
     assert refuse_undecodable_request(data, ValueError("x"), Delivery("simreel.evt.sim.requested", 1, 9)) == []

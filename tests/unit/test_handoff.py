@@ -2,7 +2,7 @@
 import asyncio
 import threading
 
-from simreel.handoff import Handoff
+from simreel.transport.handoff import Handoff
 
 
 async def test_items_arrive_in_order_and_the_byte_bound_blocks_the_producer():

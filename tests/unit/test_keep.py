@@ -4,8 +4,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from simreel import events as ev
-from simreel import keep as K
+from simreel.contract import events as ev
+from simreel.contract import keep as K
 
 
 def outcomes(returns, terminated=()):

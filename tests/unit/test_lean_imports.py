@@ -23,12 +23,12 @@ def test_recorder_process_loads_no_encoder_ui_or_console_libraries():
 def test_hidden_libraries_still_import_and_websockets_get_aiohttp_back():
     code = """
 import json, sys
-import simreel.bus, simreel.log
+import simreel.transport.bus, simreel.runtime.log
 import nats.aio.transport as t
 before = t.aiohttp is None
 import rich.console, aiohttp, simreel.media
 simreel.media.Mp4Writer  # the lazy package still hands out its names
-from simreel import lean_imports
+from simreel.runtime import lean_imports
 lean_imports.websockets()
 print(json.dumps({"hidden_before": before, "ws_ready": t.aiohttp is aiohttp, "av": "av" in sys.modules}))
 """

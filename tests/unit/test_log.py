@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from simreel import log as logs
+from simreel.runtime import log as logs
 
 
 @pytest.fixture

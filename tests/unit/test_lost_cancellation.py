@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from services.encoder.prefetch import Prefetch
-from simreel.cancel import raise_if_cancel_lost
+from simreel.runtime.cancel import raise_if_cancel_lost
 
 
 class LosingSub:
@@ -73,5 +73,29 @@ async def test_a_loop_reading_after_a_dropped_cancellation_ends():
 
 
 @pytest.mark.asyncio
-async def test_no_cancellation_no_raise():
-    raise_if_cancel_lost()  # a task nobody cancelled reads on
+async def test_a_reader_nobody_cancelled_reads_on():
+    async def reader() -> int:
+        reads = 0
+        for _ in range(3):
+            await asyncio.sleep(0)
+            reads += 1
+            raise_if_cancel_lost()
+        return reads
+
+    assert await asyncio.wait_for(reader(), 5) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_cancellation_handled_and_withdrawn_does_not_end_the_reader():
+    async def reader() -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            asyncio.current_task().uncancel()  # handled: this task chose to carry on
+        raise_if_cancel_lost()
+        return "read on"
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await asyncio.wait_for(task, 5) == "read on"

@@ -92,7 +92,7 @@ def test_same_frames_same_bytes_different_frames_different(tmp_path):
 
 _CHILD = """
 import sys
-from simreel import log; log.setup("warning")
+from simreel.runtime import log; log.setup("warning")
 from simreel.media import Mp4Writer
 from simreel.media.synthetic import moving_pattern
 with Mp4Writer(sys.argv[1], width=160, height=120, fps=30) as w:

@@ -16,9 +16,9 @@ import mujoco
 import numpy as np
 import pytest
 
-from simreel import events as ev
-from simreel import outputs, streams
-from simreel.config import Limits, Settings
+from simreel.contract import events as ev
+from simreel.contract import outputs, streams
+from simreel.runtime.config import Limits, Settings
 from simreel.media.colormap import VIRIDIS, DepthColours, segmentation_rgb
 from simreel.media.lossless import LosslessWriter, read_frames
 from simreel.services.encoder.handlers import Encoder
@@ -27,7 +27,7 @@ from simreel.sim import engines as sim_engines
 from simreel.sim import perception
 from simreel.sim.policies import make_policy
 from simreel.sim.rollout import EpisodeRunner
-from simreel.staging import DirStaging
+from simreel.transport.staging import DirStaging
 from tests.support.handlers import Given, MemoryBus
 
 W, H = 64, 48
@@ -348,7 +348,7 @@ def test_the_gym_drop_in_refuses_streams_an_env_cannot_give_at_construction(tmp_
 
 
 def test_the_uis_live_preview_shows_the_rgb_plane_of_a_frame_with_streams():
-    from simreel import framecodec
+    from simreel.transport import framecodec
     from simreel.services.ui import preview
 
     wanted = streams.frame_streams(["rgb", "depth", "segmentation"])

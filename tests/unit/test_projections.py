@@ -1,6 +1,6 @@
 """A run's status is a fold over its events."""
-from simreel import events as ev
-from simreel.projections import RunState, fold_runs
+from simreel.contract import events as ev
+from simreel.readmodels.projections import RunState, fold_runs
 
 
 def _stored(run, key):
@@ -45,7 +45,7 @@ def test_fold_runs_groups_by_run_and_skips_unattributable_dead_letters():
 
 
 def test_runs_index_pages_newest_first_and_follows_changes():
-    from simreel.projections import RunFilter, RunsIndex
+    from simreel.readmodels.projections import RunFilter, RunsIndex
 
     idx = RunsIndex()
     for i in range(120):
@@ -81,3 +81,22 @@ def test_a_discarded_episode_takes_its_videos_off_the_expected_count():
     s.apply(_decided(False, "r1", 1, 1))
     assert s.status == "completed" and s.expected_now == 4
     assert s.summary()["discarded"] == 1
+
+
+def test_derived_figures_live_on_the_run():
+    req = ev.SimRequested(run_id="r1", scene="cartpole", episodes=2,
+                          outputs=ev.OutputSpec(formats=["mp4", "gif"], layout="per-episode"))
+    s = RunState("r1")
+    assert (s.expected_videos, s.latest_attempt, s.finished) == (None, 0, False)
+    s.apply(req)
+    assert s.expected_videos == 4  # 2 formats x 2 episodes, known from the request
+    s.apply(_started("r1", 1))
+    assert s.latest_attempt == 1 and s.expected_videos == 1  # the start names what runs: 1 episode, mp4
+    s.apply(ev.SimCompleted(run_id="r1", attempt=1, episodes=1, frames=3, wall_s=1, session="s", expected_artifacts=2))
+    s.apply(_stored("r1", "a"))
+    s.apply(_stored("r1", "b"))
+    s.apply(ev.ArtifactDeleted(run_id="r1", session="s", key="a", bucket="", reason="manual"))
+    assert (s.stored_artifacts, s.live_artifact_count, s.status) == (2, 1, "completed")
+    row = s.summary()
+    assert (row["artifacts"], row["stored_artifacts"], row["expected_videos"], row["finished"], row["attempt"]) == \
+        (1, 2, 1, True, 1)

@@ -1,6 +1,6 @@
 """Retention decisions are a pure function of the artifact events and the policy."""
-from simreel import events as ev
-from simreel.retention import Policy, RetentionIndex
+from simreel.contract import events as ev
+from simreel.readmodels.retention import Policy, RetentionIndex
 
 
 def _stored(key, ts, session="s", kind="video", size=100, run="r"):

@@ -1,5 +1,5 @@
 """Which scene files retention may delete: given these events, these files go (and only after the grace)."""
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.services.retention.scene_files import SceneFileIndex
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64

@@ -1,8 +1,8 @@
 """The simulator's decisions before any rendering: limits, seeds, frame counts, expected outputs."""
 import pytest
 
-from simreel import events as ev
-from simreel.config import Limits
+from simreel.contract import events as ev
+from simreel.runtime.config import Limits
 from simreel.services.simulator import plan
 
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from simreel import process_stack, service
-from simreel.embedded import Stack, stop_process
+from simreel.stack import process_stack, service
+from simreel.stack.embedded import Stack, stop_process
 
 # A child that ignores SIGTERM, as a service stuck in a blocking call does.
 DEAF = [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"]

@@ -185,7 +185,7 @@ async def test_s3_missing_source_fails_before_any_request(tmp_path):
 
 
 async def test_unreachable_server_gives_up_with_a_clear_error_and_no_secret_in_logs(tmp_path, library_state, caplog):
-    from simreel.log import FIELDS_ATTR
+    from simreel.runtime.log import FIELDS_ATTR
     from simreel.store import StoreError
 
     src = tmp_path / "v.mp4"

@@ -1,8 +1,8 @@
 """Subject names are written and read in one place."""
 import pytest
 
-from simreel import events as ev
-from simreel import subjects
+from simreel.contract import events as ev
+from simreel.contract import subjects
 
 
 def test_frames_subjects_round_trip():
@@ -23,3 +23,17 @@ def test_per_run_and_all_runs_subjects_agree_with_where_events_are_published():
     assert subjects.subject_for(e) == subjects.of_run(ev.SimStarted, "r9")
     assert subjects.all_of(ev.SimStarted) == "simreel.evt.sim.started.*"
     assert subjects.run_frames("r9", 1) == "simreel.frames.r9.1.>"
+
+
+def test_subject_names_are_written_only_in_subjects():
+    """Every other module names subjects through simreel.contract.subjects, so a rename has one place to go."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    literal = re.compile(r"""f?["']simreel\.(evt|frames)[.>"']""")
+    found = [f"{p.relative_to(root)}:{n}" for p in [*(root / "libs").rglob("*.py"), *(root / "services").rglob("*.py")]
+             if p.name != "subjects.py"
+             for n, line in enumerate(p.read_text().splitlines(), 1)
+             if literal.search(line) and not line.lstrip().startswith("#")]
+    assert found == []

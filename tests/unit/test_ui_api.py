@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.services.ui.app import Ui, UiConfig, field_of
 from simreel.services.ui.live import Live
 from simreel.services.ui.security import TokenRequired, check_bind

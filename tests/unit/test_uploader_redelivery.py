@@ -3,8 +3,8 @@ JetStream's 2-minute duplicate window the second ArtifactStored is kept as a new
 with the size and digest of the stored object: retention sums those sizes for max-bytes policies."""
 from __future__ import annotations
 
-from simreel import events as ev
-from simreel.retention import RetentionIndex
+from simreel.contract import events as ev
+from simreel.readmodels.retention import RetentionIndex
 from simreel.store import LocalStore
 from tests.support.uploads import deliver, staged_video
 

@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from simreel.runtime import config
 from simreel.bench.worker import parse_option, parse_res
 
 __all__ = ["register", "main", "run_backend", "run_engine", "cmd_render", "cmd_compare", "cmd_scenes"]
@@ -333,7 +334,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--json", default=None, metavar="PATH", help="also write JSON ('-' = JSON only, to stdout)")
     s.set_defaults(func=cmd_scenes)
 
-    from .pipeline import register as register_pipeline
+    from simreel.bench.pipeline import register as register_pipeline
 
     register_pipeline(sub)
 
@@ -351,9 +352,9 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Standalone entry (`python -m simreel.bench ...`), same commands as `simreel bench ...`."""
-    from simreel import log
+    from simreel.runtime import log
 
-    log.setup(level=os.environ.get("SIMREEL_LOG_LEVEL", "warning"))
+    log.setup(level=config.log_level(default="warning"))
     parser = argparse.ArgumentParser(prog="python -m simreel.bench")
     subs = parser.add_subparsers(dest="command")
     register(subs)

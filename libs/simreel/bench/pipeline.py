@@ -22,14 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import events as ev
-from ..bus import Bus
-from ..client import Client
-from ..config import NatsSettings
-from ..embedded import Stack
-from ..framing import FramePacker
-from ..media.mp4 import Mp4Writer, _x264_asm
-from ..media.synthetic import moving_pattern
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.client import Client
+from simreel.runtime.config import NatsSettings
+from simreel.stack.embedded import Stack
+from simreel.transport.framing import FramePacker
+from simreel.media.mp4 import Mp4Writer, _x264_asm
+from simreel.media.synthetic import moving_pattern
 
 DISTINCT = 32
 
@@ -51,12 +52,12 @@ async def _publish_frames(bus: Bus, run_id: str, width: int, height: int, n: int
     pending = []
     for i in range(n):
         for b in packer.add(i, i / 30, pixels[i % len(pixels)]):
-            pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+            pending.append(await bus.publish_frame_data(subjects.frames(run_id, 1, 0), ev.encode_frames(b), None))
         if len(pending) > 64:
             await asyncio.gather(*pending)
             pending = []
     for b in packer.flush(last=True):
-        pending.append(await bus.js.publish_async(f"simreel.frames.{run_id}.1.0", ev.encode_frames(b)))
+        pending.append(await bus.publish_frame_data(subjects.frames(run_id, 1, 0), ev.encode_frames(b), None))
     await asyncio.gather(*pending)
 
 
@@ -76,14 +77,18 @@ async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, heig
         procs = [stack.start_service("encoder", env) for _ in range(encoders)]
         await _until_pulling(bus, "encoder", encoders)
         waiting = set(runs)
-        sub = await bus.nc.subscribe("simreel.evt.video.available.*")
+        videos: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def _video(_subject: str, data: bytes) -> None:
+            videos.put_nowait(data)
+
+        sub = await bus.listen(subjects.all_of(ev.VideoAvailable), _video)
         cpu0 = sum(_cpu_s(p.pid) for p in procs)
         t0 = time.perf_counter()
         for rid in runs:
             await bus.publish(_started(rid, width, height, 30, n))
         while waiting:
-            msg = await sub.next_msg(timeout=600)
-            e = ev.decode(msg.data)
+            e = ev.decode(await asyncio.wait_for(videos.get(), 600))
             waiting.discard(e.run_id)
             _LAST_CPU["sha256"] = e.sha256
         elapsed = time.perf_counter() - t0
@@ -107,12 +112,8 @@ async def _until_pulling(bus: Bus, consumer: str, n: int, timeout: float = 60.0)
     """Wait until `n` processes are waiting on the consumer, so process start-up is not timed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            info = await bus.js.consumer_info("EVENTS", consumer)
-            if (info.num_waiting or 0) >= n:
-                return
-        except Exception:  # noqa: BLE001 - not created yet
-            pass
+        if await bus.waiting_pullers(consumer) >= n:
+            return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"{n} {consumer} process(es) did not start pulling within {timeout:.0f}s")
 

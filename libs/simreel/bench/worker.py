@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from simreel import log
+from simreel.runtime import config, log
 
 __all__ = ["main", "run_jobs", "parse_res", "summarize"]
 
@@ -98,7 +98,7 @@ def _one_job(scene: str, width: int, height: int, quality: str, *, frames: int, 
     import mujoco
 
     from simreel.bench.png import write_png
-    from simreel.sim import loader, policies, rollout
+    from simreel.sim import policies, rollout
 
     model, label = load_scene(scene, width, height)
     cam = rollout.make_camera(model, camera)
@@ -181,7 +181,7 @@ def _engine_job(engine: str, scene: str, width: int, height: int, quality: str, 
     """The GL job's loop (physics to frame k/fps with the sine policy, then render), on a batch of
     `worlds`. `fps` counts every world's frame; `fps_per_world` is what one episode sees."""
     from simreel.bench.png import write_png
-    from simreel.sim import engines, loader, policies, rollout
+    from simreel.sim import engines, policies, rollout
 
     model, label = load_scene(scene, width, height)
     eng = engines.create(engine, model, width=width, height=height, cameras=[camera], worlds=worlds,
@@ -347,7 +347,7 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    log.setup(level=os.environ.get("SIMREEL_LOG_LEVEL", "warning"))  # stderr; stdout is for the JSON
+    log.setup(level=config.log_level(default="warning"))  # stderr; stdout is for the JSON
     args = build_parser().parse_args(argv)
     args.scene = args.scene or ["cartpole"]
     args.res = args.res or [(640, 480)]

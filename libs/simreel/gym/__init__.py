@@ -46,22 +46,23 @@ import msgspec
 import numpy as np
 from gymnasium import logger as gym_logger
 
-from .. import events as ev
-from .. import log as logs
-from .. import streams as stream_planes
-from .. import subjects
-from ..capture import CaptureState, describe_trigger
-from ..keep import Outcome, wire_rule
-from ..keep import describe as describe_keep
-from ..config import NatsSettings
-from .files import jsonable as _jsonable
-from .files import link as _link
-from .files import local_name as _local_name
-from .files import run_prefix as _run_prefix
-from .clips import recorded_video, video_artifact
-from .video_info import RecordedVideo
-from ..recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
-from .keeping import Candidates
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.contract import streams as stream_planes
+from simreel.contract import subjects
+from simreel.capture import CaptureState, describe_trigger
+from simreel.contract.keep import Outcome, wire_rule
+from simreel.contract.keep import describe as describe_keep
+from simreel.runtime.config import NatsSettings
+from simreel.gym.files import jsonable as _jsonable
+from simreel.gym.files import link as _link
+from simreel.gym.files import local_name as _local_name
+from simreel.gym.files import run_prefix as _run_prefix
+from simreel.gym.clips import recorded_video, video_artifact
+from simreel.gym.video_info import RecordedVideo
+from simreel.recorder import DEFAULT_QUEUE_BYTES, RecordedRun, RecorderError, RecorderThread
+from simreel.gym.keeping import Candidates
 
 __all__ = ["RecordVideo", "RecordedVideo", "RecordingError", "capped_cubic_video_schedule", "every_episode"]
 
@@ -102,6 +103,9 @@ def capped_cubic_video_schedule(episode_id: int) -> bool:
     return episode_id % 1000 == 0
 
 
+capped_cubic_video_schedule.description = "episodes 0, 1, 8, 27, …, 729, then every 1000th"  # type: ignore[attr-defined]
+
+
 def every_episode(episode_id: int) -> bool:
     """The trigger of a recorder with `keep=` and no trigger: every episode is a candidate."""
     return True
@@ -131,7 +135,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     - `nats_url`: a simreel bus; default `SIMREEL_NATS_URL`, and when neither is set, the embedded stack.
     - `session`: retention group of the videos (part of their keys).
-    - `outputs`: `simreel.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
+    - `outputs`: `simreel.contract.events.OutputSpec` (formats, crf, preset, telemetry); default MP4 + telemetry.
     - `timeout`: how long `close()` waits for the last videos to be stored (seconds).
     - `max_queue_bytes`: frames waiting for the publisher thread (default 4 MiB, ~4 frames of 640×480);
       `step()` blocks beyond it, which happens only while NATS starts or the bus is slow.
@@ -143,7 +147,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
       docs/events.md) and a colour preview `{name}-depth.mp4` beside the video. Other envs, and
       segmentation (Gymnasium's renderer does not offer it), are refused here with the reason.
     - `keep`: which recorded episodes keep their video, decided when each ends: a rule of
-      `simreel.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.keep.Outcome`) -> bool
+      `simreel.contract.keep` (`keep.failures() | keep.worst(5)`) or a callable(`simreel.contract.keep.Outcome`) -> bool
       (index, seed, length, episode_return, terminated, truncated, info). `episode_trigger` still
       picks the candidates; with `keep` and no trigger every episode is one. A discarded episode
       leaves no video (its telemetry and report are stored) and is listed in `discarded`.
@@ -238,7 +242,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.keep = keep
         self._final_info: dict[str, Any] = {}
         self._log = _quiet_logger() if disable_logger else logs.get(__name__)
-        self._nats_url = nats_url or os.environ.get("SIMREEL_NATS_URL") or None
+        self._nats_url = nats_url or config.nats_url()
         self._max_queue_bytes = int(max_queue_bytes)
         self._run_tag = uuid.uuid4().hex[:8]
         self._recorder: RecorderThread | None = recorder
@@ -486,7 +490,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         planes = [self._depth_plane()] if "depth" in self._streams else []
         if first:
             if planes:  # the depth preview's range: this recording's first frame
-                from ..sim import perception
+                from simreel.sim import perception
 
                 model = self.env.unwrapped.model
                 self._perception = perception.perception(
@@ -507,7 +511,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         render was not an offscreen one of this size."""
         import mujoco
 
-        from ..sim import perception
+        from simreel.sim import perception
 
         u = self.env.unwrapped
         r = u.mujoco_renderer
@@ -565,7 +569,7 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._gl = {}
             if getattr(self.env.unwrapped, "mujoco_renderer", None) is not None:
                 try:
-                    from ..sim.gl import gl_info
+                    from simreel.sim.gl import gl_info
 
                     info = gl_info()
                     self._gl = {"backend": info.get("backend", ""), "renderer": info.get("renderer", "")}
@@ -613,11 +617,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if not isinstance(c, ev.CaptureControlRequested):
                 continue
             if c.action == "every" and c.every is None:
-                self._recorder.publish(ev.DeadLettered(
-                    event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+                self._recorder.publish(ev.DeadLettered.of(
+                    f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
                     subject=subjects.recorder_control(self.recorder_id),
                     reason='action "every" needs a number: {"action": "every", "every": N}',
-                    payload_preview=ev.encode(c).decode()[:500]))
+                    payload=ev.encode(c), preview_bytes=500))
                 continue
             self.capture.apply(c.action, c.every, self.episode_id)
             self._recorder.publish(ev.CaptureControlApplied(
@@ -629,11 +633,11 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _apply_keep(self, c: ev.KeepRuleRequested) -> None:
         """Another keep rule from this episode on; candidates the old rule still holds are decided by it."""
         if self.step_trigger is not None or self.video_length != float("inf"):
-            self._recorder.publish(ev.DeadLettered(
-                event_id=f"dead-recorder-{c.event_id}"[:64], run_id=self.recorder_id, service="recorder",
+            self._recorder.publish(ev.DeadLettered.of(
+                f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
                 subject=subjects.recorder_keep(self.recorder_id),
                 reason="keep rules decide on whole episodes; this recorder records step_trigger / video_length clips",
-                payload_preview=ev.encode(c).decode()[:500]))
+                payload=ev.encode(c), preview_bytes=500))
             return
         if self._candidates is not None:
             with contextlib.suppress(RecorderError):

@@ -15,12 +15,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .. import events as ev
-from ..recorder import RecordedRun, RecorderThread
-from ..keep import Outcome
-from .files import jsonable, link, local_name, run_prefix
-from .keeping import Candidates
-from .video_info import RecordedVideo
+from simreel.contract import events as ev
+from simreel.recorder import RecordedRun, RecorderThread
+from simreel.contract.keep import Outcome
+from simreel.gym.files import jsonable, link, local_name, run_prefix
+from simreel.gym.keeping import Candidates
+from simreel.gym.video_info import RecordedVideo
 
 VideoCallback = Callable[[RecordedVideo], None]
 

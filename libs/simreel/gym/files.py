@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..outputs import video_file_name
+from simreel.contract.outputs import video_file_name
 
 
 def jsonable(x: Any) -> Any:

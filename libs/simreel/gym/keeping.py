@@ -9,10 +9,10 @@ from typing import Any
 
 from gymnasium import logger as gym_logger
 
-from .. import keep as keeping
-from ..recorder import RecordedRun, RecorderThread
-from ..recorder.run import ATTEMPT
-from ..run_publisher import decision_event
+from simreel.contract import keep as keeping
+from simreel.recorder import RecordedRun, RecorderThread
+from simreel.recorder.run import ATTEMPT
+from simreel.transport.run_publisher import decision_event
 
 
 class Candidates:

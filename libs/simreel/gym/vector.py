@@ -34,13 +34,14 @@ import numpy as np
 from gymnasium import logger as gym_logger
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from .. import events as ev
-from .. import log as logs
-from ..config import NatsSettings
-from ..recorder import DEFAULT_QUEUE_BYTES, RecorderThread
-from . import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
-from .clips import ClipStream, VideoCallback
-from .video_info import RecordedVideo
+from simreel.runtime import config
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.runtime.config import NatsSettings
+from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
+from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
+from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.video_info import RecordedVideo
 
 __all__ = ["RecordVideo", "KeepFinalFrame", "FINAL_FRAME_KEY"]
 
@@ -179,8 +180,7 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self._warned_final = False
 
         def recorder(i: int | None) -> RecorderThread:
-            nats = NatsSettings.from_env(url=nats_url or os.environ.get("SIMREEL_NATS_URL")) \
-                if (nats_url or os.environ.get("SIMREEL_NATS_URL")) else None
+            nats = NatsSettings.from_env(url=nats_url) if (nats_url or config.nats_url()) else None
             return RecorderThread(nats=nats, embedded_dir=None if nats else Path(self.video_folder) / EMBEDDED_DIR,
                                   session=session, outputs=outputs or ev.OutputSpec(), logger=self._log,
                                   max_queue_bytes=max_queue_bytes,

@@ -12,18 +12,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (BlankVideoError, CodecUnavailableError, FrameFormatError, MediaError, NoFramesError,
+from simreel.media.errors import (BlankVideoError, CodecUnavailableError, FrameFormatError, MediaError, NoFramesError,
                      WriterClosedError)
-from .info import VideoInfo
-from .probe import probe
-from .stats import FrameStats
-from .tile import tile
+from simreel.media.info import VideoInfo
+from simreel.media.probe import probe
+from simreel.media.stats import FrameStats
+from simreel.media.tile import tile
 
 # The writers load PyAV at import: imported on first use.
 _LAZY = {"mp4_to_gif": "gif", "Mark": "mp4", "Mp4Writer": "mp4", "available_codecs": "mp4", "PngZipWriter": "png"}
 
-__all__ = sorted(["BlankVideoError", "CodecUnavailableError", "FrameFormatError", "FrameStats", "MediaError",
-                  "NoFramesError", "VideoInfo", "WriterClosedError", "probe", "tile", *_LAZY])
+__all__ = [
+    "BlankVideoError",
+    "CodecUnavailableError",
+    "FrameFormatError",
+    "FrameStats",
+    "Mark",
+    "MediaError",
+    "Mp4Writer",
+    "NoFramesError",
+    "PngZipWriter",
+    "VideoInfo",
+    "WriterClosedError",
+    "available_codecs",
+    "mp4_to_gif",
+    "probe",
+    "tile",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -40,6 +55,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from .gif import mp4_to_gif
-    from .mp4 import Mark, Mp4Writer, available_codecs
-    from .png import PngZipWriter
+    from simreel.media.gif import mp4_to_gif
+    from simreel.media.mp4 import Mark, Mp4Writer, available_codecs
+    from simreel.media.png import PngZipWriter

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simreel import streams
+from simreel.contract import streams
 
 __all__ = ["VIRIDIS", "depth_rgb", "segmentation_rgb"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import FrameFormatError
+from simreel.media.errors import FrameFormatError
 
 Frame = bytes | bytearray | memoryview | np.ndarray
 

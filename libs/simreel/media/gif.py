@@ -23,11 +23,11 @@ from pathlib import Path
 import av
 from av.filter import Graph
 
-from simreel import log
+from simreel.runtime import log
 
-from .errors import NoFramesError
-from .info import VideoInfo, finished
-from .probe import open_video
+from simreel.media.errors import NoFramesError
+from simreel.media.info import VideoInfo, finished
+from simreel.media.probe import open_video
 
 _log = log.get(__name__)
 

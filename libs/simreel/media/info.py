@@ -6,7 +6,7 @@ import os
 
 import msgspec
 
-from simreel.digest import file_digest  # noqa: F401 - re-exported for the encoder
+from simreel.contract.digest import file_digest  # noqa: F401 - re-exported for the encoder
 
 
 class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -27,7 +27,7 @@ class VideoInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 def check_closable(writer: object, path: str | os.PathLike, *, aborted: bool, frames: int, abort) -> None:
     """What every writer's close() refuses: after abort(), or with no frame (the partial file goes)."""
-    from .errors import NoFramesError, WriterClosedError
+    from simreel.media.errors import NoFramesError, WriterClosedError
 
     if aborted:
         raise WriterClosedError(f"close() on an aborted {type(writer).__name__} ({path})")
@@ -39,7 +39,7 @@ def check_closable(writer: object, path: str | os.PathLike, *, aborted: bool, fr
 def finished(path: str | os.PathLike, *, kind: str, frames: int, fps: int, width: int, height: int, codec: str,
              encode_s: float, **log_extra) -> VideoInfo:
     """The VideoInfo of a file a writer just completed, with the one log line per video."""
-    from simreel import log
+    from simreel.runtime import log
 
     size, sha = file_digest(path)
     info = VideoInfo(path=str(path), frames=frames, fps=fps, duration_s=frames / fps if fps else 0.0, width=width,

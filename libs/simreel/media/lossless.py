@@ -25,12 +25,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import FrameFormatError, WriterClosedError
-from .info import VideoInfo, check_closable, finished
+from simreel.media.errors import FrameFormatError, WriterClosedError
+from simreel.media.info import VideoInfo, check_closable, finished
 
 __all__ = ["LosslessWriter", "read_frames", "CHANNELS"]
 
-# Pixel formats this writer takes (simreel.streams' wire formats) and their numpy shape per pixel.
+# Pixel formats this writer takes (simreel.contract.streams' wire formats) and their numpy shape per pixel.
 CHANNELS: dict[str, tuple[np.dtype, int]] = {"gray16le": (np.dtype("<u2"), 1), "bgra": (np.dtype(np.uint8), 4)}
 _OPTIONS = {"level": "3", "slices": "4", "slicecrc": "1", "g": "1", "context": "0"}
 
@@ -124,7 +124,7 @@ class LosslessWriter:
 
 def read_frames(path: str | os.PathLike) -> list[np.ndarray]:
     """Every frame of a lossless stream file, in its stored format: (H, W) uint16 depth or (H, W, 4)
-    uint8 bgra segmentation (simreel.streams.depth_metres / unpack_segmentation read them)."""
+    uint8 bgra segmentation (simreel.contract.streams.depth_metres / unpack_segmentation read them)."""
     out = []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):

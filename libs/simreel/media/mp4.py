@@ -37,12 +37,12 @@ import av
 import numpy as np
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from simreel import log
-from simreel.events import CRF_RANGE
+from simreel.runtime import log
+from simreel.contract.events import CRF_RANGE
 
-from .errors import CodecUnavailableError, WriterClosedError
-from .frames import Frame, as_rgb24
-from .info import VideoInfo, check_closable, finished
+from simreel.media.errors import CodecUnavailableError, WriterClosedError
+from simreel.media.frames import Frame, as_rgb24
+from simreel.media.info import VideoInfo, check_closable, finished
 
 _log = log.get(__name__)
 
@@ -58,7 +58,7 @@ _SVT_PRESETS = {
     "ultrafast": 12, "superfast": 11, "veryfast": 10, "faster": 9, "fast": 8,
     "medium": 6, "slow": 4, "slower": 2, "veryslow": 1, "placebo": 0,
 }
-_CRF_RANGE = CRF_RANGE  # simreel.events: one home for what each codec accepts
+_CRF_RANGE = CRF_RANGE  # simreel.contract.events: one home for what each codec accepts
 
 _SWS_FLAGS = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.BITEXACT
 _BT709 = 1  # AVCOL_SPC/PRI/TRC_BT709

@@ -16,11 +16,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from simreel import log
+from simreel.runtime import log
 
-from .errors import WriterClosedError
-from .frames import Frame, as_rgb24
-from .info import VideoInfo, check_closable, finished
+from simreel.media.errors import WriterClosedError
+from simreel.media.frames import Frame, as_rgb24
+from simreel.media.info import VideoInfo, check_closable, finished
 
 _log = log.get(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import MediaError
+from simreel.media.errors import MediaError
 
 
 def open_video(src: Path):

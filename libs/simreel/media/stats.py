@@ -16,8 +16,8 @@ import hashlib
 
 import numpy as np
 
-from .errors import BlankVideoError
-from .frames import Frame, as_rgb24
+from simreel.media.errors import BlankVideoError
+from simreel.media.frames import Frame, as_rgb24
 
 #: A frame whose bytes all lie within this many levels of each other is a uniform fill (a grey or
 #: black clear colour with a little noise). A coloured fill must be exact.

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import FrameFormatError
+from simreel.media.errors import FrameFormatError
 
 
 def tile(frames: Sequence[np.ndarray]) -> np.ndarray:

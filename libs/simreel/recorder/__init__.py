@@ -2,7 +2,7 @@
 
 Downstream nothing changes: the encoder claims the SimStarted and encodes while frames arrive, the
 uploader stores videos, telemetry and the report. The publishing itself is the simulator's own
-(simreel.run_publisher); this package adds the two ways a producer drives it:
+(simreel.transport.run_publisher); this package adds the two ways a producer drives it:
 
 - `RunRecorder` (run.py): for asyncio code, one run at a time.
 - `RecorderThread` (thread.py): for code that is not asyncio (an env's `step()`): a background
@@ -18,9 +18,9 @@ Usage (inside a running event loop; one recorder per run)::
     await rec.end_episode(seed=0, steps=n)
     await rec.complete()                       # → SimCompleted; ArtifactStored events follow
 """
-from .results import RecordedRun
-from .run import ATTEMPT, DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
-from .thread import DEFAULT_QUEUE_BYTES, RecorderThread, embedded_services
+from simreel.recorder.results import RecordedRun
+from simreel.recorder.run import ATTEMPT, DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
+from simreel.recorder.thread import DEFAULT_QUEUE_BYTES, RecorderThread, embedded_services
 
 __all__ = ["ATTEMPT", "DEFAULT_INFLIGHT_BYTES", "DEFAULT_QUEUE_BYTES", "RecordedRun", "RecorderError", "RecorderThread", "RunRecorder",
            "embedded_services"]

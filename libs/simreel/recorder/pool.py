@@ -23,7 +23,7 @@ class FramePool:
         self._lock = threading.Lock()
 
     def copy(self, frame: np.ndarray, *planes: np.ndarray) -> bytearray:
-        """`frame` (HxWx3 uint8), then any further `planes` (depth, segmentation: simreel.streams),
+        """`frame` (HxWx3 uint8), then any further `planes` (depth, segmentation: simreel.contract.streams),
         copied back to back into a buffer of the pool (the env may reuse its own arrays)."""
         if frame.dtype != np.uint8:
             raise ValueError(f"frames must be uint8, got {frame.dtype}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 
 @dataclass
@@ -23,7 +23,7 @@ class RecordedRun:
     # With a keep rule: True from the end of the episode until its decision is made (wait() does not
     # wait for such runs: a worst/best k decision may come only at close), then the decision.
     awaiting_decision: bool = False
-    decision: Any = None  # simreel.keep.Decision
+    decision: Any = None  # simreel.contract.keep.Decision
     on_result: Callable[["RecordedRun"], None] | None = field(default=None, repr=False, compare=False)
 
     def artifact(self, kind: str, fmt: str | None = None) -> ev.ArtifactStored | None:

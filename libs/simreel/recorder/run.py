@@ -12,14 +12,14 @@ from typing import Any, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from simreel import events as ev
-from simreel import framecodec
-from simreel import streams as stream_planes
-from simreel import log as logs
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.transport import framecodec
+from simreel.contract import streams as stream_planes
+from simreel.runtime import log as logs
+from simreel.transport.bus import Bus
 from simreel.media.stats import FrameStats
-from simreel.outputs import expected_artifacts
-from simreel.run_publisher import DEFAULT_INFLIGHT_BYTES, EpisodeOutcome, RunPublisher
+from simreel.contract.outputs import expected_artifacts
+from simreel.transport.run_publisher import DEFAULT_INFLIGHT_BYTES, EpisodeOutcome, RunPublisher
 
 # FRAMES messages of a recorder are cut at 256 KiB (3-4 compressed 640x480 frames) instead of the
 # server's max_payload (1 MiB): each message is copied three times on its way out (joined, encoded,
@@ -64,7 +64,7 @@ class RunRecorder:
         streams: Sequence[str] = ("rgb",),
         perception: ev.Perception | None = None,
     ) -> None:
-        """`streams` beyond rgb (simreel.streams): each frame is its rgb24 pixels followed by those
+        """`streams` beyond rgb (simreel.contract.streams): each frame is its rgb24 pixels followed by those
         planes; `perception` tells readers how to read them (SimStarted.perception)."""
         if round(fps) != fps:
             raise ValueError(f"fps must be a whole number (the video's time base is 1/fps), got {fps}")

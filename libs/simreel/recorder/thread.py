@@ -1,7 +1,7 @@
 """RecorderThread: the synchronous façade over RunRecorder, for producers that are not asyncio code.
 
 The producer's thread puts typed messages (Begin, Frame, End, Stop) into a byte-bounded Handoff
-(simreel.handoff, the same one the simulator's render thread uses); the recorder thread takes them in
+(simreel.transport.handoff, the same one the simulator's render thread uses); the recorder thread takes them in
 order and drives one RunRecorder per run.
 """
 from __future__ import annotations
@@ -18,16 +18,17 @@ from typing import Any, Callable, Mapping, Sequence
 import msgspec
 import numpy as np
 
-from simreel import events as ev
-from simreel import log as logs
-from simreel.bus import Bus
+from simreel.contract import events as ev
+from simreel.runtime import log as logs
+from simreel.transport.bus import Bus
 from simreel.client import Client
-from simreel.config import NatsSettings
-from simreel.handoff import Handoff
+from simreel.runtime import config
+from simreel.runtime.config import NatsSettings
+from simreel.transport.handoff import Handoff
 
-from .pool import FramePool
-from .results import RecordedRun
-from .run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
+from simreel.recorder.pool import FramePool
+from simreel.recorder.results import RecordedRun
+from simreel.recorder.run import DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 
 
 # Frames waiting for the recorder thread (it publishes them to JetStream, which holds them until the
@@ -39,7 +40,7 @@ DEFAULT_QUEUE_BYTES = 4 * 1024 * 1024
 
 def embedded_services(env: Mapping[str, str]) -> tuple[str, ...]:
     """Recorder runs need no simulator; retention only matters when a retention policy is set."""
-    extra = ("retention",) if any(k.startswith("SIMREEL_RETENTION_") and v for k, v in env.items()) else ()
+    extra = ("retention",) if config.retention_configured(env) else ()
     return ("encoder", "uploader", *extra)
 
 
@@ -103,7 +104,7 @@ class RecorderThread:
     between recordings. Why bounded by bytes: the queue is the only place frames wait, so its limit
     is the recorder's memory footprint whatever the video's length; a slow bus blocks the producer.
 
-    With `nats=None` it joins the process's one embedded stack (simreel.process_stack: nats-server +
+    With `nats=None` it joins the process's one embedded stack (simreel.stack.process_stack: nats-server +
     encoder and uploader co-hosted in one child, + retention when a SIMREEL_RETENTION_* policy is set),
     which the first user starts with artifacts under its `embedded_dir`; close() lets go of it, and it
     stops in the background after its last user. Joining happens in this thread, so the producer
@@ -341,7 +342,7 @@ class RecorderThread:
     async def _connect(self) -> None:
         settings = self.nats
         if settings is None:
-            from simreel import process_stack
+            from simreel.stack import process_stack
 
             env = dict(os.environ)
             # A producer may pause for long between frames (a training update in mid-episode): the
@@ -350,11 +351,8 @@ class RecorderThread:
             # Short clips (a CartPole episode) cost the encoder more in per-video round trips than in
             # encoding: several at once keep the stack up with a fast loop.
             env.setdefault("SIMREEL_CONCURRENCY", "4")
-            # The encoder at the loop's own priority, not `simreel run`'s nice 10: a short-episode loop
-            # (CleanRL CartPole, 14 clips in ~1 s) otherwise ends with its clips still queued and
-            # close() waits ~0.4 s for them; at nice 0 they are encoded as they come (close 0.05 s,
-            # total within 5 %), and a render-bound loop (HalfCheetah 2x1000) stayed within 1.05x of
-            # rendering alone either way (benchmarks/RESULTS.md, third round).
+            # The encoder at the loop's own priority, not `simreel run`'s nice 10: short clips are then
+            # encoded as they come and close() does not wait for a queue (benchmarks/RESULTS.md).
             env.setdefault("SIMREEL_ENCODER_NICE", "0")
             # Blocks this thread only (frames wait in the bounded hand-off meanwhile), never the producer.
             self.stack = process_stack.acquire(self.embedded_dir, services=embedded_services(env), env=env)
@@ -373,18 +371,18 @@ class RecorderThread:
             self._cond.notify_all()  # connected() waiters
 
     async def _subscribe(self, subject: str, callback: Callable[[ev.Event], None]) -> None:
-        async def _on(msg) -> None:
+        async def _on(msg_subject: str, data: bytes) -> None:
             try:
-                event = ev.decode(msg.data)
+                event = ev.decode(data)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                self.log.warning("bad_message", subject=msg.subject, error=str(e))
+                self.log.warning("bad_message", subject=msg_subject, error=str(e))
                 return
             try:
                 callback(event)
             except Exception as e:  # noqa: BLE001 - a callback bug must not stop the recorder
-                self.log.warning("subscriber_failed", subject=msg.subject, error=f"{type(e).__name__}: {e}")
+                self.log.warning("subscriber_failed", subject=msg_subject, error=f"{type(e).__name__}: {e}")
 
-        await self.bus.nc.subscribe(subject, cb=_on)
+        await self.bus.listen(subject, _on)
 
     def _abandon(self) -> None:
         for t in self._waiters:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, MutableMapping
 
-from simreel import log
+from simreel.runtime import log
 from simreel.sim.errors import BackendError
 
 __all__ = ["choose_backend", "probe_backend", "precheck", "gl_info", "BackendError", "PROBE_ORDER", "REMEDY"]

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from simreel import log
+from simreel.runtime import log
 from simreel.sim.errors import BackendError, PolicyError, SceneError, SceneForbidden
 from simreel.sim.rollout import EpisodeSummary, FrameOut, FrameStats
 

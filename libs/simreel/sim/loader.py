@@ -29,8 +29,8 @@ from pathlib import Path, PurePosixPath
 
 import mujoco
 
-from simreel import log
-from simreel.scene_name import scene_name
+from simreel.runtime import log
+from simreel.contract.scene_name import scene_name
 from simreel.sim import mjcf_files
 from simreel.sim.errors import SceneError, SceneForbidden
 

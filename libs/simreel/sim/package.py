@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from simreel import events as ev
+from simreel.contract import events as ev
 from simreel.sim import mjcf_files
 from simreel.sim.errors import SceneError
 

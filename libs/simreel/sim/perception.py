@@ -6,8 +6,8 @@ from collections.abc import Sequence
 import mujoco
 import numpy as np
 
-from simreel import events as ev
-from simreel import streams
+from simreel.contract import events as ev
+from simreel.contract import streams
 
 __all__ = ["OBJECT_TYPES", "object_names", "perception", "preview_range", "clip_planes", "zbuffer_metres"]
 

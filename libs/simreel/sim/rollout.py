@@ -28,7 +28,8 @@ from typing import Any, Literal, Sequence
 import mujoco
 import numpy as np
 
-from simreel import log, streams
+from simreel.runtime import log
+from simreel.contract import streams
 from simreel.media.stats import FrameStats
 from simreel.sim.errors import BackendError, PolicyError, SceneError
 from simreel.sim.gl import REMEDY, gl_info
@@ -112,7 +113,7 @@ class FrameOut:
     reward: float  # reward accumulated since the previous frame (-|ctrl|^2 * dt per step)
     action: list[float]
     state: dict[str, list[float]] | None = None  # the runner's state_fields at this frame (qpos, qvel, …)
-    # Depth (uint16, simreel.streams) and segmentation (bgra-packed ids) planes of the same instant
+    # Depth (uint16, simreel.contract.streams) and segmentation (bgra-packed ids) planes of the same instant
     # and layout as `pixels`, when the runner records them; reused buffers too.
     planes: dict[str, np.ndarray] | None = None
 

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from simreel.digest import file_digest  # noqa: F401 - re-exported for the stores
+from simreel.contract.digest import file_digest  # noqa: F401 - re-exported for the stores
 
 __all__ = [
     "ArtifactStore",

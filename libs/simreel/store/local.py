@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-from simreel import log
+from simreel.runtime import log
 from simreel.store.base import SourceNotFoundError, Stored, StoreError, check_key, file_digest
 
 __all__ = ["LocalStore"]

@@ -28,7 +28,7 @@ from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.helpers import check_bucket_name
 
-from simreel import log
+from simreel.runtime import log
 from simreel.store.base import (
     SourceNotFoundError,
     Stored,

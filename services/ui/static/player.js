@@ -7,7 +7,9 @@
 simreel.Player = class {
   constructor(video, chartsEl, readout) {
     this.video = video; this.chartsEl = chartsEl; this.readout = readout;
-    this.charts = []; this.lines = []; this.t = []; this.fps = 30; this.frame = -1; this.cursorMs = [];
+    this.charts = []; this.lines = []; this.t = []; this.fps = 30; this.frame = -1;
+    this.dragging = false;  // a seek-drag on a chart; one mouseup listener for all charts of all loads
+    window.addEventListener("mouseup", () => { this.dragging = false; });
     this.followers = [];  // the same camera's depth / segmentation previews, kept on the video's frame
     this._tick = this._tick.bind(this);
     video.addEventListener("play", () => { for (const f of this.followers) f.play().catch(() => {}); });
@@ -39,7 +41,6 @@ simreel.Player = class {
   }
 
   sync(mediaTime) {
-    const t0 = performance.now();
     const t = mediaTime !== undefined && !this.video.seeking ? mediaTime : this.video.currentTime;
     const i = this.indexAt(t);
     if (i < 0 || i === this.frame) return;
@@ -55,8 +56,6 @@ simreel.Player = class {
     this.chartsEl.dataset.frame = this.frames[i];
     this._follow(this.video.paused || this.video.seeking);
     if (this.onFrame) this.onFrame(this.frames[i]);
-    const ms = performance.now() - t0;
-    if (this.cursorMs.length < 100000) this.cursorMs.push(ms);
   }
 
   // Followers show the video's frame: exactly when paused or seeking (the middle of the frame's
@@ -125,10 +124,8 @@ simreel.Player = class {
       const line = simreel.el("div", { class: "cursor-line" });
       u.over.append(line);
       const seekAt = (e) => { const i = u.posToIdx(e.offsetX); if (i != null) { this.video.pause(); this.seekIndex(i); } };
-      let dragging = false;
-      u.over.addEventListener("mousedown", (e) => { dragging = true; seekAt(e); });
-      u.over.addEventListener("mousemove", (e) => { if (dragging) seekAt(e); });
-      window.addEventListener("mouseup", () => { dragging = false; });
+      u.over.addEventListener("mousedown", (e) => { this.dragging = true; seekAt(e); });
+      u.over.addEventListener("mousemove", (e) => { if (this.dragging) seekAt(e); });
       this.charts.push(u); this.lines.push(line);
     }
     this.frame = -1;

@@ -59,7 +59,7 @@
   }
 
   function renderProgress() {
-    const s = detail.summary, inflight = !["completed", "failed"].includes(s.status);
+    const s = detail.summary, inflight = !s.finished;
     $("#progress").hidden = !inflight;
     if (!inflight) { $("#preview").hidden = true; return; }
     const fpe = detail.frames_per_episode || progress.frames || 0, total = fpe * s.episodes;
@@ -67,8 +67,8 @@
     if (progress.episode != null && progress.episode >= s.episodes_ended) sim = progress.episode * fpe + progress.frame + 1;
     const bar = (id, done, of, txt) => { $(`#bar-${id}`).style.width = of ? `${Math.min(100, 100 * done / of)}%` : "0"; $(`#txt-${id}`).textContent = txt; };
     bar("sim", sim, total, total ? `${Math.min(sim, total)} / ${total} frames` : "waiting for a simulator");
-    bar("enc", s.videos, Math.max(s.videos, s.episodes), `${s.videos} videos`);
-    bar("sto", s.artifacts, s.expected_artifacts || 0, s.expected_artifacts ? `${s.artifacts} / ${s.expected_artifacts} artifacts` : `${s.artifacts} artifacts`);
+    bar("enc", s.videos, s.expected_videos || 0, s.expected_videos ? `${s.videos} / ${s.expected_videos} videos` : `${s.videos} videos`);
+    bar("sto", s.stored_artifacts, s.expected_artifacts || 0, s.expected_artifacts ? `${s.stored_artifacts} / ${s.expected_artifacts} artifacts` : `${s.stored_artifacts} artifacts`);
   }
 
   function renderTabs() {
@@ -98,7 +98,6 @@
     if (ok && key === current) {
       player.load(body);
       document.body.dataset.charts = key;
-      requestAnimationFrame(() => performance.mark("charts-painted"));  // first frame with the charts on screen
     }
   }
 

@@ -40,7 +40,6 @@
 
   async function load() {
     const q = new URLSearchParams({ ...filt(), offset: state.offset, limit: PAGE });
-    const t0 = performance.now();
     const { body } = await api(`/api/runs?${q}`);
     state.total = body.total; state.rows.clear();
     tbody.replaceChildren(...body.runs.map((r) => { const tr = row(r); state.rows.set(r.run_id, tr); return tr; }));
@@ -49,9 +48,7 @@
     document.querySelector("#pageinfo").textContent = body.total ? `${state.offset + 1}–${Math.min(state.offset + PAGE, body.total)} of ${body.total}` : "";
     document.querySelector("#prev").disabled = state.offset === 0;
     document.querySelector("#next").disabled = state.offset + PAGE >= body.total;
-    simreel.lastLoadMs = performance.now() - t0;
     document.body.dataset.loaded = "1";
-    if (!performance.getEntriesByName("runs-painted").length) requestAnimationFrame(() => performance.mark("runs-painted"));
   }
 
   let pending = null;

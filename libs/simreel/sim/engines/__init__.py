@@ -106,7 +106,7 @@ class RenderEngine(Protocol):
         """Render every world's current state into `out`, shape (worlds, *frame_shape), uint8.
 
         An engine whose factory lists more `streams` than rgb also takes `planes={"depth": …,
-        "segmentation": …}`: arrays of (worlds, height × views, width) in simreel.streams' encodings,
+        "segmentation": …}`: arrays of (worlds, height × views, width) in simreel.contract.streams' encodings,
         filled from the same state as `out`."""
 
     def close(self) -> None:
@@ -155,7 +155,7 @@ def find(name: str) -> EngineFactory:
 
 
 def streams_of(name: str) -> tuple[str, ...]:
-    """The streams (simreel.streams: rgb, depth, segmentation) an engine renders, from its factory's
+    """The streams (simreel.contract.streams: rgb, depth, segmentation) an engine renders, from its factory's
     `streams` attribute; ("rgb",) for a factory that does not say. Loads the engine's module, not its
     device: asking costs no GPU and no kernel compile."""
     return tuple(getattr(find(name), "streams", ("rgb",)))

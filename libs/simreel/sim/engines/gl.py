@@ -13,7 +13,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from simreel import streams
+from simreel.contract import streams
 from simreel.sim.engines import EngineInfo
 from simreel.sim.gl import gl_info
 from simreel.sim.rollout import make_camera, make_renderer, seed_world
@@ -54,7 +54,7 @@ class GLEngine:
 
     def render(self, out: np.ndarray, planes: Mapping[str, np.ndarray] | None = None) -> None:
         """`planes`: depth (worlds, H × views, W) uint16 and/or segmentation (…, 4) uint8 to fill too
-        (simreel.streams encodings), from the same scene update as the RGB."""
+        (simreel.contract.streams encodings), from the same scene update as the RGB."""
         r, h = self._renderer, self.height
         if r is None:
             raise RuntimeError("engine is closed")

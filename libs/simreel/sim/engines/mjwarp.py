@@ -20,7 +20,6 @@ Install with `pip install 'simreel[warp]'` (mujoco-warp + warp-lang from PyPI). 
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,7 +27,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from simreel import log, streams as stream_planes
+from simreel.runtime import config, log
+from simreel.contract import streams as stream_planes
 from simreel.sim.engines import EngineInfo, EngineUnavailable
 from simreel.sim.engines.cameras import fixed_cameras
 from simreel.sim.rollout import _perturbable_qpos
@@ -96,7 +96,7 @@ class MjWarpEngine:
             raise ValueError(f"quality must be 'full' or 'fast', got {quality!r}")
         wp, mjw = _import()
         self._wp, self._mjw = wp, mjw
-        name = device or os.environ.get("SIMREEL_MJWARP_DEVICE") or ("cuda" if wp.is_cuda_available() else "cpu")
+        name = device or config.mjwarp_device() or ("cuda" if wp.is_cuda_available() else "cpu")
         try:
             self._device = wp.get_device(name)
         except Exception as e:
@@ -205,7 +205,7 @@ class MjWarpEngine:
                 self._mjw.step(self._m, self._d)
 
     def render(self, out: np.ndarray, planes: Mapping[str, np.ndarray] | None = None) -> None:
-        """`planes`: depth and segmentation of the same render, in simreel.streams' encodings (the
+        """`planes`: depth and segmentation of the same render, in simreel.contract.streams' encodings (the
         engine must have been created with those streams). The ray tracer's depth is planar, like
         GL's; a ray that hits nothing has depth 0 here, stored as 65535 like GL's far-plane background."""
         wp = self._wp

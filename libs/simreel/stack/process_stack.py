@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import log as logs
-from .embedded import Stack
+from simreel.runtime import log as logs
+from simreel.stack.embedded import Stack
 
 log = logs.get("simreel.process_stack")
 

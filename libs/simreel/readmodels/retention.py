@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Iterable
 
-from simreel import events as ev
+from simreel.contract import events as ev
 
 VIDEO_KINDS = ("video", "gif", "frames", "depth", "depth_preview", "segmentation", "segmentation_preview")
 

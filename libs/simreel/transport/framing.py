@@ -3,7 +3,7 @@
 Small frames are packed several to a message (fewer round trips); a frame larger than a message is
 split into parts and joined again by the encoder, one frame at a time, so memory stays flat.
 
-Frames are compressed here, as they are packed (simreel.framecodec, zstd by default): the packer runs
+Frames are compressed here, as they are packed (simreel.transport.framecodec, zstd by default): the packer runs
 in the publishing thread, never the render thread, and it fills each message by compressed size.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 
-from . import framecodec, streams as stream_planes
-from .events import FrameBatch, FrameStream
+from simreel.transport import framecodec
+from simreel.contract import streams as stream_planes
+from simreel.contract.events import FrameBatch, FrameStream
 
 # Room for the msgpack envelope and NATS headers (telemetry rows are counted as they are added).
 ENVELOPE_BYTES = 16 * 1024
@@ -38,7 +39,7 @@ class FramePacker:
     max_payload: int
     seq: int = 0
     compression: str = framecodec.DEFAULT
-    # The planes of each frame (simreel.streams); empty = rgb24 alone.
+    # The planes of each frame (simreel.contract.streams); empty = rgb24 alone.
     streams: list[FrameStream] = field(default_factory=list)
     _frames: list[bytes] = field(default_factory=list)
     _times: list[float] = field(default_factory=list)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nats.js import api
 
-from . import events as ev
+from simreel.contract import events as ev
 
 EVENTS_STREAM = "EVENTS"
 FRAMES_STREAM = "FRAMES"

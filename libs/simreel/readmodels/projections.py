@@ -1,7 +1,9 @@
 """Read models built by folding events: a run's status, the list of runs.
 
 The event log is the source of truth; these are derived on demand (client.wait, `simreel runs`) and
-can always be rebuilt by replaying EVENTS.
+can always be rebuilt by replaying EVENTS. A run's derived figures (artifacts stored and live,
+expected videos and artifacts, finished, the latest attempt) are computed here only: the CLI, the
+Client and the ui's JSON read them, and the browser shows them.
 """
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import events as ev
-from .scene_name import scene_name
-from .outputs import episode_videos
+from simreel.contract import events as ev
+from simreel.contract.scene_name import scene_name
+from simreel.contract.outputs import episode_videos, video_outputs
 
 
 @dataclass
@@ -43,6 +45,31 @@ class RunState:
     kept: dict[int, ev.EpisodeKept] = field(default_factory=dict)
     discarded: dict[int, ev.EpisodeDiscarded] = field(default_factory=dict)
     videos_per_episode: int = 0
+    started: ev.SimStarted | None = None  # the latest attempt's
+
+    @property
+    def latest_attempt(self) -> int:
+        """The newest attempt started (0: none yet); older attempts' facts no longer count."""
+        return self.attempt
+
+    @property
+    def stored_artifacts(self) -> int:
+        """Artifacts ever stored (deleted ones too): what completion counts."""
+        return len(self.artifacts)
+
+    @property
+    def live_artifact_count(self) -> int:
+        """Artifacts stored and not deleted since: what a listing shows and `simreel rm` deletes."""
+        return len(self.live_artifacts)
+
+    @property
+    def expected_videos(self) -> int | None:
+        """VideoAvailable events the run will have: from its latest start (else its request), less the
+        videos of the episodes discarded by a keep rule; None before either is known."""
+        source = self.started or self.request
+        if source is None:
+            return None
+        return video_outputs(source) - self.videos_per_episode * len(self.discarded)
 
     @property
     def expected_now(self) -> int | None:
@@ -56,7 +83,7 @@ class RunState:
     def status(self) -> str:
         if self.error:
             return "failed"
-        if self.completed and len(self.artifacts) >= self.expected_now:
+        if self.completed and self.stored_artifacts >= self.expected_now:
             return "completed"
         if self.completed:
             return "storing"
@@ -84,6 +111,7 @@ class RunState:
                     self.kept.clear()
                     self.discarded.clear()
                 self.attempt = e.attempt
+                self.started = e
                 self.episodes = e.episodes
                 self.session = e.session
                 self.frames_per_episode = e.frames_per_episode[0] if e.frames_per_episode else 0
@@ -168,8 +196,9 @@ class RunState:
             "run_id": self.run_id, "status": self.status, "scene": self.scene, "session": self.session,
             "episodes": self.episodes, "episodes_ended": self.episodes_ended, "seeds": self.seeds,
             "tags": self.tags, "created": self.requested_at, "updated": self.updated_at, "wall_s": self.wall_s,
-            "artifacts": len(self.live_artifacts), "deleted": len(self.deleted),
-            "expected_artifacts": self.expected_now,
+            "artifacts": self.live_artifact_count, "stored_artifacts": self.stored_artifacts,
+            "deleted": len(self.deleted), "expected_artifacts": self.expected_now,
+            "expected_videos": self.expected_videos, "finished": self.finished, "attempt": self.latest_attempt,
             "kept": len(self.kept), "discarded": len(self.discarded),
             "videos": len(self.videos), "mean_return": self.mean_return, "warnings": self.warnings,
             "error": self.error, "error_code": self.error_code,

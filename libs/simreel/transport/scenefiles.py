@@ -18,10 +18,10 @@ import nats.errors
 import nats.js.errors
 from nats.js import api
 
-from . import events as ev
-from . import subjects
-from .bus import Bus
-from .sim.package import sha256_file
+from simreel.contract import events as ev
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.sim.package import sha256_file
 
 
 class SceneFileError(Exception):

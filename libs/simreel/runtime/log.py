@@ -16,12 +16,13 @@ Tracebacks are always logged without local variables: locals are where credentia
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Any
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
+
+from simreel.runtime import config
 
 ROOT = "simreel"
 
@@ -105,9 +106,9 @@ def setup(level: str | None = None, *, json: bool | None = None, service: str | 
     """For simreel's own processes only (the CLI, a service): log lines to stderr at `level`
     (SIMREEL_LOG_LEVEL, default info), JSON when SIMREEL_LOG_FORMAT=json. A library never calls this."""
     global _handler
-    level = (level or os.environ.get("SIMREEL_LOG_LEVEL", "info")).upper()
+    level = (level or config.log_level()).upper()
     if json is None:
-        json = os.environ.get("SIMREEL_LOG_FORMAT", "console") == "json"
+        json = config.log_json()
     _renderer.configure("json" if json else "console", colors=not json and sys.stderr.isatty())
     root = logging.getLogger(ROOT)
     if _handler is not None:

@@ -17,9 +17,9 @@ from typing import AsyncIterator, Protocol
 import nats.js.errors
 from nats.js import api
 
-from . import subjects
-from .bus import Bus
-from .config import Settings
+from simreel.contract import subjects
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
 
 DIR_PREFIX = "dir:"
 OBJ_PREFIX = "obj:"

@@ -21,12 +21,13 @@ from typing import Any, Mapping, Sequence
 
 import nats.errors
 
-from . import events as ev
-from . import framecodec, streams as stream_planes
-from . import keep
-from .bus import Bus, FramePublisher
-from .framing import FramePacker
-from .outputs import expected_artifacts
+from simreel.contract import events as ev
+from simreel.transport import framecodec
+from simreel.contract import streams as stream_planes
+from simreel.contract import keep
+from simreel.transport.bus import FramePublisher, HandlerBus
+from simreel.transport.framing import FramePacker
+from simreel.contract.outputs import expected_artifacts
 
 DEFAULT_INFLIGHT_BYTES = 16 * 1024 * 1024
 # What an unreachable or slow NATS raises while a failing run sends its abort marker.
@@ -105,7 +106,7 @@ class RunPublisher:
     frame taller than one view; SimStarted names the view's size).
     """
 
-    def __init__(self, bus: Bus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
+    def __init__(self, bus: HandlerBus, *, run_id: str, attempt: int, session: str, fps: int, frame_width: int,
                  frame_height: int, inflight_bytes: int = DEFAULT_INFLIGHT_BYTES,
                  compression: str = framecodec.DEFAULT, max_batch_bytes: int | None = None,
                  streams: Sequence[str] = ("rgb",)) -> None:
@@ -117,7 +118,7 @@ class RunPublisher:
         self.frame_width, self.frame_height = frame_width, frame_height
         self.compression = compression
         self.max_batch_bytes = max_batch_bytes  # below the server's max_payload: smaller transient copies
-        self.streams = list(streams)  # every frame's planes, in this order (simreel.streams)
+        self.streams = list(streams)  # every frame's planes, in this order (simreel.contract.streams)
         self._frame_streams = stream_planes.frame_streams(self.streams)
         self.frames = FramePublisher(bus, inflight_bytes)
         self.episodes: list[dict[str, Any]] = []  # one report line per ended episode
@@ -193,8 +194,7 @@ class RunPublisher:
             expected_artifacts=expected_artifacts(spec, scene_saved=scene_saved), report=dict(report)))
 
     def failed(self, code: ev.FailureCode, message: str, field: str | None = None) -> ev.SimFailed:
-        return ev.SimFailed(event_id=f"failed-{self.run_id}-{self.attempt}", run_id=self.run_id, attempt=self.attempt,
-                            code=code, message=message[:2000], field=field)
+        return ev.SimFailed.of(self.run_id, self.attempt, code, message, field)
 
     # --- frames ------------------------------------------------------------------------------------
 

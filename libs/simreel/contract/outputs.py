@@ -2,7 +2,7 @@
 clients (to show progress and to know when a run is finished)."""
 from __future__ import annotations
 
-from . import events as ev
+from simreel.contract import events as ev
 
 
 def video_file_name(episode: int | None, fmt: str, camera: str | None = None, stream: str = "rgb") -> str:

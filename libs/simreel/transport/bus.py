@@ -14,7 +14,7 @@ import ssl
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Protocol
 
 import msgspec
 import nats
@@ -23,12 +23,12 @@ import nats.js.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
-from . import events as ev
-from . import lean_imports
-from . import log as logs
-from .cancel import raise_if_cancel_lost
-from . import subjects
-from .config import NatsSettings
+from simreel.contract import events as ev
+from simreel.runtime import lean_imports
+from simreel.runtime import log as logs
+from simreel.runtime.cancel import raise_if_cancel_lost
+from simreel.contract import subjects
+from simreel.runtime.config import NatsSettings
 
 log = logs.get("simreel.bus")
 
@@ -98,6 +98,35 @@ class Logged:
 
     seq: int
     event: ev.Event | None
+
+
+class HandlerBus(Protocol):
+    """What handlers and frame producers use of the bus. `Bus` implements it over NATS, and
+    tests/support's MemoryBus in lists, so a handler tested on one runs the same on the other
+    (tests/unit/test_bus_protocol.py compares the signatures)."""
+
+    @property
+    def max_payload(self) -> int: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    async def publish(self, event: ev.Event) -> Any: ...
+
+    async def publish_all(self, events: Iterable[ev.Event]) -> None: ...
+
+    async def last_event(self, subject: str, *, deadline_s: float = 30.0) -> Logged | None: ...
+
+    def replay(self, filter_subject: str | list[str] = subjects.ALL_EVENTS) -> AsyncIterator[ev.Event]: ...
+
+    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future: ...
+
+    async def subscribe_frames(self, run_id: str, attempt: int, *, episode: int | None = None,
+                               start_seq: int | None = None) -> Any: ...
+
+    async def purge_frames(self, run_id: str, attempt: int | None = None) -> None: ...
+
+    async def frame_subjects(self) -> list[str]: ...
 
 # JetStream is there but cannot answer yet (restart, leader election): wait, do not give up. (No
 # responders at all means a server without JetStream: that is an error to report, not to wait out.)
@@ -323,9 +352,26 @@ class Bus:
         for e in events:
             await self.publish(e)
 
-    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str) -> asyncio.Future:
-        """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it."""
-        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
+    async def publish_frame_data(self, subject: str, data: bytes, msg_id: str | None) -> asyncio.Future:
+        """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it.
+        Without `msg_id` JetStream does not deduplicate it."""
+        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+
+    async def listen(self, subject: str, callback: Callable[[str, bytes], Awaitable[None]]) -> Any:
+        """Every message published on `subject` from now on, as (subject, data), without replay or
+        acks (a live recorder's controls); the subscription is returned for `unsubscribe()`."""
+        async def _on(msg: Msg) -> None:
+            await callback(msg.subject, msg.data)
+
+        return await self.nc.subscribe(subject, cb=_on)
+
+    async def waiting_pullers(self, consumer: str, stream: str = subjects.EVENTS_STREAM) -> int:
+        """How many fetches are waiting on a durable consumer (0 if it does not exist yet)."""
+        try:
+            info = await self.js.consumer_info(stream, consumer)
+        except (nats.errors.Error, asyncio.TimeoutError):
+            return 0
+        return info.num_waiting or 0
 
     # --- looking things up -------------------------------------------------------------------------
 
@@ -544,17 +590,10 @@ class Bus:
 
     async def _dead_letter(self, service: str, msg: Msg, reason: str, delivery: Delivery,
                            event: ev.Event | None = None) -> None:
-        run_id = getattr(event, "run_id", None) or "unknown"
-        dl = ev.DeadLettered(
-            event_id=f"dl-{service}-{delivery.stream_seq}",
-            run_id=run_id,
-            service=service,
-            subject=msg.subject,
-            reason=reason[:2000],
-            deliveries=delivery.attempt,
-            payload_preview=msg.data[:200].decode("utf-8", "replace"),
-        )
-        log.warning("dead_lettered", service=service, subject=msg.subject, reason=reason[:300], run_id=run_id)
+        dl = ev.DeadLettered.of(f"{service}-{delivery.stream_seq}", run_id=getattr(event, "run_id", None),
+                                service=service, subject=msg.subject, reason=reason, deliveries=delivery.attempt,
+                                payload=msg.data)
+        log.warning("dead_lettered", service=service, subject=msg.subject, reason=reason[:300], run_id=dl.run_id)
         try:
             await self.publish(dl)
         finally:
@@ -563,7 +602,7 @@ class Bus:
 
     # --- reading the log ---------------------------------------------------------------------------
 
-    async def replay(self, filter_subject: str | list[str] = "simreel.evt.>", *, batch: int = 256,
+    async def replay(self, filter_subject: str | list[str] = subjects.ALL_EVENTS, *, batch: int = 256,
                      include_invalid: bool = False) -> AsyncIterator[ev.Event]:
         """Every event stored so far on the subjects, oldest first, then stop. Projections (runs,
         artifacts, retention index) are rebuilt from this."""
@@ -669,7 +708,7 @@ class Bus:
 
 async def _next_msg(sub) -> Msg:
     """The subscription's next message, however long that takes; CancelledError if the wait's
-    cancellation was lost on the way (see simreel.cancel)."""
+    cancellation was lost on the way (see simreel.runtime.cancel)."""
     while True:
         try:
             m = await sub.next_msg(timeout=3600)

