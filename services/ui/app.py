@@ -443,14 +443,20 @@ class Ui:
             recs = [r for r in recs if r.announced and r.announced.state == "running"]
         return _json({"recorders": [r.summary() for r in recs]})
 
-    async def control_recorder(self, request: web.Request) -> web.Response:
-        """Steer a live recorder; it applies the request at its next episode boundary."""
-        rid = request.match_info["run_id"]
+    def _not_running(self, rid: str) -> web.Response | None:
+        """Why a live recorder cannot take a request now (unknown, or no longer running), or None."""
         rec = self.live.recorders.get(rid)
         if rec is None or rec.announced is None:
             return _error(f"no recorder {rid[:80]!r}", 404)
         if rec.announced.state != "running":
             return _error(f"recorder {rid} is {rec.announced.state}", 409)
+        return None
+
+    async def control_recorder(self, request: web.Request) -> web.Response:
+        """Steer a live recorder; it applies the request at its next episode boundary."""
+        rid = request.match_info["run_id"]
+        if (refused := self._not_running(rid)) is not None:
+            return refused
         try:
             body = await request.json()
             e = msgspec.convert({**body, "type": "CaptureControlRequested", "run_id": rid, "requested_by": "ui"},
@@ -463,16 +469,12 @@ class Ui:
         log.info("capture_control_requested", recorder_id=rid, action=e.action, every=e.every)
         return _json({"recorder_id": rid, "event_id": e.event_id}, status=202)
 
-
     async def keep_rule(self, request: web.Request) -> web.Response:
         """Give a live recorder another keep rule (`{"keep": rule}`, or `{"keep": null}` to keep every
         candidate); it applies it at its next episode boundary."""
         rid = request.match_info["run_id"]
-        rec = self.live.recorders.get(rid)
-        if rec is None or rec.announced is None:
-            return _error(f"no recorder {rid[:80]!r}", 404)
-        if rec.announced.state != "running":
-            return _error(f"recorder {rid} is {rec.announced.state}", 409)
+        if (refused := self._not_running(rid)) is not None:
+            return refused
         try:
             body = await request.json()
             if not isinstance(body, dict):

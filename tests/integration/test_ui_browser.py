@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ui import CHROMIUM, FLAGS, UiClient, ui_stack
+from tests.support.ui import UiClient, chromium, ui_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402 - in the test extras
+from playwright.sync_api import expect  # noqa: E402 - in the test extras
 
 FPS = 30
 RUN = {"scene": "cartpole", "episodes": 2, "duration_s": 2.0, "policy": "random", "seed": 11,
@@ -34,8 +34,6 @@ def _wait_completed(c: UiClient, run_id: str) -> None:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (README's apt-get line; .ci/run does)")
     base = tmp_path_factory.mktemp("ui-browser")
     shots = Path(os.environ.get("SIMREEL_UI_SCREENSHOTS") or base / "shots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -44,14 +42,8 @@ def env(tmp_path_factory):
         status, body = c.json("POST", "/api/runs", RUN)
         assert status == 202, body
         _wait_completed(c, body["run_id"])
-        with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(str(base / "chromium-profile"), executable_path=CHROMIUM,
-                                                       args=FLAGS, headless=True,
-                                                       viewport={"width": 1280, "height": 860})
-            try:
-                yield {"stack": stack, "url": url, "client": c, "ctx": ctx, "run": body["run_id"], "shots": shots}
-            finally:
-                ctx.close()
+        with chromium(base / "chromium-profile") as ctx:
+            yield {"stack": stack, "url": url, "client": c, "ctx": ctx, "run": body["run_id"], "shots": shots}
 
 
 @pytest.fixture

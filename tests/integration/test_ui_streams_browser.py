@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.ui import CHROMIUM, FLAGS, UiClient, ui_stack
+from tests.support.ui import UiClient, chromium, ui_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402 - in the test extras
+from playwright.sync_api import expect  # noqa: E402 - in the test extras
 
 FPS = 10
 SCENE = """<mujoco><worldbody><light pos="0 0 3"/>
@@ -31,8 +31,6 @@ RUN = {"scene": SCENE, "episodes": 1, "duration_s": 2.0, "policy": "sine", "seed
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (README's apt-get line; .ci/run does)")
     base = tmp_path_factory.mktemp("ui-streams")
     shots = Path(os.environ.get("SIMREEL_UI_SCREENSHOTS") or base / "shots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -44,14 +42,8 @@ def env(tmp_path_factory):
             if kind == "event" and d["summary"]["status"] in ("completed", "failed"):
                 assert d["summary"]["status"] == "completed", d["summary"]
                 break
-        with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(str(base / "chromium-profile"), executable_path=CHROMIUM,
-                                                       args=FLAGS, headless=True,
-                                                       viewport={"width": 1280, "height": 900})
-            try:
-                yield {"url": url, "ctx": ctx, "run": body["run_id"], "shots": shots}
-            finally:
-                ctx.close()
+        with chromium(base / "chromium-profile", height=900) as ctx:
+            yield {"url": url, "ctx": ctx, "run": body["run_id"], "shots": shots}
 
 
 def test_streams_follow_the_video_and_the_pointer_reads_depth_and_object(env):

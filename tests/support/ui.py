@@ -96,3 +96,20 @@ def ui_stack(base: Path, **env_extra: str) -> Iterator[tuple[Stack, str]]:
         stack.stop()
         if os.environ.get("SIMREEL_TEST_SHOW_LOGS"):
             print(stack.logs())
+
+
+@contextlib.contextmanager
+def chromium(profile: Path, *, height: int = 860) -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (never Playwright's own browser download), with a
+    fresh profile: a browser context to open pages in, closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.access(CHROMIUM, os.X_OK):
+        raise AssertionError(f"{CHROMIUM} is missing: install Debian's chromium (README's apt-get line; .ci/run does)")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, args=FLAGS, headless=True,
+                                                   viewport={"width": 1280, "height": height})
+        try:
+            yield ctx
+        finally:
+            ctx.close()

@@ -21,30 +21,13 @@ from simreel.services.encoder.handlers import Encoder
 from simreel.services.retention.handlers import Retention
 from simreel.services.simulator.handlers import Simulator
 from simreel.services.uploader.handlers import Uploader
-from simreel.transport.staging import DirStaging
 from simreel.store import LocalStore
-from tests.support.handlers import Given, MemoryBus
 
 W, H, FPS = 32, 24, 10
 
 
 def kinds(events) -> list[str]:
     return [type(e).__name__ for e in events]
-
-
-@pytest.fixture
-def bus():
-    return MemoryBus()
-
-
-@pytest.fixture
-def given(bus):
-    return Given(bus)
-
-
-@pytest.fixture
-def staging(tmp_path):
-    return DirStaging(tmp_path / "staging")
 
 
 @pytest.fixture

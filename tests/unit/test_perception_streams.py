@@ -27,8 +27,6 @@ from simreel.sim import engines as sim_engines
 from simreel.sim import perception
 from simreel.sim.policies import make_policy
 from simreel.sim.rollout import EpisodeRunner
-from simreel.transport.staging import DirStaging
-from tests.support.handlers import Given, MemoryBus
 
 W, H = 64, 48
 FLOOR_M, BOX_HALF = 2.0, 0.2
@@ -159,21 +157,6 @@ def test_streams_are_validated_in_the_request_and_counted_in_the_outputs():
 
 
 # --- through the simulator's and the encoder's handlers ----------------------------------------------
-
-
-@pytest.fixture
-def bus():
-    return MemoryBus()
-
-
-@pytest.fixture
-def given(bus):
-    return Given(bus)
-
-
-@pytest.fixture
-def staging(tmp_path):
-    return DirStaging(tmp_path / "staging")
 
 
 @pytest.fixture

@@ -617,11 +617,8 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if not isinstance(c, ev.CaptureControlRequested):
                 continue
             if c.action == "every" and c.every is None:
-                self._recorder.publish(ev.DeadLettered.of(
-                    f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
-                    subject=subjects.recorder_control(self.recorder_id),
-                    reason='action "every" needs a number: {"action": "every", "every": N}',
-                    payload=ev.encode(c), preview_bytes=500))
+                self._refuse(c, subjects.recorder_control(self.recorder_id),
+                             'action "every" needs a number: {"action": "every", "every": N}')
                 continue
             self.capture.apply(c.action, c.every, self.episode_id)
             self._recorder.publish(ev.CaptureControlApplied(
@@ -630,14 +627,17 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self._log.info("capture_control_applied", recorder_id=self.recorder_id, action=c.action, every=c.every,
                            episode=self.episode_id)
 
+    def _refuse(self, c: ev.Event, subject: str, reason: str) -> None:
+        """A control this recorder cannot apply, dead-lettered with the reason (the ui shows it)."""
+        self._recorder.publish(ev.DeadLettered.of(
+            f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder", subject=subject,
+            reason=reason, payload=ev.encode(c), preview_bytes=500))
+
     def _apply_keep(self, c: ev.KeepRuleRequested) -> None:
         """Another keep rule from this episode on; candidates the old rule still holds are decided by it."""
         if self.step_trigger is not None or self.video_length != float("inf"):
-            self._recorder.publish(ev.DeadLettered.of(
-                f"recorder-{c.event_id}"[:61], run_id=self.recorder_id, service="recorder",
-                subject=subjects.recorder_keep(self.recorder_id),
-                reason="keep rules decide on whole episodes; this recorder records step_trigger / video_length clips",
-                payload=ev.encode(c), preview_bytes=500))
+            self._refuse(c, subjects.recorder_keep(self.recorder_id),
+                         "keep rules decide on whole episodes; this recorder records step_trigger / video_length clips")
             return
         if self._candidates is not None:
             with contextlib.suppress(RecorderError):
