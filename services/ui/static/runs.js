@@ -20,7 +20,7 @@
       el("td", { text: seeds }), el("td", { text: r.session }), el("td", { text: tags }),
       el("td", { text: fmt.time(r.created) }), el("td", { class: "num", text: fmt.secs(r.wall_s) }),
       el("td", { class: "num", text: arts }), el("td", { class: "num", text: fmt.num(r.mean_return) }),
-      el("td", { class: r.discarded ? "keep discarded" : "keep", text: keepText(r) }), el("td", {}, warn));
+      el("td", { class: r.discarded ? "keep discarded" : "keep", text: keepText(r) }), el("td", { class: "warnings" }, warn));
   }
 
   function keepText(r) {
@@ -102,7 +102,7 @@ simreel.recorders = (() => {
   };
   const parse = (input) => { try { return JSON.parse(input.value); } catch (e) { input.setCustomValidity(e.message); input.reportValidity(); return undefined; } };
   function row(r) {
-    const every = el("input", { type: "number", min: "1", value: r.cadence || 1, size: "3", style: "width:4em" });
+    const every = el("input", { type: "number", min: "1", value: r.cadence || 1, class: "every-n" });
     const applied = r.applied.length ? r.applied[r.applied.length - 1] : null;
     const keepApplied = r.keep_applied.length ? r.keep_applied[r.keep_applied.length - 1] : null;
     // What is typed survives the row's re-render at each announcement (every episode boundary).
