@@ -86,7 +86,7 @@
 simreel.recorders = (() => {
   const { el, api } = simreel;
   const section = document.querySelector("#recorders"), tbody = section.querySelector("tbody");
-  const rows = new Map(), drafts = new Map(), keepErrors = new Map();
+  const rows = new Map();
   const control = async (id, action, every) => {
     const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/control`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action, every }) });
@@ -95,21 +95,15 @@ simreel.recorders = (() => {
   const setKeep = async (id, keep, input) => {
     const { ok, body } = await api(`/api/recorders/${encodeURIComponent(id)}/keep`, {
       method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ keep }) });
-    if (ok) keepErrors.delete(id); else keepErrors.set(id, body.error);
-    const current = rows.get(id)?.querySelector("input.keep-rule") || input;  // the row may have been redrawn
-    current.setCustomValidity(ok ? "" : body.error); current.title = ok ? "" : body.error;
-    if (!ok) current.reportValidity();
+    input.setCustomValidity(ok ? "" : body.error); input.title = ok ? "" : body.error;
+    if (!ok) input.reportValidity();
   };
   const parse = (input) => { try { return JSON.parse(input.value); } catch (e) { input.setCustomValidity(e.message); input.reportValidity(); return undefined; } };
   function row(r) {
     const every = el("input", { type: "number", min: "1", value: r.cadence || 1, class: "every-n" });
     const applied = r.applied.length ? r.applied[r.applied.length - 1] : null;
     const keepApplied = r.keep_applied.length ? r.keep_applied[r.keep_applied.length - 1] : null;
-    // What is typed survives the row's re-render at each announcement (every episode boundary).
-    const rule = el("input", { class: "keep-rule", size: "22", value: drafts.get(r.recorder_id) ?? '{"rule": "failures"}',
-      spellcheck: "false", oninput: (e) => { drafts.set(r.recorder_id, e.target.value); keepErrors.delete(r.recorder_id); } });
-    // ... and so does the contract's answer to the last rule sent, until the rule is edited.
-    if (keepErrors.has(r.recorder_id)) { rule.title = keepErrors.get(r.recorder_id); rule.setCustomValidity(rule.title); }
+    const rule = el("input", { class: "keep-rule", size: "22", value: '{"rule": "failures"}', spellcheck: "false" });
     return el("tr", { "data-recorder": r.recorder_id },
       el("td", { text: r.recorder_id }), el("td", { text: r.session }), el("td", { text: r.env_id }),
       el("td", { text: r.trigger }), el("td", { class: "num", text: r.episodes_seen }), el("td", { class: "num", text: r.videos_recorded }),
@@ -131,7 +125,13 @@ simreel.recorders = (() => {
   function update(r) {
     const old = rows.get(r.recorder_id);
     if (r.state !== "running") { if (old) { old.remove(); rows.delete(r.recorder_id); } }
-    else { const n = row(r); if (old) old.replaceWith(n); else tbody.prepend(n); rows.set(r.recorder_id, n); }
+    else if (!old) { const n = row(r); tbody.prepend(n); rows.set(r.recorder_id, n); }
+    else {
+      // A recorder re-announces at every episode boundary: its figures are redrawn, its two control
+      // cells stay, so what is being typed there (and the answer to the last rule sent) is not lost.
+      const cells = [...row(r).children];
+      [...old.children].forEach((td, i) => { if (!td.querySelector("input")) td.replaceWith(cells[i]); });
+    }
     section.hidden = rows.size === 0;
   }
   api("/api/recorders").then(({ body }) => body.recorders.forEach(update));
