@@ -673,7 +673,7 @@ def cmd_retention(a: argparse.Namespace) -> int:
     from simreel.stack import service
     from simreel.contract import subjects
     from simreel.client import Client
-    from simreel.readmodels.retention import Policy, RetentionIndex
+    from simreel.readmodels.artifact_index import Policy, ArtifactIndex
 
     policy = Policy(keep_latest=a.keep_latest, max_age_s=a.max_age, max_total_bytes=a.max_bytes)
     if not policy.active:
@@ -682,7 +682,7 @@ def cmd_retention(a: argparse.Namespace) -> int:
     async def _go():
         c = await Client.connect(_nats_settings(a))
         try:
-            index = RetentionIndex().apply_all([e async for e in c.bus.replay(subjects.ARTIFACT_EVENTS)])
+            index = ArtifactIndex().apply_all([e async for e in c.bus.replay(subjects.ARTIFACT_EVENTS)])
             from simreel.store.settings import store_from_env
 
             store = store_from_env()

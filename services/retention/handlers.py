@@ -13,7 +13,7 @@ from simreel.runtime import log as logs
 from simreel.transport.bus import Delivery
 from simreel.store.base import ArtifactStore
 
-from simreel.readmodels.retention import Policy, RetentionIndex
+from simreel.readmodels.artifact_index import Policy, ArtifactIndex
 
 
 class Retention:
@@ -21,7 +21,7 @@ class Retention:
     a periodic sweep, by the service) after the deletes. With `dry_run` it deletes nothing and
     returns what it would delete."""
 
-    def __init__(self, store: ArtifactStore, index: RetentionIndex, default: Policy,
+    def __init__(self, store: ArtifactStore, index: ArtifactIndex, default: Policy,
                  per_session: dict[str, Policy] | None = None, *, dry_run: bool = False) -> None:
         self.store = store
         self.index = index

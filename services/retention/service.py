@@ -17,7 +17,7 @@ from simreel.transport.scenefiles import SceneFileStore
 
 from .handlers import Retention
 from .scene_files import SceneFileIndex
-from simreel.readmodels.retention import Policy, RetentionIndex, policies_from_json
+from simreel.readmodels.artifact_index import Policy, ArtifactIndex, policies_from_json
 
 NAME = "retention"
 
@@ -27,7 +27,7 @@ def default_policy(settings: Settings) -> Policy:
                   max_total_bytes=settings.max_total_bytes)
 
 
-async def follow_index(bus: Bus, index: RetentionIndex, caught_up: asyncio.Event, *,
+async def follow_index(bus: Bus, index: ArtifactIndex, caught_up: asyncio.Event, *,
                        outcomes: bool = False) -> None:
     """Apply every artifact event, past and future, to the index; set `caught_up` once the past is in.
     Bus.follow waits out a JetStream that cannot answer yet (a leader election after a node loss).
@@ -57,7 +57,7 @@ async def sweep_scene_files(bus: Bus, index: SceneFileIndex, store: SceneFileSto
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     log = logs.get(NAME)
     store = store_from_env()
-    index = RetentionIndex()
+    index = ArtifactIndex()
     default = default_policy(settings)
     ret = Retention(store, index, default, policies_from_json(default, settings.retention_policies))
     outcomes = any(p.uses_outcomes for p in (default, *ret.per_session.values()))

@@ -24,7 +24,7 @@ from simreel.contract import subjects
 from simreel.client import Client
 from simreel.runtime.config import NatsSettings
 from simreel.stack.embedded import Stack
-from simreel.readmodels.retention import RetentionIndex
+from simreel.readmodels.artifact_index import ArtifactIndex
 
 from tests.support.runs import run_request, small_request
 from tests.support.s3server import S3Server
@@ -168,7 +168,7 @@ async def test_max_age_and_max_bytes_policies(s3, s3_stack):
 async def test_retention_restart_rebuilds_the_same_index(s3, s3_stack):
     # A policy here keeps the worst returns, so the index folds episodes' outcomes too: the whole log.
     events = await _replay(s3_stack.url, "simreel.evt.>")
-    expected = RetentionIndex().apply_all(events).digest()
+    expected = ArtifactIndex().apply_all(events).digest()
     (proc,) = s3_stack.procs["retention"]
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
@@ -185,7 +185,7 @@ async def test_retention_restart_rebuilds_the_same_index(s3, s3_stack):
             break
         await asyncio.sleep(0.05)
     assert rebuilt is not None, s3_stack.logs()[-2000:]
-    assert rebuilt["digest"] == expected and rebuilt["artifacts"] == len(RetentionIndex().apply_all(events).entries)
+    assert rebuilt["digest"] == expected and rebuilt["artifacts"] == len(ArtifactIndex().apply_all(events).entries)
 
 
 async def test_rm_deletes_every_artifact_of_a_run(s3, s3_stack):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from simreel.contract import events as ev
-from simreel.readmodels.retention import RetentionIndex
+from simreel.readmodels.artifact_index import ArtifactIndex
 from simreel.store import S3Store, StoreError, make_key, store_from_env
 from tests.reliability.helpers import until
 from tests.support.s3server import S3Server
@@ -194,7 +194,7 @@ async def test_redelivered_video_is_announced_as_stored_in_s3(s3, tmp_path):
     assert (a.bytes, a.sha256) == (b.bytes, b.sha256) == (video.bytes, video.sha256)
     assert (b.key, b.bucket, b.content_type) == (a.key, a.bucket, "video/mp4")
     assert await asyncio.to_thread(_fetch_sha256, b.url) == (video.bytes, video.sha256)
-    assert [e.bytes for e in RetentionIndex().apply_all(first + again).entries.values()] == [video.bytes]
+    assert [e.bytes for e in ArtifactIndex().apply_all(first + again).entries.values()] == [video.bytes]
 
 
 async def test_s3_down_when_upload_starts_then_back(s3, tmp_path):

@@ -13,7 +13,7 @@ import sys
 from simreel.contract import events as ev
 from simreel.transport.bus import Bus, connect
 from simreel.runtime.config import NatsSettings
-from simreel.readmodels.retention import RetentionIndex
+from simreel.readmodels.artifact_index import ArtifactIndex
 from simreel.services.retention.service import follow_index
 
 from .helpers import until
@@ -25,7 +25,7 @@ async def main(url: str, pid: int) -> None:
     stored = ev.ArtifactStored(run_id="r1", kind="video", format="mp4", session="s", key="simreel/s/r1/0000/v.mp4",
                                url="file:///v.mp4", bytes=123, sha256="0" * 64, content_type="video/mp4")
     await bus.publish(stored)
-    index, caught_up = RetentionIndex(), asyncio.Event()
+    index, caught_up = ArtifactIndex(), asyncio.Event()
     try:
         os.kill(pid, signal.SIGSTOP)
         try:

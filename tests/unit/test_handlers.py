@@ -15,7 +15,7 @@ import pytest
 from simreel.contract import events as ev
 from simreel.contract import keep
 from simreel.runtime.config import Limits, Settings
-from simreel.readmodels.retention import Policy, RetentionIndex
+from simreel.readmodels.artifact_index import Policy, ArtifactIndex
 from simreel.transport.run_publisher import EpisodeOutcome, RunPublisher
 from simreel.services.encoder.handlers import Encoder
 from simreel.services.retention.handlers import Retention
@@ -285,7 +285,7 @@ async def stored_artifacts(store: LocalStore, tmp_path: Path, n: int, session: s
 
 async def test_retention_keeps_the_latest_and_announces_each_delete(bus, given, tmp_path):
     store = LocalStore(tmp_path / "out")
-    index = RetentionIndex()
+    index = ArtifactIndex()
     retention = Retention(store, index, Policy(keep_latest=2))
     arts = await stored_artifacts(store, tmp_path, 3)
     out = []
@@ -303,7 +303,7 @@ def ended(run_id: str, episode_return: float, terminated: bool = False) -> ev.Ep
 
 async def test_retention_keeps_the_latest_and_besides_them_the_worst_and_the_failures(bus, given, tmp_path):
     store = LocalStore(tmp_path / "out")
-    index = RetentionIndex()
+    index = ArtifactIndex()
     retention = Retention(store, index, Policy(keep_latest=2), {"s": Policy(keep_latest=2, keep_worst=2,
                                                                             keep_failures=1)})
     arts = await stored_artifacts(store, tmp_path, 9)
@@ -322,7 +322,7 @@ async def test_retention_keeps_the_latest_and_besides_them_the_worst_and_the_fai
 
 async def test_retention_spares_a_video_whose_outcome_it_has_not_seen_yet(bus, given, tmp_path):
     store = LocalStore(tmp_path / "out")
-    index = RetentionIndex()
+    index = ArtifactIndex()
     retention = Retention(store, index, Policy(keep_latest=1, keep_worst=1))
     arts = await stored_artifacts(store, tmp_path, 3)
     index.apply(ended("run-1", 0.0))
@@ -338,7 +338,7 @@ async def test_retention_spares_a_video_whose_outcome_it_has_not_seen_yet(bus, g
 
 async def test_retention_deletes_a_whole_run_on_request(bus, given, tmp_path):
     store = LocalStore(tmp_path / "out")
-    index = RetentionIndex()
+    index = ArtifactIndex()
     retention = Retention(store, index, Policy())
     arts = await stored_artifacts(store, tmp_path, 2)
     for a in arts:
@@ -350,7 +350,7 @@ async def test_retention_deletes_a_whole_run_on_request(bus, given, tmp_path):
 async def test_retention_dry_run_says_what_it_would_delete_and_deletes_nothing(tmp_path):
     store = LocalStore(tmp_path / "out")
     arts = await stored_artifacts(store, tmp_path, 3)
-    retention = Retention(store, RetentionIndex().apply_all(arts), Policy(keep_latest=1), dry_run=True)
+    retention = Retention(store, ArtifactIndex().apply_all(arts), Policy(keep_latest=1), dry_run=True)
     would = await retention.enforce("s")
     assert sorted(d.key for d in would) == sorted(a.key for a in arts[:2])
     assert all(Path(a.path).exists() for a in arts)

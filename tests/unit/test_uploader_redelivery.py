@@ -4,7 +4,7 @@ with the size and digest of the stored object: retention sums those sizes for ma
 from __future__ import annotations
 
 from simreel.contract import events as ev
-from simreel.readmodels.retention import RetentionIndex
+from simreel.readmodels.artifact_index import ArtifactIndex
 from simreel.store import LocalStore
 from tests.support.uploads import deliver, staged_video
 
@@ -19,7 +19,7 @@ async def test_redelivered_video_is_announced_as_stored(tmp_path):
     assert (a.bytes, a.sha256) == (video.bytes, video.sha256)
     assert (b.key, b.bytes, b.sha256, b.path, b.url, b.content_type) == (a.key, a.bytes, a.sha256, a.path, a.url,
                                                                           a.content_type)
-    index = RetentionIndex().apply_all(first + again)
+    index = ArtifactIndex().apply_all(first + again)
     assert [e.bytes for e in index.entries.values()] == [video.bytes]
 
 

@@ -1,2 +1,2 @@
-"""Read models folded from the event log: a run's state and figures (projections), the retention
-index of stored artifacts."""
+"""Read models folded from the event log: a run's state and figures (projections), the index of stored
+artifacts that retention decides on (artifact_index)."""

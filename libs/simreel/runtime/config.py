@@ -117,7 +117,7 @@ class Settings:
     max_age_s: float = 0.0  # 0: no age limit
     max_total_bytes: int = 0  # 0: no size limit
     sweep_interval_s: float = 60.0
-    # Per-session retention overrides, as JSON (simreel.readmodels.retention.policies_from_json).
+    # Per-session retention overrides, as JSON (simreel.readmodels.artifact_index.policies_from_json).
     retention_policies: str = ""
     stream_replicas: int = 1
     # On SIGTERM, how long in-flight work may finish before it is handed back.

@@ -1,4 +1,4 @@
-"""Retention index — a projection of ArtifactStored / ArtifactDeleted — and the policy decisions.
+"""The artifact index — a projection of ArtifactStored / ArtifactDeleted — and the retention policy decisions.
 
 Pure and deterministic: the same events give the same index and the same victims, which is what lets
 a restarted (or a second) retention instance make the same decisions from the event log.
@@ -65,7 +65,7 @@ class Outcome:
     terminated: bool
 
 
-class RetentionIndex:
+class ArtifactIndex:
     """Artifacts by key, and — for policies that protect failures or the worst returns — each episode's
     outcome by (run, episode), from EpisodeEnded."""
 
@@ -81,7 +81,7 @@ class RetentionIndex:
         elif isinstance(e, ev.EpisodeEnded):
             self.outcomes[(e.run_id, e.episode)] = Outcome(e.episode_return, e.terminated)
 
-    def apply_all(self, events: Iterable[ev.Event]) -> "RetentionIndex":
+    def apply_all(self, events: Iterable[ev.Event]) -> "ArtifactIndex":
         for e in events:
             self.apply(e)
         return self
