@@ -9,7 +9,7 @@ from simreel.contract import subjects
 from simreel.transport.bus import Bus
 from simreel.runtime.config import NatsSettings
 from simreel.transport.framing import FramePacker
-from tests.reliability.helpers import until
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import pytest
 from simreel.contract import events as ev
 from simreel.readmodels.artifact_index import ArtifactIndex
 from simreel.store import S3Store, StoreError, make_key, store_from_env
-from tests.reliability.helpers import until
+from tests.support.waits import until
 from tests.support.s3server import S3Server
 from tests.support.uploads import deliver, staged_video
 

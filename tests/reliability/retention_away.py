@@ -16,7 +16,7 @@ from simreel.runtime.config import NatsSettings
 from simreel.readmodels.artifact_index import ArtifactIndex
 from simreel.services.retention.service import follow_index
 
-from .helpers import until
+from tests.support.waits import until
 
 
 async def main(url: str, pid: int) -> None:

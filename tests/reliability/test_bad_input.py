@@ -13,14 +13,16 @@ from simreel.runtime.config import NatsSettings
 from simreel.stack.embedded import Stack
 
 from .conftest import BASE_ENV
-from .helpers import (Tap, frames_in_stream, frames_of, mp4_frame_count, replay, request, submit, until,
-                      wait_result)
+from tests.support.artifacts import mp4_frame_count
+from tests.support.eventlog import Tap, frames_in_stream, replay, submit, wait_result
+from tests.support.runs import frames_of, request
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 
 LIMITS = {"SIMREEL_MAX_WIDTH": "320", "SIMREEL_MAX_HEIGHT": "240", "SIMREEL_MAX_FPS": "30",
           "SIMREEL_MAX_DURATION_S": "60", "SIMREEL_MAX_EPISODES": "3"}
-ALLOWED_POLICY = "entrypoint:tests.reliability.policies:push"
+ALLOWED_POLICY = "entrypoint:tests.support.policies:push"
 
 PARTS_XML = b"<mujoco><worldbody><geom name='ball' type='sphere' size='.1' pos='0 0 .5'/></worldbody></mujoco>"
 INCLUDING = "<mujoco><include file='parts.xml'/><worldbody><light pos='0 0 3'/></worldbody></mujoco>"

@@ -12,8 +12,11 @@ from simreel.contract import events as ev
 from simreel.contract import keep
 from simreel.runtime.config import NatsSettings
 
-from .helpers import (GATED_POLICY, Gate, Tap, claimed, frames_in_stream, holder_of, kill, request, sha256_file,
-                      submit, until, wait_result)
+from simreel.sim.package import sha256_file
+from tests.support.eventlog import Tap, claimed, frames_in_stream, submit, wait_result
+from tests.support.processes import GATED_POLICY, Gate, holder_of, kill
+from tests.support.runs import request
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 

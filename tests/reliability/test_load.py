@@ -11,7 +11,9 @@ import pytest
 from simreel.contract import events as ev
 from simreel.runtime.config import NatsSettings
 
-from .helpers import expected_keys, mp4_frame_count, replay, request, submit, wait_result
+from tests.support.artifacts import expected_keys, mp4_frame_count
+from tests.support.eventlog import replay, submit, wait_result
+from tests.support.runs import request
 
 pytestmark = pytest.mark.integration
 

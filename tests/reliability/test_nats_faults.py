@@ -18,8 +18,10 @@ from simreel.transport.bus import Bus, connect
 from simreel.runtime.config import NatsSettings
 from simreel.stack.embedded import _wait_port, free_port, nats_server_binary, stop_process
 
-from .helpers import (Tap, expected_keys, frames_in_stream, frames_of, mp4_frame_count, replay, request,
-                      stored_counts, submit, until, wait_result_alive)
+from tests.support.artifacts import expected_keys, mp4_frame_count
+from tests.support.eventlog import Tap, frames_in_stream, replay, stored_counts, submit, wait_result_alive
+from tests.support.runs import frames_of, request
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 

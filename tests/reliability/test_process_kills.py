@@ -16,8 +16,12 @@ from simreel.contract import events as ev
 from simreel.contract import subjects
 from simreel.runtime.config import NatsSettings
 
-from .helpers import (GATED_POLICY, Gate, Tap, claimed, frames_in_stream, frames_of, holder_of, kill,
-                      mp4_frame_count, request, sha256_file, submit, until, wait_result)
+from simreel.sim.package import sha256_file
+from tests.support.artifacts import mp4_frame_count
+from tests.support.eventlog import Tap, claimed, frames_in_stream, submit, wait_result
+from tests.support.processes import GATED_POLICY, Gate, holder_of, kill
+from tests.support.runs import frames_of, request
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 

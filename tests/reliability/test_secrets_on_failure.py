@@ -22,11 +22,13 @@ from simreel.runtime.config import NatsSettings
 
 from tests.support.s3server import S3Server
 
-from .helpers import request, submit, until, wait_result
+from tests.support.eventlog import submit, wait_result
+from tests.support.runs import request
+from tests.support.waits import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-BOOM = "entrypoint:tests.reliability.policies:boom"
+BOOM = "entrypoint:tests.support.policies:boom"
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import pytest
 
 from simreel.runtime.config import NatsSettings
 
-from .helpers import expected_keys, replay, request, stored_counts, submit, wait_result
+from tests.support.artifacts import expected_keys
+from tests.support.eventlog import replay, stored_counts, submit, wait_result
+from tests.support.runs import request
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,11 @@ from simreel.contract import events as ev
 from simreel.contract import subjects
 from simreel.runtime.config import NatsSettings
 
-from .helpers import (Tap, claimed, expected_keys, kill, replay, request, stored_counts, submit, until,
-                      wait_result)
+from tests.support.artifacts import expected_keys
+from tests.support.eventlog import Tap, claimed, replay, stored_counts, submit, wait_result
+from tests.support.processes import kill
+from tests.support.runs import request
+from tests.support.waits import until
 
 pytestmark = pytest.mark.integration
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import nats.errors
 import nats.js.errors
@@ -40,3 +41,17 @@ async def events_stream_exists(js, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+def request(run_id: str, *, duration_s: float = 1.0, episodes: int = 1, seed: int = 7, fps: int = 15,
+            policy: str = "random", **kw) -> ev.SimRequested:
+    """A small request with a given id and seed: 160×120, fast quality, a cheap scene."""
+    base: dict[str, Any] = dict(run_id=run_id, scene="cartpole", episodes=episodes, duration_s=duration_s,
+                                seed=seed, policy=policy,
+                                render=ev.RenderSpec(width=160, height=120, fps=fps, quality="fast"))
+    base.update(kw)
+    return ev.SimRequested(**base)
+
+
+def frames_of(req: ev.SimRequested) -> int:
+    return round(req.duration_s * req.render.fps)

@@ -1,129 +1,29 @@
-"""Tools of the reliability suite: watch the event log, wait on conditions, kill real processes.
-
-Every wait here is on an event or a condition with a bounded timeout; nothing sleeps a fixed time
-hoping something happened.
-"""
+"""The event log and the client, seen from a test: follow EVENTS, replay it, submit, wait for a result."""
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
-import hashlib
-import json
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Callable, Iterable
 
-import av
 import msgspec
 import nats
 import nats.errors
 from nats.js import api
 
+from simreel.client import Client, RunResult
 from simreel.contract import events as ev
 from simreel.contract import subjects
-from simreel.transport.bus import Bus, connect
-from simreel.client import Client, RunResult
 from simreel.runtime.config import NatsSettings
+from simreel.transport.bus import Bus, connect
 
-# --- requests ------------------------------------------------------------------------------------
-
-
-def request(run_id: str, *, duration_s: float = 1.0, episodes: int = 1, seed: int = 7, fps: int = 15,
-            policy: str = "random", **kw) -> ev.SimRequested:
-    """A small request: 160×120, fast quality, a cheap scene."""
-    base: dict[str, Any] = dict(run_id=run_id, scene="cartpole", episodes=episodes, duration_s=duration_s,
-                                seed=seed, policy=policy,
-                                render=ev.RenderSpec(width=160, height=120, fps=fps, quality="fast"))
-    base.update(kw)
-    return ev.SimRequested(**base)
-
-
-def frames_of(req: ev.SimRequested) -> int:
-    return round(req.duration_s * req.render.fps)
-
-
-GATED_POLICY = "entrypoint:tests.reliability.policies:gated"
-
-
-class Gate:
-    """Holds runs that use GATED_POLICY at sim time `at_s` until opened (see policies.gated)."""
-
-    def __init__(self, path: Path, at_s: float = 1.0) -> None:
-        self.path, self.at_s = Path(path), at_s
-        self.path.unlink(missing_ok=True)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"gate": str(self.path), "at_s": self.at_s}
-
-    def open(self) -> None:
-        self.path.touch()
+from tests.support.waits import until
 
 
 async def claimed(js, service: str) -> int:
     """Messages the service's work consumer has handed out and not yet seen acked (a replica holds them)."""
     return (await js.consumer_info(subjects.EVENTS_STREAM, service)).num_ack_pending
-
-
-# --- conditions ----------------------------------------------------------------------------------
-
-
-async def until(check: Callable[[], Awaitable[Any] | Any], *, timeout: float, what: str,
-                interval: float = 0.1) -> Any:
-    """Re-check `check` until it returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - e.g. NATS briefly away: keep waiting
-            last_error = e
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}"
-                                 + (f" (last error: {last_error!r})" if last_error else ""))
-        await asyncio.sleep(interval)
-
-
-def log_has(path: Path, *needles: str) -> bool:
-    try:
-        text = path.read_text(errors="replace")
-    except FileNotFoundError:
-        return False
-    return any(all(n in line for n in needles) for line in text.splitlines())
-
-
-def log_lines(path: Path, *needles: str) -> list[dict]:
-    out = []
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text(errors="replace").splitlines():
-            if all(n in line for n in needles):
-                with contextlib.suppress(ValueError):
-                    out.append(json.loads(line))
-    return out
-
-
-def holder_of(stack, service: str, run_id: str, needle: str) -> subprocess.Popen | None:
-    """The live replica of `service` whose log says it took `run_id` (`needle` is the log event)."""
-    for i, proc in enumerate(stack.procs.get(service, [])):
-        if proc.poll() is None and log_has(stack.log_dir / f"{service}-{i}.log", f'"{needle}"', f'"run_id": "{run_id}"'):
-            return proc
-    return None
-
-
-def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int:
-    proc.send_signal(sig)
-    return proc.wait(timeout=timeout)
-
-
-# --- the event log -------------------------------------------------------------------------------
 
 
 class Tap:
@@ -244,31 +144,5 @@ async def frames_in_stream(js, run_id: str) -> int:
     return sum((info.state.subjects or {}).values())
 
 
-# --- artifacts -----------------------------------------------------------------------------------
-
-
-def mp4_frame_count(path: str | Path) -> int:
-    with av.open(str(path)) as c:
-        return sum(1 for _ in c.decode(c.streams.video[0]))
-
-
-def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def expected_keys(run: ev.SimRequested, prefix: str = "simreel") -> set[str]:
-    """Object keys of a per-episode mp4 run with telemetry: videos, scene, report, telemetry."""
-    base = f"{prefix}/{run.session}/{run.run_id}"
-    keys = {f"{base}/{e:04d}/episode-{e:04d}.mp4" for e in range(run.episodes)}
-    keys |= {f"{base}/all/scene.xml", f"{base}/all/report.json", f"{base}/all/telemetry.jsonl"}
-    return keys
-
-
 def stored_counts(events: Iterable[ev.Event]) -> collections.Counter:
     return collections.Counter(e.key for e in events if isinstance(e, ev.ArtifactStored))
-
-
-def env_with(**kw: str) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(kw)
-    return e
