@@ -8,7 +8,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -20,21 +19,8 @@ from simreel.stack.embedded import NatsServer, Stack  # noqa: E402
 def library_state():
     """simreel's logging as a library finds it (other tests of this process may have called setup());
     whatever was there is put back afterwards."""
-    root = logging.getLogger(logs.ROOT)
-    before = (root.level, root.propagate, list(root.handlers), logs._renderer.mode, logs._handler)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.setLevel(logging.NOTSET)
-    root.propagate = True
-    logs._renderer.mode, logs._handler = None, None
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in before[2]:
-        root.addHandler(h)
-    root.setLevel(before[0])
-    root.propagate = before[1]
-    logs._renderer.mode, logs._handler = before[3], before[4]
+    with logs.as_library():
+        yield
 
 
 @pytest.fixture

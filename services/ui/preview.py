@@ -47,7 +47,7 @@ def shrink(frame: bytes | memoryview, width: int, height: int, max_width: int = 
     return np.ascontiguousarray(arr[::step, ::step])
 
 
-def _preview_png(data: bytes | memoryview, compression: str, count: int, width: int, height: int,
+def preview_png(data: bytes | memoryview, compression: str, count: int, width: int, height: int,
                  planes: Sequence[ev.FrameStream] = ()) -> bytes | None:
     """The last frame of a batch (decompressed when the batch is), shrunk, as PNG: its rgb plane."""
     frame_bytes = streams.frame_bytes(width, height, planes)
@@ -123,7 +123,7 @@ class Previews:
                     data, count = b.frames, b.count
                 else:
                     continue
-                img = await asyncio.to_thread(_preview_png, data, b.compression, count, b.width, b.height,
+                img = await asyncio.to_thread(preview_png, data, b.compression, count, b.width, b.height,
                                               b.streams)
                 if img is None:
                     continue

@@ -16,7 +16,7 @@ from simreel.contract import events as ev
 from simreel.contract import subjects
 from simreel.transport.bus import Bus, connect
 from simreel.runtime.config import NatsSettings
-from simreel.stack.embedded import _wait_port, free_port, nats_server_binary, stop_process
+from simreel.stack.embedded import wait_port, free_port, nats_server_binary, stop_process
 
 from tests.support.artifacts import expected_keys, mp4_frame_count
 from tests.support.eventlog import Tap, frames_in_stream, replay, stored_counts, submit, wait_result_alive
@@ -133,7 +133,7 @@ class Cluster:
                "--cluster_listen", f"nats://127.0.0.1:{self.cluster_ports[i]}", "--routes", routes]
         out = open(self.base / f"{self.name(i)}.log", "ab")
         self.procs[i] = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=self.base)
-        _wait_port("127.0.0.1", self.ports[i], self.procs[i], 15, f"nats-server {self.name(i)}")
+        wait_port("127.0.0.1", self.ports[i], self.procs[i], 15, f"nats-server {self.name(i)}")
 
     def start(self) -> "Cluster":
         self.base.mkdir(parents=True, exist_ok=True)

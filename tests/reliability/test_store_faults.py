@@ -57,7 +57,7 @@ def _check_stored_once(s3, bucket: str, req: ev.SimRequested, events: list[ev.Ev
 @contextlib.contextmanager
 def _frozen(s3):
     """SIGSTOP the S3 server's process group: connections are accepted by the kernel, requests hang."""
-    pgid = os.getpgid(s3._proc.pid)
+    pgid = os.getpgid(s3.pid)
     os.killpg(pgid, signal.SIGSTOP)
     try:
         yield

@@ -124,6 +124,13 @@ class S3Server:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int:
+        """The running server's pid (its process group is its own: fault tests freeze the whole group)."""
+        if self._proc is None:
+            raise RuntimeError("the S3 server is not running")
+        return self._proc.pid
+
     def client(self):
         from minio import Minio
 

@@ -196,7 +196,7 @@ def test_abort_marker_follows_the_episodes_batches_and_drops_pending_frames(comp
     or JetStream's duplicate window would drop it and the encoder would wait for frames forever."""
     packer = FramePacker("r", 1, 0, 16, 16, 1 << 20, compression=compression)
     sent = [b for i in range(40) for b in packer.add(i, i / 30, os.urandom(16 * 16 * 3))]
-    assert sent and packer._frames  # some frames still pending
+    assert sent and packer.pending  # some frames still pending
     (marker,) = packer.abort()
     assert marker.aborted and marker.count == 0 and marker.frames == b""
     assert marker.seq not in {b.seq for b in sent}

@@ -68,7 +68,7 @@ def test_programs_are_never_looked_up_on_path(folder):
 def test_binaries_come_from_next_to_this_python():
     for program in ("nats-server", "weed"):
         path = Path(binaries.find(program))
-        assert path.parent in {Path(sys.executable).parent, *binaries._script_dirs()}
+        assert path.parent in {Path(sys.executable).parent, *binaries.script_dirs()}
 
 
 def test_a_missing_binary_says_how_to_install_it(monkeypatch):

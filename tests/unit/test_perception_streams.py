@@ -339,5 +339,5 @@ def test_the_uis_live_preview_shows_the_rgb_plane_of_a_frame_with_streams():
     frames = [r.tobytes() + bytes(W * H * 2) + bytes(W * H * 4) for r in rgb]
     c = framecodec.FrameCompressor()
     data = b"".join(c.compress(f) for f in frames)
-    got = preview._preview_png(data, "zstd", 2, W, H, wanted)
+    got = preview.preview_png(data, "zstd", 2, W, H, wanted)
     assert got == preview.png(preview.shrink(rgb[1].tobytes(), W, H))  # the last frame's colour

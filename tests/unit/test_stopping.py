@@ -32,9 +32,7 @@ def test_a_stack_that_does_not_stop_is_named_by_wait_stopped(tmp_path):
     stack = Stack(data_dir=tmp_path / "data", out_dir=tmp_path / "out")
     proc = _deaf()
     stack.procs["encoder"] = [proc]
-    keeper = process_stack._Keeper()
-    keeper._stack = stack  # a stack some user never let go of
-    keeper._users = 1
+    keeper = process_stack.StackKeeper(holding=stack, users=1)  # a stack some user never let go of
     try:
         with pytest.raises(TimeoutError, match=rf"did not stop within 0s \(1 user\(s\) still hold it\); "
                                                rf"still running: encoder-0 \(pid {proc.pid}\)"):

@@ -7,7 +7,7 @@ import urllib3
 from minio.error import S3Error, ServerError
 
 from simreel.store import LocalStore, S3Store, StoreConfigError, key_prefix_from_env, store_from_env
-from simreel.store.s3 import MAX_PRESIGN_SECONDS, _clean_metadata, is_retryable, parse_endpoint
+from simreel.store.s3 import MAX_PRESIGN_SECONDS, clean_metadata, is_retryable, parse_endpoint
 
 S3_ENV = {
     "SIMREEL_STORE": "s3",
@@ -163,12 +163,12 @@ def test_retry_classification(exc, retry):
 
 
 def test_metadata_cleaning():
-    assert _clean_metadata({"run_id": "r1", "X-Amz-Meta-Episode": 3}) == {"run_id": "r1", "episode": "3"}
-    assert _clean_metadata({"note": "héllo\n"}) == {"note": "h%C3%A9llo%0A"}
+    assert clean_metadata({"run_id": "r1", "X-Amz-Meta-Episode": 3}) == {"run_id": "r1", "episode": "3"}
+    assert clean_metadata({"note": "héllo\n"}) == {"note": "h%C3%A9llo%0A"}
     with pytest.raises(ValueError):
-        _clean_metadata({"bad name": "x"})
+        clean_metadata({"bad name": "x"})
     with pytest.raises(ValueError):
-        _clean_metadata({"big": "x" * 3000})
+        clean_metadata({"big": "x" * 3000})
 
 
 async def test_s3_missing_source_fails_before_any_request(tmp_path):

@@ -15,9 +15,10 @@ Tracebacks are always logged without local variables: locals are where credentia
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from typing import Any
+from typing import Any, Iterator
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -120,6 +121,31 @@ def setup(level: str | None = None, *, json: bool | None = None, service: str | 
     root.propagate = False  # one line per event, whatever the root logger has
     if service:
         structlog.contextvars.bind_contextvars(service=service)
+
+
+@contextlib.contextmanager
+def as_library() -> Iterator[None]:
+    """simreel's logging as a library finds it (no handler, level unset, propagating), for the duration;
+    whatever `setup()` had configured is put back afterwards. For a process that must show how the
+    library behaves in someone else's program after it has itself called `setup()`: the test suite."""
+    global _handler
+    root = logging.getLogger(ROOT)
+    before = (root.level, root.propagate, list(root.handlers), _renderer.mode, _handler)
+    for h in before[2]:
+        root.removeHandler(h)
+    root.setLevel(logging.NOTSET)
+    root.propagate = True
+    _renderer.mode, _handler = None, None
+    try:
+        yield
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in before[2]:
+            root.addHandler(h)
+        root.setLevel(before[0])
+        root.propagate = before[1]
+        _renderer.mode, _handler = before[3], before[4]
 
 
 def get(name: str | None = None, *, min_level: int = logging.NOTSET, **bind):

@@ -23,7 +23,7 @@ class BinaryNotFound(FileNotFoundError):
     """A program simreel needs is not installed next to this Python."""
 
 
-def _script_dirs() -> list[Path]:
+def script_dirs() -> list[Path]:
     dirs = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
     user_scheme = f"{os.name}_user"
     if user_scheme in sysconfig.get_scheme_names():
@@ -39,7 +39,7 @@ def find(program: str) -> str:
         if Path(explicit).is_file() and os.access(explicit, os.X_OK):
             return explicit
         raise BinaryNotFound(f"{override_var}={explicit!r} is not an executable file")
-    searched = _script_dirs()
+    searched = script_dirs()
     for d in searched:
         candidate = d / program
         if candidate.is_file() and os.access(candidate, os.X_OK):

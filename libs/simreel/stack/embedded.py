@@ -49,7 +49,7 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, what: str) -> None:
+def wait_port(host: str, port: int, proc: subprocess.Popen, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -116,7 +116,7 @@ class NatsServer:
         return self
 
     def wait_ready(self, timeout: float = 15.0) -> "NatsServer":
-        _wait_port(self.host, self.port, self.proc, timeout, "nats-server")
+        wait_port(self.host, self.port, self.proc, timeout, "nats-server")
         log.info("nats_started", url=self.url, store_dir=str(self.store_dir), pid=self.proc.pid)
         return self
 

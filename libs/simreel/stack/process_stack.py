@@ -47,7 +47,7 @@ class StackSpec:
 class Lease:
     """One user's hold on the shared stack. `release()` once; the stack stops after the last."""
 
-    def __init__(self, keeper: "_Keeper", stack: Stack) -> None:
+    def __init__(self, keeper: "StackKeeper", stack: Stack) -> None:
         self._keeper = keeper
         self.stack = stack
         self._released = False
@@ -82,11 +82,14 @@ class Lease:
             self._keeper.release()
 
 
-class _Keeper:
-    def __init__(self) -> None:
+class StackKeeper:
+    """The one embedded stack of this process, shared by its users; it starts for the first and stops
+    after the last. `holding` gives a keeper that already holds a running stack for `users` users."""
+
+    def __init__(self, holding: Stack | None = None, users: int = 0) -> None:
         self._cond = threading.Condition()
-        self._users = 0
-        self._stack: Stack | None = None
+        self._users = users
+        self._stack: Stack | None = holding
         self._spec: StackSpec | None = None  # a start is wanted with this spec
         self._stopping = False
         self._error: BaseException | None = None
@@ -221,7 +224,7 @@ class _Keeper:
                 self._cond.notify_all()
 
 
-_keeper = _Keeper()
+_keeper = StackKeeper()
 atexit.register(_keeper.shutdown)
 
 

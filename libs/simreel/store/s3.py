@@ -168,7 +168,7 @@ def check_bucket(bucket: str) -> None:
             "dots and hyphens, starting and ending with a letter or digit)") from None
 
 
-def _clean_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
+def clean_metadata(metadata: dict[str, str] | None) -> dict[str, str]:
     """User metadata travels as HTTP headers (`x-amz-meta-*`): names must be tokens, values
     ASCII. Non-ASCII values are percent-encoded instead of failing the whole upload."""
     out: dict[str, str] = {}
@@ -294,7 +294,7 @@ class S3Store:
         """
         check_key(key)
         src = Path(path)
-        meta = _clean_metadata(metadata)
+        meta = clean_metadata(metadata)
         t0 = time.monotonic()
         try:
             if meta.get("sha256"):

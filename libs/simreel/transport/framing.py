@@ -63,6 +63,11 @@ class FramePacker:
     def budget(self) -> int:
         return max(self.max_payload - ENVELOPE_BYTES, 4096)
 
+    @property
+    def pending(self) -> int:
+        """Frames added and not yet in a batch: the episode's end or an abort decides their fate."""
+        return len(self._frames)
+
     def _batch(self, **kw) -> FrameBatch:
         b = FrameBatch(run_id=self.run_id, attempt=self.attempt, episode=self.episode, seq=self.seq,
                        width=self.width, height=self.height, compression=self.compression,
