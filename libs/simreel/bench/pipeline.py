@@ -29,7 +29,7 @@ from simreel.client import Client
 from simreel.runtime.config import NatsSettings
 from simreel.stack.embedded import Stack
 from simreel.transport.framing import FramePacker
-from simreel.media.mp4 import Mp4Writer, _x264_asm
+from simreel.media.mp4 import Mp4Writer, x264_asm
 from simreel.media.synthetic import moving_pattern
 
 DISTINCT = 32
@@ -124,7 +124,7 @@ def ffmpeg_cmd(exe: str, width: int, height: int, out: Path) -> list[str]:
     limited range, bilinear with accurate rounding, bit-exact (ffmpeg's default is BT.601 with
     bicubic, a different and cheaper conversion) -, the same x264 asm level and bit-exact muxing.
     `same_pictures` checks that the two decode to the same frames."""
-    asm = _x264_asm()
+    asm = x264_asm()
     return [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
             "-r", "30", "-i", "-",
             "-vf", "scale=out_color_matrix=bt709:out_range=tv:flags=bilinear+accurate_rnd+bitexact",

@@ -66,7 +66,7 @@ _TV_RANGE = 1  # AVCOL_RANGE_MPEG
 
 
 @functools.cache
-def _x264_asm() -> str | None:
+def x264_asm() -> str | None:
     """x264 `asm=` level that avoids the AVX-512 path (see module docstring), or None for auto.
 
     Only pinned when the CPU is known to support the AVX2 set: forcing flags the CPU lacks would
@@ -206,7 +206,7 @@ class Mp4Writer:
                 raise ValueError(f"preset must be one of {_X264_PRESETS}, got {preset!r}")
             # forced-idr: a frame we mark as I (episode start) becomes an IDR, a clean seek point.
             opts = {"crf": str(crf), "preset": preset, "forced-idr": "1"}
-            if asm := _x264_asm():
+            if asm := x264_asm():
                 opts["x264-params"] = f"asm={asm}"
             return opts
         # libsvtav1

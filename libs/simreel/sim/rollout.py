@@ -222,7 +222,7 @@ def make_camera(model: mujoco.MjModel, camera: CameraSpec = None) -> mujoco.MjvC
     return cam
 
 
-def _perturbable_qpos(model: mujoco.MjModel) -> np.ndarray:
+def perturbable_qpos(model: mujoco.MjModel) -> np.ndarray:
     """qpos indices that can take additive noise: hinge/slide values and free-joint positions
     (quaternions are left alone so they stay normalized)."""
     idx: list[int] = []
@@ -241,7 +241,7 @@ def seed_world(model: mujoco.MjModel, d: mujoco.MjData, seed: int, perturb_scale
     so that different seeds give visibly different episodes even under the zero policy. Every render
     engine seeds its worlds with this, so a seed means the same start state everywhere."""
     mujoco.mj_resetData(model, d)
-    idx = _perturbable_qpos(model) if qpos_idx is None else qpos_idx
+    idx = perturbable_qpos(model) if qpos_idx is None else qpos_idx
     rng = np.random.default_rng(seed)
     s = perturb_scale
     if s > 0:
@@ -320,7 +320,7 @@ class EpisodeRunner:
                         for x in streams if x != "rgb"}
         self._depth_m = np.zeros((self.height, self.width), np.float32) if "depth" in self._planes else None
         self._seg = np.zeros((self.height, self.width, 2), np.int32) if "segmentation" in self._planes else None
-        self._qpos_idx = _perturbable_qpos(model)
+        self._qpos_idx = perturbable_qpos(model)
         self._action = np.zeros(model.nu)
         limited = np.asarray(model.actuator_ctrllimited, dtype=bool).reshape(-1)
         rng = np.asarray(model.actuator_ctrlrange, dtype=float).reshape(-1, 2)

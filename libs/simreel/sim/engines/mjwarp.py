@@ -31,7 +31,7 @@ from simreel.runtime import config, log
 from simreel.contract import streams as stream_planes
 from simreel.sim.engines import EngineInfo, EngineUnavailable
 from simreel.sim.engines.cameras import fixed_cameras
-from simreel.sim.rollout import _perturbable_qpos
+from simreel.sim.rollout import perturbable_qpos
 
 __all__ = ["MjWarpEngine", "WorldView", "create", "OPTIONS"]
 
@@ -108,7 +108,7 @@ class MjWarpEngine:
         self.worlds, self.width, self.height = worlds, width, height
         self.frame_shape = (height * len(cam_ids), width, 3)
         self._views = len(cam_ids)
-        self._qpos_idx = _perturbable_qpos(model)
+        self._qpos_idx = perturbable_qpos(model)
         full = quality == "full"
         has_skybox = any(int(t) == mujoco.mjtTexture.mjTEXTURE_SKYBOX for t in model.tex_type)
         t0 = time.perf_counter()
