@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from simreel.media import Mp4Writer, probe
-from simreel.media.mp4 import _x264_asm
+from simreel.media.mp4 import x264_asm
 from simreel.media.synthetic import moving_pattern
 
 DISTINCT = 64  # frames generated up front and cycled: generation cost (~5 ms at 640x480) stays out
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
         "pyav": av.__version__,
         "ffmpeg_in_pyav": str(av.ffmpeg_version_info),
         "cpus": os.cpu_count(),
-        "x264_asm_pinned": _x264_asm(),  # Mp4Writer only; the ffmpeg CLI auto-detects
+        "x264_asm_pinned": x264_asm(),  # Mp4Writer only; the ffmpeg CLI auto-detects
         "loadavg_at_start": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory(prefix="bench_encoder_") as d:
