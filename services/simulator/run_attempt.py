@@ -30,6 +30,9 @@ from .worker import (EpisodeRendered, FrameRendered, RendererReady, WorkerDone, 
 
 
 class RunAttempt:
+    """What the attempt learns as it runs (the renderer, the perception of its streams) is kept here
+    for SimStarted and the report."""
+
     def __init__(self, bus: HandlerBus, settings: Settings, staging: Staging, req: ev.SimRequested, attempt: int,
                  prepared: Prepared, log) -> None:
         self.settings = settings
@@ -55,18 +58,19 @@ class RunAttempt:
     async def events(self) -> AsyncIterator[ev.Event]:
         handoff: Handoff[WorkerMessage] = Handoff(asyncio.get_running_loop(), max_items=self.settings.frame_queue)
         thread = run_in_thread(self.job, handoff, self.cancel)
+        publish_frame = self.pub.frame
         # With more streams than rgb, SimStarted waits for the first frame, which fixes the run's
         # depth preview range.
-        pending = False
+        start_pending = False
         try:
             while True:
                 message = await handoff.get()
-                if pending and not isinstance(message, (RendererReady, WorkerFailed)):
-                    pending = False
+                if start_pending and not isinstance(message, (RendererReady, WorkerFailed)):
+                    start_pending = False
                     yield self.started(message.pixels if isinstance(message, FrameRendered) else None)
                 match message:
                     case FrameRendered(episode, index, t, pixels, telemetry):
-                        await self.pub.frame(episode, index, t, pixels, telemetry)
+                        await publish_frame(episode, index, t, pixels, telemetry)
                     case EpisodeRendered(episode, summary):
                         async for e in self.episode_ended(episode, summary):
                             yield e
@@ -76,7 +80,7 @@ class RunAttempt:
                     case RendererReady(gl, engine):
                         self.gl, self.engine = gl, engine
                         if len(self.job.streams) > 1:
-                            pending = True
+                            start_pending = True
                         else:
                             yield self.started(None)
                         self.log_renderer()

@@ -88,7 +88,7 @@ WorkerMessage = RendererReady | FrameRendered | EpisodeRendered | WorkerFailed |
 
 
 class Cancelled(Exception):
-    pass
+    """The run was cancelled: the thread stops without a further message."""
 
 
 class Outbox:
@@ -114,6 +114,7 @@ class Outbox:
         self._handoff.put(message, nbytes, check=self.raise_if_cancelled)
 
     def frame(self, episode: int, f: FrameOut) -> None:
+        """One copy of the frame (the runner reuses its buffers for the next one), tagged with its episode."""
         pixels = frame_bytes(f, self._streams)
         self.put(FrameRendered(episode, f.index, f.t, pixels, telemetry_of(f)), len(pixels))
 
