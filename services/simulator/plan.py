@@ -1,14 +1,12 @@
-"""Pure decisions about a request, before any simulation: limits, seeds, frame counts, outputs.
+"""Pure decisions about a request, before any simulation: limits, seeds, frame counts.
 
 Kept free of NATS and GL so it is unit-tested as plain functions and shared by the handler.
 """
 from __future__ import annotations
 
-
 from simreel.contract import events as ev
 from simreel.runtime.config import Limits
 from simreel.sim.rollout import FrameSchedule
-from simreel.contract.outputs import expected_artifacts, video_outputs  # noqa: F401 - re-exported for the handler
 
 DEFAULT_DURATION_S = 5.0
 

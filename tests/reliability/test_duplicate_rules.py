@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from simreel.transport.bus import Delivery
-from simreel.services.simulator.handlers import _judge_history
+from simreel.services.simulator.history import judge_history
 
 
 def d(attempt: int, seq: int) -> Delivery:
@@ -26,4 +26,4 @@ def d(attempt: int, seq: int) -> Delivery:
     ({"started": 5, "completed": 9}, d(2, 10), "duplicate"),
 ])
 def test_history_verdicts(history, delivery, verdict):
-    assert _judge_history(history, delivery) == verdict
+    assert judge_history(history, delivery) == verdict

@@ -1,7 +1,8 @@
-"""The simulator's decisions before any rendering: limits, seeds, frame counts, expected outputs."""
+"""The simulator's decisions before any rendering: limits, seeds, frame counts, and the outputs a request expects."""
 import pytest
 
 from simreel.contract import events as ev
+from simreel.contract.outputs import expected_artifacts, video_outputs
 from simreel.runtime.config import Limits
 from simreel.services.simulator import plan
 
@@ -29,5 +30,5 @@ def test_frame_count_is_duration_times_fps_whatever_the_physics_step():
 
 def test_expected_artifacts_counts_formats_layouts_scene_report_telemetry():
     req = ev.SimRequested(scene="x", episodes=3, outputs=ev.OutputSpec(formats=["mp4", "gif"], layout="both"))
-    assert plan.video_outputs(req) == 2 * (3 + 1)
-    assert plan.expected_artifacts(req) == 8 + 3
+    assert video_outputs(req) == 2 * (3 + 1)
+    assert expected_artifacts(req) == 8 + 3
