@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -32,14 +31,14 @@ except ImportError as e:  # pragma: no cover - the message is the point
 
 from gymnasium import logger as gym_logger
 
-from simreel.runtime import config
 from simreel.contract import events as ev
-from simreel.runtime import log as logs
-from simreel.runtime.config import NatsSettings
-from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, keep_outputs
+from simreel.gym.arguments import drop_in_logger
 from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.keeping import keep_outputs
+from simreel.gym.stored import report_unstored
 from simreel.gym.video_info import RecordedVideo
-from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
+from simreel.recorder import DEFAULT_QUEUE_BYTES
+from simreel.recorder.folder import recorder_for_folder
 
 __all__ = ["VecVideoRecorder"]
 
@@ -95,13 +94,10 @@ class VecVideoRecorder(VecEnvWrapper):
             outputs = keep_outputs(outputs, keep)
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
-        log = _quiet_logger() if disable_logger else logs.get(__name__)
-        url = nats_url or config.nats_url()
+        log = drop_in_logger(__name__, disable_logger)
         tag = uuid.uuid4().hex[:8]
-        recorder = RecorderThread(nats=NatsSettings.from_env(url=url) if url else None,
-                                  embedded_dir=None if url else Path(self.video_folder) / EMBEDDED_DIR,
-                                  session=session, outputs=outputs or ev.OutputSpec(), logger=log,
-                                  max_queue_bytes=max_queue_bytes, name=f"simreel-recorder-{tag}")
+        recorder = recorder_for_folder(self.video_folder, nats_url=nats_url, session=session, outputs=outputs,
+                                       max_queue_bytes=max_queue_bytes, logger=log, name=f"simreel-recorder-{tag}")
         recorder.start()  # joins the process's stack in the background now
         env_id = getattr(getattr(inner, "envs", [None])[0], "spec", None) if hasattr(inner, "envs") else None
         self._clips = ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=name_prefix,
@@ -145,13 +141,7 @@ class VecVideoRecorder(VecEnvWrapper):
         runs = [r for r in self._clips.recorder.close(self.timeout) if r.ended_at is not None]
         self.videos = [self._clips.info(r) for r in runs if not r.discarded]
         self.discarded = [self._clips.info(r) for r in runs if r.discarded]
-        bad = [r for r in runs if r.status != "completed"]
-        if bad:
-            message = f"{len(bad)} of {len(runs)} video(s) were not stored: " + "; ".join(
-                f"{r.meta.get('name')}: {r.status}: {r.error}" for r in bad)
-            if self.strict:
-                raise RecordingError(message, bad)
-            gym_logger.warn(message)
+        report_unstored([r for r in runs if r.status != "completed"], len(runs), strict=self.strict)
 
     # --- SB3's own steps ---------------------------------------------------------------------------
 
