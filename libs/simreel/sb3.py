@@ -71,11 +71,7 @@ class VecVideoRecorder(VecEnvWrapper):
     ) -> None:
         VecEnvWrapper.__init__(self, venv)
         self.env = venv
-        inner = venv
-        while isinstance(inner, VecEnvWrapper):
-            inner = inner.venv
-        metadata = inner.get_attr("metadata")[0] if hasattr(inner, "get_attr") else inner.metadata
-        self.env.metadata = metadata
+        inner = self._innermost(venv)
         assert self.env.render_mode == "rgb_array", f"The render_mode must be 'rgb_array', not {self.env.render_mode}"
         self.frames_per_sec = self.env.metadata.get("render_fps", 30)
         self.record_video_trigger = record_video_trigger
@@ -90,22 +86,37 @@ class VecVideoRecorder(VecEnvWrapper):
         self.discarded: list[RecordedVideo] = []  # with keep=: the clips the rule did not keep
         self._ended = (False, False)
         self._last_infos: list = []
-        if keep is not None:
-            outputs = keep_outputs(outputs, keep)
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
+        self._clips = self._clip_stream(inner, nats_url=nats_url, session=session, outputs=outputs, keep=keep,
+                                        max_queue_bytes=max_queue_bytes, on_video=on_video,
+                                        disable_logger=disable_logger)
+
+    def _innermost(self, venv: VecEnv) -> VecEnv:
+        """The VecEnv under every wrapper; its sub-envs' metadata becomes this wrapper's (as SB3 does)."""
+        inner = venv
+        while isinstance(inner, VecEnvWrapper):
+            inner = inner.venv
+        self.env.metadata = inner.get_attr("metadata")[0] if hasattr(inner, "get_attr") else inner.metadata
+        return inner
+
+    def _clip_stream(self, inner: VecEnv, *, nats_url: str | None, session: str, outputs: ev.OutputSpec | None,
+                     keep: Any, max_queue_bytes: int, on_video: VideoCallback | None,
+                     disable_logger: bool) -> ClipStream:
+        """The clips, on a recorder of their own that joins the process's stack in the background now."""
+        if keep is not None:
+            outputs = keep_outputs(outputs, keep)
         log = drop_in_logger(__name__, disable_logger)
         tag = uuid.uuid4().hex[:8]
         recorder = recorder_for_folder(self.video_folder, nats_url=nats_url, session=session, outputs=outputs,
                                        max_queue_bytes=max_queue_bytes, logger=log, name=f"simreel-recorder-{tag}")
-        recorder.start()  # joins the process's stack in the background now
+        recorder.start()
         env_id = getattr(getattr(inner, "envs", [None])[0], "spec", None) if hasattr(inner, "envs") else None
-        self._clips = ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=name_prefix,
-                                 fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
-                                 on_video=on_video, logger=log, keep=keep,
-                                 outputs=outputs if keep is not None else None,
-                                 report={"sb3": {"num_envs": venv.num_envs, "video_length": video_length,
-                                                 "name_prefix": name_prefix}})
+        return ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=self.name_prefix,
+                          fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
+                          on_video=on_video, logger=log, keep=keep, outputs=outputs if keep is not None else None,
+                          report={"sb3": {"num_envs": self.env.num_envs, "video_length": self.video_length,
+                                          "name_prefix": self.name_prefix}})
 
     @property
     def recording(self) -> bool:

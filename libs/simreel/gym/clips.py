@@ -26,6 +26,7 @@ from simreel.recorder import RecordedRun, RecorderThread
 
 VideoCallback = Callable[[RecordedVideo], None]
 
+_PLAIN = (bool, int, float, str, type(None))  # telemetry values sent as they are
 _VIDEO_KINDS = ("video", "gif", "frames")
 _DEPTH_KINDS = ("depth", "depth_preview")
 
@@ -90,9 +91,11 @@ class ClipStream:
         self.final_info = {}
         self._clips += 1
 
-    def add(self, frame: np.ndarray, row: dict[str, Any], planes: Sequence[np.ndarray] = ()) -> None:
+    def add(self, frame: np.ndarray, row: dict[str, Any], planes: Sequence[np.ndarray] = (), *,
+            converted: bool = False) -> None:
         """Stream one frame (HxWx3 or HxWx4 uint8) with its telemetry row; `planes`: the same frame's
-        other streams, in the order of the run's streams (begin_details says which)."""
+        other streams, in the order of the run's streams (begin_details says which). `converted`: the
+        row's values are JSON-able already (files.jsonable), so they are sent as they are."""
         if frame.ndim == 3 and frame.shape[2] == 4:
             frame = frame[..., :3]
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -104,22 +107,20 @@ class ClipStream:
             self._begin(width, height, planes)
         elif self._size != (width, height):
             raise ValueError(self.size_changed.format(was=self._size, width=width, height=height, name=self.name))
-        reward = row.get("reward")
+        sent = row if converted else {k: v if type(v) in _PLAIN else jsonable(v) for k, v in row.items()}
+        reward = sent.get("reward")
         if reward is not None:
             self._steps += 1
-            if isinstance(reward, np.generic) or (isinstance(reward, np.ndarray) and reward.ndim == 0):
-                reward = reward.item()
-            if isinstance(reward, (list, tuple, np.ndarray)):
-                reward = float(np.mean(reward)) if len(reward) else None  # a tiled clip: the mean over sub-envs
+            if type(reward) is list:  # a tiled clip: the mean over its sub-envs, in their own dtype
+                reward = float(np.mean(row["reward"])) if reward else None
             if isinstance(reward, (int, float)):
-                self._return += float(reward)
+                self._return += reward
             if "terminated" in row or "truncated" in row:
-                self._last = (bool(np.any(row.get("terminated", False))), bool(np.any(row.get("truncated", False))))
-        row = {k: jsonable(v) for k, v in row.items()}
+                self._last = (_any(row.get("terminated", False)), _any(row.get("truncated", False)))
         if planes:
-            self.recorder.frame_array(frame, row, planes)
+            self.recorder.frame_array(frame, sent, planes)
         else:
-            self.recorder.frame_array(frame, row)
+            self.recorder.frame_array(frame, sent)
         self.frames += 1
 
     def stop(self) -> RecordedRun | None:
@@ -221,6 +222,11 @@ class ClipStream:
 
     def info(self, r: RecordedRun, status: str | None = None) -> RecordedVideo:
         return recorded_video(r, self.video_folder, self.fps, status)
+
+
+def _any(flags: Any) -> bool:
+    """A flag, or whether any of a tiled clip's flags is set."""
+    return flags if type(flags) is bool else bool(np.any(flags))
 
 
 def recorded_video(r: RecordedRun, video_folder: str | os.PathLike, fps: float,

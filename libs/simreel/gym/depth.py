@@ -62,4 +62,5 @@ def first_frame_perception(env: gym.Env, streams: Sequence[str], depth: np.ndarr
     from simreel.sim import perception
 
     model = env.unwrapped.model
-    return perception.perception(model, streams, preview_m=perception.preview_range(depth, perception.clip_planes(model)))
+    preview = perception.preview_range(depth, perception.clip_planes(model))
+    return perception.perception(model, streams, preview_m=preview)

@@ -17,7 +17,7 @@ from simreel.gym.arguments import check_render_mode, drop_in_logger, prepare_vid
 from simreel.gym.clips import VideoCallback, recorded_video
 from simreel.gym.depth import check_streams, depth_plane
 from simreel.gym.env_clips import EnvClips, env_id
-from simreel.gym.files import run_prefix
+from simreel.gym.files import jsonable, run_prefix
 from simreel.gym.keeping import keep_outputs
 from simreel.gym.live import LiveControl
 from simreel.gym.schedules import default_triggers
@@ -340,13 +340,13 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         else:
             action, rew, terminated, truncated = stepped
             row = {"env_episode": self.episode_id, "step": self._episode_step, "step_id": self.step_id,
-                   "reset": False, "reward": rew, "action": action, "terminated": bool(terminated),
-                   "truncated": bool(truncated)}
+                   "reset": False, "reward": jsonable(rew), "action": jsonable(action),
+                   "terminated": bool(terminated), "truncated": bool(truncated)}
         self._send(frame, row)
 
     def _send(self, frame: np.ndarray, row: dict[str, Any]) -> None:
         planes = [depth_plane(self.env, (frame.shape[1], frame.shape[0]))] if "depth" in self._streams else ()
-        self._clips.add(frame, row, planes)
+        self._clips.add(frame, row, planes, converted=True)
 
     # --- results -----------------------------------------------------------------------------------
 
