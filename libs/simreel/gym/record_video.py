@@ -57,6 +57,10 @@ class RecordVideo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     file in video_folder, or None when the store is not local), `url`, `run_id`, `episode`, `step`,
     `frames`, `fps`, `telemetry_url`, `report_url`, `status`, `error`, `store_latency_s` (attributes;
     `v["url"]` also works, as with the dicts of earlier versions).
+
+    Read-only: `recorder` (the RecorderThread it records through: `recorder.url` is its bus),
+    `recorder_id` (its id on the bus), `capture` (the capture controls in force) and `pending_controls`
+    (a ui's requests received and waiting for the next episode boundary).
     """
 
     def __init__(
