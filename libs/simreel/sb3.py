@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -32,14 +31,14 @@ except ImportError as e:  # pragma: no cover - the message is the point
 
 from gymnasium import logger as gym_logger
 
-from simreel.runtime import config
 from simreel.contract import events as ev
-from simreel.runtime import log as logs
-from simreel.runtime.config import NatsSettings
-from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, keep_outputs
+from simreel.gym.arguments import drop_in_logger
 from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.keeping import keep_outputs
+from simreel.gym.stored import report_unstored
 from simreel.gym.video_info import RecordedVideo
-from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
+from simreel.recorder import DEFAULT_QUEUE_BYTES
+from simreel.recorder.folder import recorder_for_folder
 
 __all__ = ["VecVideoRecorder"]
 
@@ -72,11 +71,7 @@ class VecVideoRecorder(VecEnvWrapper):
     ) -> None:
         VecEnvWrapper.__init__(self, venv)
         self.env = venv
-        inner = venv
-        while isinstance(inner, VecEnvWrapper):
-            inner = inner.venv
-        metadata = inner.get_attr("metadata")[0] if hasattr(inner, "get_attr") else inner.metadata
-        self.env.metadata = metadata
+        inner = self._innermost(venv)
         assert self.env.render_mode == "rgb_array", f"The render_mode must be 'rgb_array', not {self.env.render_mode}"
         self.frames_per_sec = self.env.metadata.get("render_fps", 30)
         self.record_video_trigger = record_video_trigger
@@ -91,25 +86,37 @@ class VecVideoRecorder(VecEnvWrapper):
         self.discarded: list[RecordedVideo] = []  # with keep=: the clips the rule did not keep
         self._ended = (False, False)
         self._last_infos: list = []
-        if keep is not None:
-            outputs = keep_outputs(outputs, keep)
         self.timeout, self.strict = float(timeout), strict
         self._closed = False
-        log = _quiet_logger() if disable_logger else logs.get(__name__)
-        url = nats_url or config.nats_url()
+        self._clips = self._clip_stream(inner, nats_url=nats_url, session=session, outputs=outputs, keep=keep,
+                                        max_queue_bytes=max_queue_bytes, on_video=on_video,
+                                        disable_logger=disable_logger)
+
+    def _innermost(self, venv: VecEnv) -> VecEnv:
+        """The VecEnv under every wrapper; its sub-envs' metadata becomes this wrapper's (as SB3 does)."""
+        inner = venv
+        while isinstance(inner, VecEnvWrapper):
+            inner = inner.venv
+        self.env.metadata = inner.get_attr("metadata")[0] if hasattr(inner, "get_attr") else inner.metadata
+        return inner
+
+    def _clip_stream(self, inner: VecEnv, *, nats_url: str | None, session: str, outputs: ev.OutputSpec | None,
+                     keep: Any, max_queue_bytes: int, on_video: VideoCallback | None,
+                     disable_logger: bool) -> ClipStream:
+        """The clips, on a recorder of their own that joins the process's stack in the background now."""
+        if keep is not None:
+            outputs = keep_outputs(outputs, keep)
+        log = drop_in_logger(__name__, disable_logger)
         tag = uuid.uuid4().hex[:8]
-        recorder = RecorderThread(nats=NatsSettings.from_env(url=url) if url else None,
-                                  embedded_dir=None if url else Path(self.video_folder) / EMBEDDED_DIR,
-                                  session=session, outputs=outputs or ev.OutputSpec(), logger=log,
-                                  max_queue_bytes=max_queue_bytes, name=f"simreel-recorder-{tag}")
-        recorder.start()  # joins the process's stack in the background now
+        recorder = recorder_for_folder(self.video_folder, nats_url=nats_url, session=session, outputs=outputs,
+                                       max_queue_bytes=max_queue_bytes, logger=log, name=f"simreel-recorder-{tag}")
+        recorder.start()
         env_id = getattr(getattr(inner, "envs", [None])[0], "spec", None) if hasattr(inner, "envs") else None
-        self._clips = ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=name_prefix,
-                                 fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
-                                 on_video=on_video, logger=log, keep=keep,
-                                 outputs=outputs if keep is not None else None,
-                                 report={"sb3": {"num_envs": venv.num_envs, "video_length": video_length,
-                                                 "name_prefix": name_prefix}})
+        return ClipStream(recorder, video_folder=self.video_folder, tag=tag, name_prefix=self.name_prefix,
+                          fps=self.frames_per_sec, scene=f"gymnasium:{env_id.id}" if env_id else "sb3:vec_env",
+                          on_video=on_video, logger=log, keep=keep, outputs=outputs if keep is not None else None,
+                          report={"sb3": {"num_envs": self.env.num_envs, "video_length": self.video_length,
+                                          "name_prefix": self.name_prefix}})
 
     @property
     def recording(self) -> bool:
@@ -145,13 +152,7 @@ class VecVideoRecorder(VecEnvWrapper):
         runs = [r for r in self._clips.recorder.close(self.timeout) if r.ended_at is not None]
         self.videos = [self._clips.info(r) for r in runs if not r.discarded]
         self.discarded = [self._clips.info(r) for r in runs if r.discarded]
-        bad = [r for r in runs if r.status != "completed"]
-        if bad:
-            message = f"{len(bad)} of {len(runs)} video(s) were not stored: " + "; ".join(
-                f"{r.meta.get('name')}: {r.status}: {r.error}" for r in bad)
-            if self.strict:
-                raise RecordingError(message, bad)
-            gym_logger.warn(message)
+        report_unstored([r for r in runs if r.status != "completed"], len(runs), strict=self.strict)
 
     # --- SB3's own steps ---------------------------------------------------------------------------
 

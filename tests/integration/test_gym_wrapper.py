@@ -174,7 +174,7 @@ def test_embedded_stack_when_no_bus_is_configured(tmp_path, monkeypatch):
     assert Path(video["path"]) == tmp_path / "videos" / "rl-video-episode-0.mp4"
     assert decoded_frames(Path(video["path"])) == video["frames"]
     assert local(video["url"]).is_relative_to(tmp_path / "videos" / ".simreel")
-    host, port = urlparse(env._recorder.url).hostname, urlparse(env._recorder.url).port
+    host, port = urlparse(env.recorder.url).hostname, urlparse(env.recorder.url).port
     assert process_stack.wait_stopped(60)  # close() returned first; the stack stops behind it
     with pytest.raises(OSError):  # the embedded nats-server was stopped after close()
         socket.create_connection((host, port), timeout=1).close()

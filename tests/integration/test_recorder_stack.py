@@ -134,7 +134,7 @@ def _wait_for_control(env: RecordVideo, request: ev.Event) -> None:
     """Until `request` is queued for the next episode boundary (not merely some control: a request
     sent just before it may arrive first)."""
     deadline = time.monotonic() + 30
-    while not any(c.event_id == request.event_id for c in list(env._controls)):
+    while not any(c.event_id == request.event_id for c in env.pending_controls):
         assert time.monotonic() < deadline, "the control request never reached the recorder"
         time.sleep(0.02)
 
@@ -142,8 +142,8 @@ def _wait_for_control(env: RecordVideo, request: ev.Event) -> None:
 def test_a_ui_records_the_next_episode_and_changes_the_cadence(tmp_path, embedded):
     env = make(tmp_path, "live", episode_trigger=lambda e: False)
     episode(env)  # episode 0: not recorded
-    assert env._recorder.connected(60)
-    url, rid = env._recorder.url, env.recorder_id
+    assert env.recorder.connected(60)
+    url, rid = env.recorder.url, env.recorder_id
     req = asyncio.run(_control(url, rid, action="record_next"))
     _wait_for_control(env, req)
     episode(env)  # episode 1: recorded because of the request

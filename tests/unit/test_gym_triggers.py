@@ -80,6 +80,7 @@ class ListRecorder:
         self.rows: dict[str, list[dict]] = {}
         self.sizes: dict[str, tuple[int, int, int]] = {}
         self._current: RecordedRun | None = None
+        self.subscribers: dict[str, list] = {}
 
     def begin(self, run_id, *, width, height, fps, meta=None, on_result=None, **kwargs):
         assert self._current is None, "a run began before the previous one ended"
@@ -112,8 +113,10 @@ class ListRecorder:
     def close(self, timeout=300.0):
         return list(self.runs)
 
-    # announcements and capture controls: published events are kept, controls never arrive here
+    # announcements, keep decisions and live controls: published events are kept; a control arrives
+    # through deliver(), as the recorder thread calls a subscriber
     events: list
+    session = "default"
 
     def start(self):
         self.events = []
@@ -121,8 +124,16 @@ class ListRecorder:
     def publish(self, event):
         self.events.append(event)
 
+    def decide(self, run, event):
+        run.awaiting_decision = False
+        self.events.append(event)
+
     def subscribe(self, subject, callback):
-        pass
+        self.subscribers.setdefault(subject, []).append(callback)
+
+    def deliver(self, subject, event):
+        for callback in self.subscribers.get(subject, []):
+            callback(event)
 
 
 class GymnasiumReference(gymnasium.wrappers.RecordVideo):
@@ -258,3 +269,54 @@ def test_announces_at_each_episode_boundary_and_at_close_never_inside_step(tmp_p
     states = [(e.episodes_seen, e.recording_next, e.state) for e in rec.events if isinstance(e, ev.RecorderAnnounced)]
     assert states == [(0, True, "running"), (1, False, "running"), (1, False, "closed")]
     assert all(e.run_id == env.recorder_id for e in rec.events)
+
+
+def episodes(env: gymnasium.Env, n: int) -> None:
+    for _ in range(n):
+        env.reset(seed=0)
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(np.zeros(2, np.float32))
+            done = terminated or truncated
+
+
+def test_a_keep_rule_from_a_ui_waits_for_the_next_episode_then_decides_its_videos(tmp_path):
+    from simreel.contract import events as ev
+    from simreel.contract import keep, subjects
+
+    rec = ListRecorder()
+    env = RecordVideo(Toy(), str(tmp_path), episode_trigger=lambda e: True, recorder=rec, gc_trigger=None)
+    episodes(env, 1)  # episode 0, recorded with no rule
+    assert env.keep is None and env.outputs.keep is None
+    request = ev.KeepRuleRequested(run_id=env.recorder_id, keep=keep.return_above(100.0), requested_by="test")
+    rec.deliver(subjects.recorder_keep(env.recorder_id), request)
+    assert env.pending_controls == (request,)  # applied between episodes, never inside step()
+    episodes(env, 2)  # episodes 1 and 2: Toy's returns are at most 6.5, so the rule keeps neither
+    env.close()
+
+    assert env.pending_controls == ()
+    assert env.keep == keep.return_above(100.0) and env.outputs.keep == keep.return_above(100.0)
+    [applied] = [e for e in rec.events if isinstance(e, ev.KeepRuleApplied)]
+    assert (applied.request_event_id, applied.episode) == (request.event_id, 1)
+    decided = [e for e in rec.events if isinstance(e, (ev.EpisodeKept, ev.EpisodeDiscarded))]
+    assert [(type(e), e.candidate) for e in decided] == [(ev.EpisodeDiscarded, 1), (ev.EpisodeDiscarded, 2)]
+    assert [r.meta["name"] for r in rec.runs if r.decision is None] == ["rl-video-episode-0"]
+
+
+def test_a_keep_rule_sent_to_a_recorder_of_step_clips_is_refused_with_the_reason(tmp_path):
+    from simreel.contract import events as ev
+    from simreel.contract import keep, subjects
+
+    rec = ListRecorder()
+    env = RecordVideo(Toy(), str(tmp_path), step_trigger=lambda s: s % 10 == 0, video_length=5, recorder=rec,
+                      gc_trigger=None)
+    episodes(env, 1)
+    request = ev.KeepRuleRequested(run_id=env.recorder_id, keep=keep.failures(), requested_by="test")
+    rec.deliver(subjects.recorder_keep(env.recorder_id), request)
+    episodes(env, 1)
+    env.close()
+
+    assert env.keep is None and env.pending_controls == ()
+    [dead] = [e for e in rec.events if isinstance(e, ev.DeadLettered)]
+    assert "keep rules decide on whole episodes" in dead.reason and request.event_id in dead.payload_preview
+    assert not any(isinstance(e, ev.KeepRuleApplied) for e in rec.events)

@@ -7,12 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from gymnasium import logger as gym_logger
 
+from simreel.contract import events as ev
 from simreel.contract import keep as keeping
 from simreel.recorder import RecordedRun, RecorderThread
 from simreel.recorder.run import ATTEMPT
 from simreel.transport.run_publisher import decision_event
+
+
+def keep_outputs(outputs: ev.OutputSpec | None, keep: Any) -> ev.OutputSpec:
+    """The recorder's OutputSpec with its keep rule announced (for a callable: a "producer" rule), so
+    the encoder holds each candidate's videos until the recorder's decision."""
+    spec = msgspec.structs.replace(outputs or ev.OutputSpec(), keep=keeping.wire_rule(keep))
+    return msgspec.convert(msgspec.to_builtins(spec), ev.OutputSpec)  # the limits, and per-episode layout
 
 
 class Candidates:

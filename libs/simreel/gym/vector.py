@@ -24,9 +24,7 @@ Example::
 from __future__ import annotations
 
 import gc
-import os
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -34,14 +32,15 @@ import numpy as np
 from gymnasium import logger as gym_logger
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
-from simreel.runtime import config
 from simreel.contract import events as ev
-from simreel.runtime import log as logs
-from simreel.runtime.config import NatsSettings
-from simreel.recorder import DEFAULT_QUEUE_BYTES, RecorderThread
-from simreel.gym import EMBEDDED_DIR, RecordingError, _quiet_logger, capped_cubic_video_schedule, every_episode, keep_outputs
+from simreel.gym.arguments import check_render_mode, drop_in_logger, prepare_video_folder
 from simreel.gym.clips import ClipStream, VideoCallback
+from simreel.gym.keeping import keep_outputs
+from simreel.gym.schedules import default_triggers
+from simreel.gym.stored import report_unstored
 from simreel.gym.video_info import RecordedVideo
+from simreel.recorder import DEFAULT_QUEUE_BYTES
+from simreel.recorder.folder import recorder_for_folder
 
 __all__ = ["RecordVideo", "KeepFinalFrame", "FINAL_FRAME_KEY"]
 
@@ -125,47 +124,18 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(
             self, video_folder=video_folder, episode_trigger=episode_trigger, step_trigger=step_trigger,
             video_length=video_length, name_prefix=name_prefix, disable_logger=disable_logger)
-        if env.render_mode in {None, "human", "ansi"}:
-            raise ValueError(
-                f"Render mode is {env.render_mode}, which is incompatible with RecordVideo. "
-                "Initialize your environment with a render_mode that returns an image, such as rgb_array.")
+        self._check_arguments(env, keep, per_env, step_trigger, video_length)
         if keep is not None:
-            if not per_env or step_trigger is not None or video_length:
-                raise ValueError("keep= decides on whole episodes of one sub-env: it needs per_env=True and no "
-                                 "step_trigger or video_length")
-            if episode_trigger is None:
-                episode_trigger = every_episode
             outputs = keep_outputs(outputs, keep)
-        if episode_trigger is None and step_trigger is None:
-            episode_trigger = capped_cubic_video_schedule
-        chosen = [0] if record_first_only else list(range(self.num_envs)) if envs is None else list(envs)
-        if not chosen or any(not 0 <= i < self.num_envs for i in chosen) or len(set(chosen)) != len(chosen):
-            raise ValueError(f"envs must be distinct sub-env indices in 0..{self.num_envs - 1}, got {envs}")
-        self.envs_recorded = chosen
+        self.episode_trigger, self.step_trigger = default_triggers(episode_trigger, step_trigger, keep)
+        self.envs_recorded = self._chosen_envs(record_first_only, envs)
         self.per_env = per_env
         self.record_first_only = record_first_only
         self.video_aspect_ratio = video_aspect_ratio
-
-        mode = env.metadata.get("autoreset_mode", None)
-        if mode is None:
-            gym_logger.warn(f"{env} metadata doesn't specify its autoreset mode ({env.metadata!r}), therefore, "
-                            "defaulting to next step.")
-            mode = AutoresetMode.NEXT_STEP
-        self.autoreset_mode = AutoresetMode(mode)
-        self._final_frames_wrapped = False
-        if self.autoreset_mode == AutoresetMode.SAME_STEP:
-            self._final_frames_wrapped = self._keep_final_frames()
-
-        self.episode_trigger, self.step_trigger = episode_trigger, step_trigger
+        self._autoreset()
         self.disable_logger, self.gc_trigger = disable_logger, gc_trigger
-        self.video_folder = os.path.abspath(video_folder)
-        if os.path.isdir(self.video_folder):
-            gym_logger.warn(f"Overwriting existing videos at {self.video_folder} folder (try specifying a different "
-                            "`video_folder` for the `RecordVideo` wrapper if this is not desired)")
-        os.makedirs(self.video_folder, exist_ok=True)
-        if fps is None:
-            fps = self.metadata.get("render_fps", 30)
-        self.frames_per_sec = fps
+        self.video_folder = prepare_video_folder(video_folder)
+        self.frames_per_sec = self.metadata.get("render_fps", 30) if fps is None else fps
         self.name_prefix = name_prefix
         self.video_length = video_length if video_length != 0 else float("inf")
         self.step_id = -1
@@ -173,34 +143,63 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
         self.videos: list[RecordedVideo] = []
         self.discarded: list[RecordedVideo] = []  # with keep=: the episodes the rule did not keep
         self.timeout, self.strict = float(timeout), strict
-        self._log = _quiet_logger() if disable_logger else logs.get(__name__)
+        self._log = drop_in_logger(__name__, disable_logger)
         self._tag = uuid.uuid4().hex[:8]
         self._closed = False
         self._grid: _Grid | None = None
         self._warned_final = False
-
-        def recorder(i: int | None) -> RecorderThread:
-            nats = NatsSettings.from_env(url=nats_url) if (nats_url or config.nats_url()) else None
-            return RecorderThread(nats=nats, embedded_dir=None if nats else Path(self.video_folder) / EMBEDDED_DIR,
-                                  session=session, outputs=outputs or ev.OutputSpec(), logger=self._log,
-                                  max_queue_bytes=max_queue_bytes,
-                                  name=f"simreel-recorder-{self._tag}" + ("" if i is None else f"-{i}"))
-
-        scene = f"gymnasium:{env.spec.id}" if getattr(env, "spec", None) is not None else "gymnasium:vector"
-        report = {"gymnasium_vector": {"num_envs": self.num_envs, "envs": chosen, "per_env": per_env,
-                                       "autoreset_mode": self.autoreset_mode.value, "name_prefix": name_prefix}}
-        keys = chosen if per_env else [None]
-        # One recorder per stream: sub-env videos overlap in time, and each stream is one run at a time.
-        self._streams: dict[int | None, ClipStream] = {}
-        for i in keys:
-            rec = recorder(i)
-            rec.start()  # joins the process's stack in the background now
-            self._streams[i] = ClipStream(rec, video_folder=self.video_folder, tag=self._tag if i is None
-                                          else f"{self._tag}-{i}", name_prefix=name_prefix, fps=fps, scene=scene,
-                                          on_video=on_video, logger=self._log, report=report, keep=keep,
-                                          outputs=outputs if keep is not None else None)
-        self._episode = {i: -1 for i in keys}  # per-env episode index (per_env), or sub-env 0's (grid)
+        self._streams = self._clip_streams(nats_url=nats_url, session=session, outputs=outputs, keep=keep,
+                                           max_queue_bytes=max_queue_bytes, on_video=on_video)
+        self._episode = {i: -1 for i in self._streams}  # per-env episode index (per_env), or sub-env 0's (grid)
         self._pending_reset = np.zeros(self.num_envs, bool)  # next-step mode: done last step, reset this step
+
+    @staticmethod
+    def _check_arguments(env: VectorEnv, keep: Any, per_env: bool, step_trigger: Any, video_length: int) -> None:
+        check_render_mode(env.render_mode)
+        if keep is not None and (not per_env or step_trigger is not None or video_length):
+            raise ValueError("keep= decides on whole episodes of one sub-env: it needs per_env=True and no "
+                             "step_trigger or video_length")
+
+    def _chosen_envs(self, record_first_only: bool, envs: Sequence[int] | None) -> list[int]:
+        """The sub-envs recorded: `envs`, sub-env 0 alone (`record_first_only`), else all of them."""
+        chosen = [0] if record_first_only else list(range(self.num_envs)) if envs is None else list(envs)
+        if not chosen or any(not 0 <= i < self.num_envs for i in chosen) or len(set(chosen)) != len(chosen):
+            raise ValueError(f"envs must be distinct sub-env indices in 0..{self.num_envs - 1}, got {envs}")
+        return chosen
+
+    def _autoreset(self) -> None:
+        """The vector env's autoreset mode (Gymnasium's default when it does not say); with same-step
+        autoreset, SyncVectorEnv sub-envs keep each episode's final frame."""
+        mode = self.env.metadata.get("autoreset_mode", None)
+        if mode is None:
+            gym_logger.warn(f"{self.env} metadata doesn't specify its autoreset mode ({self.env.metadata!r}), "
+                            "therefore, defaulting to next step.")
+            mode = AutoresetMode.NEXT_STEP
+        self.autoreset_mode = AutoresetMode(mode)
+        self._final_frames_wrapped = False
+        if self.autoreset_mode == AutoresetMode.SAME_STEP:
+            self._final_frames_wrapped = self._keep_final_frames()
+
+    def _clip_streams(self, *, nats_url: str | None, session: str, outputs: ev.OutputSpec | None, keep: Any,
+                      max_queue_bytes: int, on_video: VideoCallback | None) -> dict[int | None, ClipStream]:
+        """One stream of clips per sub-env (per_env) or one for the grid, each on its own recorder:
+        sub-env videos overlap in time, and a recorder records one run at a time."""
+        env = self.env
+        scene = f"gymnasium:{env.spec.id}" if getattr(env, "spec", None) is not None else "gymnasium:vector"
+        report = {"gymnasium_vector": {"num_envs": self.num_envs, "envs": self.envs_recorded, "per_env": self.per_env,
+                                       "autoreset_mode": self.autoreset_mode.value, "name_prefix": self.name_prefix}}
+        streams: dict[int | None, ClipStream] = {}
+        for i in self.envs_recorded if self.per_env else [None]:
+            suffix = "" if i is None else f"-{i}"
+            rec = recorder_for_folder(self.video_folder, nats_url=nats_url, session=session, outputs=outputs,
+                                      max_queue_bytes=max_queue_bytes, logger=self._log,
+                                      name=f"simreel-recorder-{self._tag}{suffix}")
+            rec.start()  # joins the process's stack in the background now
+            streams[i] = ClipStream(rec, video_folder=self.video_folder, tag=f"{self._tag}{suffix}",
+                                    name_prefix=self.name_prefix, fps=self.frames_per_sec, scene=scene,
+                                    on_video=on_video, logger=self._log, report=report, keep=keep,
+                                    outputs=outputs if keep is not None else None)
+        return streams
 
     # --- gymnasium's API ---------------------------------------------------------------------------
 
@@ -259,13 +258,9 @@ class RecordVideo(VectorWrapper, gym.utils.RecordConstructorArgs):
             runs_info += [(s, r) for r in runs if r.ended_at is not None]
         self.videos = [s.info(r) for s, r in runs_info if not r.discarded]
         self.discarded = [s.info(r) for s, r in runs_info if r.discarded]
-        bad = [v for v in self.videos if v["status"] != "completed"]
-        if bad:
-            message = f"{len(bad)} of {len(self.videos)} video(s) were not stored: " + "; ".join(
-                f"{v['name']}: {v['status']}: {v['error']}" for v in bad)
-            if self.strict:
-                raise RecordingError(message, [r for _, r in runs_info if r.status != "completed"])
-            gym_logger.warn(message)
+        runs = [r for _, r in runs_info]
+        report_unstored([r for r in runs if not r.discarded and r.status != "completed"], len(self.videos),
+                        strict=self.strict, runs=[r for r in runs if r.status != "completed"])
 
     # --- recording ---------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ uploader stores videos, telemetry and the report. The publishing itself is the s
 - `RunRecorder` (run.py): for asyncio code, one run at a time.
 - `RecorderThread` (thread.py): for code that is not asyncio (an env's `step()`): a background
   thread owns the loop and the connection, fed through a byte-bounded hand-off; each run's outcome
-  is a `RecordedRun` (results.py).
+  is a `RecordedRun` (results.py). `recorder_for_folder` (folder.py) builds the one a drop-in
+  recorder uses: the configured bus, else the embedded stack under its video folder.
 
 Usage (inside a running event loop; one recorder per run)::
 
@@ -21,6 +22,7 @@ Usage (inside a running event loop; one recorder per run)::
 from simreel.recorder.results import RecordedRun
 from simreel.recorder.run import ATTEMPT, DEFAULT_INFLIGHT_BYTES, RecorderError, RunRecorder
 from simreel.recorder.thread import DEFAULT_QUEUE_BYTES, RecorderThread, embedded_services
+from simreel.recorder.folder import EMBEDDED_DIR, recorder_for_folder
 
-__all__ = ["ATTEMPT", "DEFAULT_INFLIGHT_BYTES", "DEFAULT_QUEUE_BYTES", "RecordedRun", "RecorderError", "RecorderThread", "RunRecorder",
-           "embedded_services"]
+__all__ = ["ATTEMPT", "DEFAULT_INFLIGHT_BYTES", "DEFAULT_QUEUE_BYTES", "EMBEDDED_DIR", "RecordedRun", "RecorderError",
+           "RecorderThread", "RunRecorder", "embedded_services", "recorder_for_folder"]
