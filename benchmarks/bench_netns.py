@@ -152,13 +152,13 @@ def namespaces_unavailable() -> str | None:
 
 async def _drive(url: str, runs: int, duration: float, tag: str) -> dict:
     from simreel.contract import events as ev
-    from simreel.bench.pipeline import _until_pulling
+    from simreel.bench.pipeline import until_pulling
     from simreel.client import Client
     from simreel.runtime.config import NatsSettings
 
     client = await Client.connect(NatsSettings(url=url))
     try:
-        await _until_pulling(client.bus, "simulator", runs, timeout=120)
+        await until_pulling(client.bus, "simulator", runs, timeout=120)
         req = dict(scene="cartpole", duration_s=duration, policy="random",
                    render=ev.RenderSpec(width=640, height=480, fps=30, quality="fast"),
                    outputs=ev.OutputSpec(formats=["mp4"], telemetry=False))

@@ -75,7 +75,7 @@ async def _encode_runs(url: str, stack: Stack, runs: list[str], width: int, heig
         # every contest for the cores on a shared machine and measure the neighbours instead).
         env["SIMREEL_ENCODER_NICE"] = "0"
         procs = [stack.start_service("encoder", env) for _ in range(encoders)]
-        await _until_pulling(bus, "encoder", encoders)
+        await until_pulling(bus, "encoder", encoders)
         waiting = set(runs)
         videos: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -108,7 +108,7 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _until_pulling(bus: Bus, consumer: str, n: int, timeout: float = 60.0) -> None:
+async def until_pulling(bus: Bus, consumer: str, n: int, timeout: float = 60.0) -> None:
     """Wait until `n` processes are waiting on the consumer, so process start-up is not timed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
