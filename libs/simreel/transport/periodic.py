@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Protocol
 
 from simreel.contract import events as ev
 from simreel.runtime import log as logs
+from simreel.transport.bus import handler_events
 
 Tick = Callable[[], Awaitable[Iterable[ev.Event]] | AsyncIterator[ev.Event]]
 
@@ -24,15 +24,10 @@ class Publisher(Protocol):
 
 
 async def tick_events(tick: Tick) -> AsyncIterator[ev.Event]:
-    """What a tick produces, as one stream whether it returns a list or is an async generator."""
-    produced = tick()
-    if inspect.isasyncgen(produced):
-        async with contextlib.aclosing(produced):
-            async for e in produced:
-                yield e
-    else:
-        for e in (await produced) or ():
-            yield e
+    """What a tick produces, as one stream whether it returns a list or is an async generator (read
+    as the bus reads a handler's)."""
+    async for e in handler_events(lambda _event, _delivery: tick(), None, None):
+        yield e
 
 
 async def every(bus: Publisher, interval_s: float, tick: Tick, stop: asyncio.Event, *, log: Any = None,
