@@ -10,58 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import threading
 import time
-from dataclasses import dataclass
 from typing import AsyncIterator
-
-import nats.errors
 
 from simreel.contract import events as ev
 from simreel.runtime import log as logs
-from simreel.contract import subjects
 from simreel.transport.bus import Delivery, HandlerBus
 from simreel.runtime.config import Settings
 from simreel.transport.staging import Staging
-from simreel.transport.framing import FrameAssembler, FrameSequenceError
 
-from .job import EncodeJob, Finished, file_name, telemetry_digest
-from .prefetch import Prefetch
-
-
-class _JobCalls:
-    """Runs one job's PyAV calls in worker threads, one at a time. Cancelling an await does not stop a
-    thread that already runs, so without this an abort (SIGTERM mid-encode) closed the codec under a
-    running write and the process died with SIGSEGV; now abort waits for that write to return."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    async def __call__(self, fn, *args):
-        return await asyncio.to_thread(self._locked, fn, *args)
-
-    def _locked(self, fn, *args):
-        with self._lock:
-            return fn(*args)
-
-
-def _stream_seq(m) -> int | None:
-    try:
-        return int(m.metadata.sequence.stream)
-    except Exception:  # noqa: BLE001 - no JetStream metadata: it cannot be read again by sequence
-        return None
-
-
-def _belongs(batch: ev.FrameBatch, st: ev.SimStarted, subject: str) -> bool:
-    """The batch is of this run and attempt, and of the episode its subject names."""
-    where = subjects.parse_frames(subject)
-    return (batch.run_id == st.run_id and batch.attempt == st.attempt and where is not None
-            and where == subjects.FramesSubject(st.run_id, str(st.attempt), str(batch.episode)))
-
-
-@dataclass(slots=True)
-class _Pass:
-    complete: bool = False  # the pass read what it was for (else: failed, aborted or superseded)
+from .frames_pass import FramesPass, encode_failed
+from .job import EncodeJob, Finished, JobCalls, file_name, telemetry_digest
 
 
 class Encoder:
@@ -79,11 +38,11 @@ class Encoder:
                  delivery=delivery.attempt)
         problem = _unsupported(st.outputs, previews=len(st.streams) > 1)
         if problem:
-            yield self._failed(st, "encode_failed", problem)
+            yield encode_failed(st, "encode_failed", problem)
             return
         workdir = self.staging.tempdir()
         job = EncodeJob(st, workdir, threads=self.settings.encoder_threads)
-        calls = _JobCalls()
+        calls = JobCalls()
         t0 = time.monotonic()
         failed = False
         try:
@@ -104,17 +63,23 @@ class Encoder:
             await self.bus.purge_frames(st.run_id, st.attempt)
         log.info("run_encoded" if job.complete else "run_let_go", wall_s=round(time.monotonic() - t0, 2))
 
-    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls") -> AsyncIterator[ev.Event]:
+    async def _encode(self, st: ev.SimStarted, job: EncodeJob, log, calls: JobCalls) -> AsyncIterator[ev.Event]:
         # A run's episodes normally follow each other in the stream, read in one pass. A batch
         # engine (SimStarted.worlds > 1) renders them at once, so their frames interleave: then each
         # episode's own subject is read in turn (the others wait in FRAMES), and every writer - the
         # concatenated video too - still sees one episode after the other, in constant memory.
         passes: list[int | None] = list(range(st.episodes)) if st.worlds > 1 else [None]
+        idle_timeout_s = self.settings.frame_idle_timeout_s
+
+        def stage(finished: list[Finished]):
+            return self._staged(st, finished, log)
+
         for episode in passes:
-            read = _Pass()
-            async for e in self._encode_pass(st, job, log, calls, episode, read):
+            frames = FramesPass(self.bus, st, job, calls, episode=episode, stage=stage, idle_timeout_s=idle_timeout_s,
+                                log=log)
+            async for e in frames.events():
                 yield e
-            if not read.complete:
+            if not frames.complete:
                 return  # failed, aborted or superseded
         finished, telemetry = await calls(job.finish)
         for video in await self._staged(st, finished, log):
@@ -125,143 +90,6 @@ class Encoder:
             yield ev.TelemetryStaged(
                 event_id=f"telemetry-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
                 session=st.session, staged=ref, rows=job.telemetry_rows, bytes=size, sha256=sha)
-
-    async def _encode_pass(self, st: ev.SimStarted, job: EncodeJob, log, calls: "_JobCalls", episode: int | None,
-                           read: "_Pass") -> AsyncIterator[ev.Event]:
-        """Read the run's frames (`episode` None) until the job is complete, or that episode's own
-        subject until it is encoded; `read.complete` says whether it got there."""
-        async def subscribe(start_seq: int | None):
-            return await self.bus.subscribe_frames(st.run_id, st.attempt, episode=episode, start_seq=start_seq)
-
-        assemblers: dict[int, FrameAssembler] = {}
-        damaged = False  # a batch of this attempt was set aside: a gap after it is no publisher's fault
-        last_progress = time.monotonic()
-        prefetch = await Prefetch(subscribe).start()
-        # Stream sequence of the last message the job used, and where it last read again from (a
-        # second gap with no progress in between is real: frames are missing from the stream).
-        used_seq = 0
-        resumed_at: int | None = None
-
-        async def read_again(reason: str) -> bool:
-            nonlocal resumed_at
-            if resumed_at == used_seq:
-                return False
-            log.warning("frames_read_again", after_seq=used_seq, reason=reason[:200])
-            resumed_at = used_seq
-            await prefetch.resume(used_seq)
-            return True
-
-        try:
-            while not (job.complete if episode is None else episode in job.done_episodes):
-                try:
-                    msgs = await prefetch.get()
-                except nats.errors.TimeoutError:
-                    idle = time.monotonic() - last_progress
-                    if idle > 5 and await self._superseded(st):
-                        log.info("attempt_superseded")
-                        await calls(job.abort)
-                        return
-                    if idle > 5 and used_seq and await read_again(f"no frames for {idle:.0f}s"):
-                        continue
-                    if idle > self.settings.frame_idle_timeout_s:
-                        yield self._failed(st, "timeout", f"no frames for {idle:.0f}s "
-                                           f"({len(job.done_episodes)}/{st.episodes} episodes encoded)")
-                        return
-                    continue
-                last_progress = time.monotonic()
-                for item in msgs:
-                    m, batch = item.msg, item.batch
-                    if batch is None:
-                        # Undecodable, or compressed frames that do not decompress: set it aside and go on
-                        # (it must not break the job; if real frames are missing, the gap fails the run).
-                        yield self._rejected_frames(m, item.problem, log)
-                        damaged = True
-                        continue
-                    if not _belongs(batch, st, m.subject):
-                        yield self._rejected_frames(
-                            m, f"frame batch of run {batch.run_id!r} attempt {batch.attempt} episode {batch.episode} "
-                            f"on {m.subject}, which carries run {st.run_id!r} attempt {st.attempt}: ignored", log)
-                        continue
-                    if batch.aborted:
-                        log.info("attempt_aborted", episode=batch.episode)
-                        await calls(job.abort)
-                        return
-                    if batch.episode in job.done_episodes:
-                        continue
-                    if batch.episode != job.current_episode:
-                        if job.current_episode is not None and job.current_episode not in job.done_episodes:
-                            yield self._failed(st, "encode_failed",
-                                               f"episode {batch.episode} started before episode {job.current_episode} ended")
-                            return
-                        job.begin_episode(batch.episode)
-                        assemblers[batch.episode] = FrameAssembler()
-                    try:
-                        frames = assemblers[batch.episode].feed(batch, item.pixels)
-                    except FrameSequenceError as e:
-                        if await read_again(str(e)):
-                            break  # what was read ahead is dropped; the job goes on from used_seq + 1
-                        if damaged:
-                            yield self._failed(st, "encode_failed", str(e))
-                        else:
-                            for failed in await self._after_gap(st, job, str(e), log, calls):
-                                yield failed
-                        return
-                    used_seq = _stream_seq(m) or used_seq
-                    if frames:
-                        await calls(job.write, batch.episode, frames)
-                    if batch.last:
-                        finished = await calls(job.end_episode, batch.episode)
-                        for video in await self._staged(st, finished, log):
-                            yield video
-            read.complete = True
-        finally:
-            await prefetch.close()
-
-    async def _after_gap(self, st: ev.SimStarted, job: EncodeJob, problem: str, log,
-                         calls: "_JobCalls") -> list[ev.EncodeFailed]:
-        """Frames are missing in the middle of this attempt and none was damaged: their publishes
-        failed. That is what a JetStream leader change does to the publishes in flight, while later
-        ones reach the new leader; the simulator's attempt then fails on those acks and a newer attempt
-        follows. Failing the run here raced that retry (and won: the run was marked failed although its
-        next attempt succeeded). Wait for the newer attempt, or the simulator's SimFailed, up to the
-        frame idle timeout; then fail naming the gap. Nothing when the attempt was superseded."""
-        log.warning("frames_missing", problem=problem)
-        deadline = time.monotonic() + self.settings.frame_idle_timeout_s
-        while not await self._superseded(st):
-            if time.monotonic() > deadline:
-                return [self._failed(st, "encode_failed", f"{problem}; no newer attempt of the run came within "
-                                     f"{self.settings.frame_idle_timeout_s:.0f}s")]
-            await asyncio.sleep(1.0)
-        log.info("attempt_superseded")
-        await calls(job.abort)
-        return []
-
-    def _rejected_frames(self, m, reason: str, log) -> ev.DeadLettered:
-        """A message found among a run's frames that is not one of them. Its run_id is 'unknown': the
-        message does not reliably name a run, and a dead letter on the run's own subject would mark
-        that (healthy) run failed. The id follows the FRAMES sequence, so a re-read after a redelivery
-        does not report it twice."""
-        try:
-            seq = str(m.metadata.sequence.stream)
-        except Exception:  # noqa: BLE001 - no JetStream metadata: still report it
-            seq = ev.new_id()
-        log.warning("frame_message_rejected", subject=m.subject, reason=reason[:300])
-        return ev.DeadLettered.of(f"encoder-frames-{seq}", service="encoder", subject=m.subject, reason=reason,
-                                  payload=m.data)
-
-    async def _superseded(self, st: ev.SimStarted) -> bool:
-        """A newer attempt started, or the simulator already gave up: this job has nothing to wait for."""
-        for event_type in (ev.SimStarted, ev.SimFailed):
-            try:
-                last = await self.bus.last_event(subjects.of_run(event_type, st.run_id), deadline_s=5.0)
-            except (nats.errors.Error, asyncio.TimeoutError):
-                continue  # cannot tell now; asked again at the next idle fetch
-            if last is None:
-                continue
-            if isinstance(last.event, ev.SimFailed) or (isinstance(last.event, ev.SimStarted)
-                                                        and last.event.attempt > st.attempt):
-                return True
-        return False
 
     async def _staged(self, st: ev.SimStarted, finished: list[Finished], log) -> list[ev.VideoAvailable | ev.VideoHeld]:
         """Stage each finished file; its VideoAvailable, or for a run with a keep rule its VideoHeld
@@ -287,10 +115,6 @@ class Encoder:
                      encode_ms=round(info.encode_ms, 1), bytes=info.bytes)
         return out
 
-    def _failed(self, st: ev.SimStarted, code: ev.FailureCode, message: str) -> ev.EncodeFailed:
-        logs.get("encoder", run_id=st.run_id).error("encode_failed", reason=message)
-        return ev.EncodeFailed(event_id=f"encfail-{st.run_id}-{st.attempt}", run_id=st.run_id, attempt=st.attempt,
-                               code=code, message=message)
 
 
 def _unsupported(o: ev.OutputSpec, *, previews: bool = False) -> str | None:

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import AsyncIterator
 
 import nats.errors
 
 from simreel.contract import events as ev
 from simreel.runtime import log as logs
 from simreel.contract import subjects
-from simreel.transport.bus import Bus
+from simreel.transport.bus import HandlerBus
 
 log = logs.get("encoder.janitor")
 
 
-async def _started(bus: Bus, run_id: str, attempt: str) -> bool:
+async def _started(bus: HandlerBus, run_id: str, attempt: str) -> bool:
     """Any SimStarted of this run with this attempt (or a later one) in the event log?"""
     if not ev.is_run_id(run_id):
         return False  # not a subject token a SimStarted could have
@@ -30,33 +31,30 @@ async def _started(bus: Bus, run_id: str, attempt: str) -> bool:
     return attempt.isdigit() and last.event.attempt >= int(attempt)
 
 
-async def sweep(bus: Bus, suspects: set[tuple[str, str]]) -> set[tuple[str, str]]:
-    """One pass; returns the attempts to look at again next time."""
-    attempts = {(f.run_id, f.attempt) for s in await bus.frame_subjects() if (f := subjects.parse_frames(s))}
-    unknown = set()
-    for run_id, attempt in sorted(attempts):
-        if not await _started(bus, run_id, attempt):
-            unknown.add((run_id, attempt))
-    for run_id, attempt in sorted(unknown & suspects):
-        subject = subjects.run_frames(run_id, attempt)
-        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
-            await bus.purge_frames(run_id, attempt)
-        await bus.publish(ev.DeadLettered.of(
-            f"frames-{run_id}-{attempt}", run_id=run_id, service="encoder", subject=subject,
-            reason=f"frames for run {run_id!r} attempt {attempt} but no SimStarted for it: nobody will encode "
-                   "them; purged from FRAMES"))
-        log.warning("orphan_frames_purged", run_id=run_id, attempt=attempt)
-    return unknown - suspects
+class FramesJanitor:
+    """Remembers between sweeps which attempts had no SimStarted (`suspects`): one sweep may run
+    while a SimStarted is being published, two in a row may not."""
 
+    def __init__(self, bus: HandlerBus) -> None:
+        self.bus = bus
+        self.suspects: set[tuple[str, str]] = set()
 
-async def run_janitor(bus: Bus, stop: asyncio.Event, interval_s: float) -> None:
-    suspects: set[tuple[str, str]] = set()
-    while not stop.is_set():
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        if stop.is_set():
-            return
-        try:
-            suspects = await sweep(bus, suspects)
-        except Exception as e:  # noqa: BLE001 - next sweep tries again
-            log.warning("janitor_sweep_failed", error=f"{type(e).__name__}: {e}")
+    async def sweep(self) -> AsyncIterator[ev.DeadLettered]:
+        """One pass: purges the frames of each attempt suspected twice and yields its dead letter
+        (published before the next attempt is purged)."""
+        bus = self.bus
+        attempts = {(f.run_id, f.attempt) for s in await bus.frame_subjects() if (f := subjects.parse_frames(s))}
+        unknown = set()
+        for run_id, attempt in sorted(attempts):
+            if not await _started(bus, run_id, attempt):
+                unknown.add((run_id, attempt))
+        for run_id, attempt in sorted(unknown & self.suspects):
+            subject = subjects.run_frames(run_id, attempt)
+            with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
+                await bus.purge_frames(run_id, attempt)
+            yield ev.DeadLettered.of(
+                f"frames-{run_id}-{attempt}", run_id=run_id, service="encoder", subject=subject,
+                reason=f"frames for run {run_id!r} attempt {attempt} but no SimStarted for it: nobody will encode "
+                       "them; purged from FRAMES")
+            log.warning("orphan_frames_purged", run_id=run_id, attempt=attempt)
+        self.suspects = unknown - self.suspects

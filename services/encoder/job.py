@@ -6,8 +6,10 @@ PyAV happen in worker threads; the event loop only moves bytes.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 
 import numpy as np
 from dataclasses import dataclass, field
@@ -41,6 +43,22 @@ class Finished:
 
 
 file_name = video_file_name
+
+
+class JobCalls:
+    """Runs one job's PyAV calls in worker threads, one at a time. Cancelling an await does not stop a
+    thread that already runs: an abort (SIGTERM mid-encode) must wait for a running write to return,
+    as closing a codec under it crashes the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    async def __call__(self, fn, *args):
+        return await asyncio.to_thread(self._locked, fn, *args)
+
+    def _locked(self, fn, *args):
+        with self._lock:
+            return fn(*args)
 
 
 class _StreamFiles:

@@ -95,13 +95,12 @@ class Prefetch:
                 # wait out the whole timeout: short pulls hand them over within FETCH_SLICE_S. The
                 # reader still hears of idleness (TimeoutError) only once per `timeout`.
                 msgs = await self._sub.fetch(self._batch, timeout=min(FETCH_SLICE_S, self._timeout))
-                # A cancel nats-py dropped (simreel.runtime.cancel) ends the loop here; without this, close()
-                # waited forever on a read-ahead that fetched on (about one short clip in 30).
+                # A cancel nats-py dropped (simreel.runtime.cancel) ends the loop here, or close() would
+                # wait forever on a read-ahead that fetches on.
                 raise_if_cancel_lost()
             except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                # nats-py raises the plain asyncio.TimeoutError (not its own subclass) when the
-                # slice runs out between its no-wait probe and the lingering pull: still just "no
-                # message yet", not a failure of the run.
+                # nats-py raises the plain asyncio.TimeoutError when the slice runs out between its
+                # no-wait probe and the lingering pull: still "no message yet", not a failure.
                 if time.monotonic() - idle_since >= self._timeout:
                     idle_since = time.monotonic()
                     self._push(None, 0)

@@ -7,11 +7,12 @@ import gc
 from simreel.contract import events as ev
 from simreel.runtime.allocator import prefault, reuse_freed_buffers
 from simreel.transport.bus import Bus
+from simreel.transport.periodic import every
 from simreel.runtime.config import Settings
 from simreel.transport.staging import staging_for
 
 from .handlers import Encoder
-from .janitor import run_janitor
+from .janitor import FramesJanitor, log as janitor_log
 from .prefetch import READ_AHEAD_BYTES
 
 NAME = "encoder"
@@ -27,7 +28,8 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     gc.collect()
     gc.freeze()
     enc = Encoder(bus, settings, staging_for(settings, bus))
-    janitor = asyncio.create_task(run_janitor(bus, stop, settings.frames_janitor_s))
+    janitor = asyncio.create_task(every(bus, settings.frames_janitor_s, FramesJanitor(bus).sweep, stop,
+                                        log=janitor_log, failed="janitor_sweep_failed"))
     try:
         await bus.consume(NAME, {ev.SimStarted: enc.on_sim_started}, stop=stop,
                           concurrency=settings.concurrency or 2, ack_wait_s=settings.ack_wait_s,

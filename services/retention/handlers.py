@@ -18,7 +18,7 @@ from simreel.readmodels.artifact_index import Policy, ArtifactIndex
 
 class Retention:
     """Decides and deletes; the ArtifactDeleted events it returns are published by the bus (or, for
-    a periodic sweep, by the service) after the deletes. With `dry_run` it deletes nothing and
+    a periodic sweep, by simreel.transport.periodic) after the deletes. With `dry_run` it deletes nothing and
     returns what it would delete."""
 
     def __init__(self, store: ArtifactStore, index: ArtifactIndex, default: Policy,

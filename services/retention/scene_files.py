@@ -9,9 +9,12 @@ since" starts when an instance first sees a file unreferenced (a restart only de
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from simreel.contract import events as ev
+from simreel.runtime import log as logs
 
 RUN_ID = "scene-files"
 
@@ -65,3 +68,21 @@ class SceneFileIndex:
                 out.append(ev.SceneFileDeleted(event_id=f"scenefile-deleted-{digest}", run_id=RUN_ID, sha256=digest,
                                                size=size, unreferenced_s=round(now - since, 3)))
         return out
+
+
+class SceneFiles(Protocol):
+    """What the sweep uses of the scene-file store (simreel.transport.scenefiles.SceneFileStore)."""
+
+    async def list(self) -> dict[str, int]: ...
+
+    async def delete(self, digest: str) -> None: ...
+
+
+async def delete_unreferenced(index: SceneFileIndex, store: SceneFiles, grace_s: float) -> list[ev.SceneFileDeleted]:
+    """Delete the scene files unreferenced for the grace period; their SceneFileDeleted, to announce
+    after the deletes (a crash in between deletes again, a no-op, and announces)."""
+    victims = index.victims(await store.list(), time.time(), grace_s)
+    for e in victims:
+        await store.delete(e.sha256)
+        logs.get("retention").info("scene_file_deleted", sha256=e.sha256, size=e.size, unreferenced_s=e.unreferenced_s)
+    return victims

@@ -3,20 +3,20 @@ artifact), while the shared durable consumer decides which instance reacts to ea
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
+from typing import AsyncIterator
 
 from simreel.contract import events as ev
 from simreel.runtime import log as logs
 from simreel.contract import subjects
 from simreel.transport.bus import Bus
+from simreel.transport.periodic import every
 from simreel.runtime.config import Settings
 from simreel.store.settings import store_from_env
 
 from simreel.transport.scenefiles import SceneFileStore
 
 from .handlers import Retention
-from .scene_files import SceneFileIndex
+from .scene_files import SceneFileIndex, delete_unreferenced
 from simreel.readmodels.artifact_index import Policy, ArtifactIndex, policies_from_json
 
 NAME = "retention"
@@ -43,17 +43,6 @@ async def follow_scene_files(bus: Bus, index: SceneFileIndex, caught_up: asyncio
         index.apply(e)
 
 
-async def sweep_scene_files(bus: Bus, index: SceneFileIndex, store: SceneFileStore, grace_s: float) -> int:
-    """Delete the scene files unreferenced for the grace period, then announce each (delete first: a
-    crash in between deletes again, a no-op, and announces)."""
-    victims = index.victims(await store.list(), time.time(), grace_s)
-    for e in victims:
-        await store.delete(e.sha256)
-        logs.get(NAME).info("scene_file_deleted", sha256=e.sha256, size=e.size, unreferenced_s=e.unreferenced_s)
-    await bus.publish_all(victims)
-    return len(victims)
-
-
 async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     log = logs.get(NAME)
     store = store_from_env()
@@ -69,25 +58,21 @@ async def run(bus: Bus, settings: Settings, stop: asyncio.Event) -> None:
     file_follower = asyncio.create_task(follow_scene_files(bus, file_index, files_caught_up))
     scene_files = SceneFileStore(bus)
 
-    async def sweeper() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=settings.sweep_interval_s)
-            if not stop.is_set():
-                try:
-                    await bus.publish_all(await ret.sweep())
-                    if files_caught_up.is_set():
-                        await sweep_scene_files(bus, file_index, scene_files, settings.scene_file_grace_s)
-                except Exception as e:  # noqa: BLE001 - next sweep tries again
-                    log.warning("sweep_failed", error=f"{type(e).__name__}: {e}")
+    async def sweep() -> AsyncIterator[ev.Event]:
+        """The policies' deletes, then the scene files' (once their index has caught up)."""
+        for e in await ret.sweep():
+            yield e
+        if files_caught_up.is_set():
+            for e in await delete_unreferenced(file_index, scene_files, settings.scene_file_grace_s):
+                yield e
 
-    sweep = asyncio.create_task(sweeper())
+    sweeper = asyncio.create_task(every(bus, settings.sweep_interval_s, sweep, stop, log=log, failed="sweep_failed"))
     try:
         await bus.consume(NAME, {ev.ArtifactStored: ret.on_artifact_stored,
                                  ev.DeleteRequested: ret.on_delete_requested}, stop=stop, concurrency=1,
                           ack_wait_s=settings.ack_wait_s, max_deliver=settings.max_deliver)
     finally:
-        for t in (sweep, follower, file_follower):
+        for t in (sweeper, follower, file_follower):
             t.cancel()
-        await asyncio.gather(sweep, follower, file_follower, return_exceptions=True)
+        await asyncio.gather(sweeper, follower, file_follower, return_exceptions=True)
         await store.close()

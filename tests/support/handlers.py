@@ -1,4 +1,4 @@
-"""Handlers without NATS: "given these events, these events come out".
+"""Handlers (and timers' ticks) without NATS: "given these events, these events come out".
 
 `MemoryBus` is the part of simreel.transport.bus.Bus that handlers and their helpers use (publish, look up the
 last event of a subject, publish and read frames), kept in lists. `Given` feeds events to a handler
@@ -18,6 +18,7 @@ import nats.errors
 from simreel.contract import events as ev
 from simreel.contract import subjects
 from simreel.transport.bus import Delivery, Handler, Logged, handler_events
+from simreel.transport.periodic import Tick, tick_events
 
 
 @dataclass
@@ -141,6 +142,15 @@ class Given:
         delivery = Delivery(subject=subjects.subject_for(event), attempt=attempt, stream_seq=stream_seq)
         out = []
         async for produced in handler_events(handler, event, delivery):
+            await self.bus.publish(produced)
+            out.append(produced)
+        return out
+
+    async def tick(self, tick: Tick) -> list[ev.Event]:
+        """One run of a service's timer (simreel.transport.periodic): the events it produced, in order,
+        also published to `bus` as `every` publishes them."""
+        out = []
+        async for produced in tick_events(tick):
             await self.bus.publish(produced)
             out.append(produced)
         return out
