@@ -18,7 +18,7 @@ SCENE_FILES_BUCKET = "simreel-scene-files"
 
 ALL_EVENTS = "simreel.evt.>"
 ALL_FRAMES = "simreel.frames.>"
-ARTIFACT_EVENTS = "simreel.evt.artifact.>"  # stored and deleted: what the retention index folds
+ARTIFACT_EVENTS = "simreel.evt.artifact.>"  # stored and deleted: what the artifact index folds
 SIM_REQUESTED = "simreel.evt.sim.requested"
 DEAD_LETTER_PREFIX = "simreel.evt.dead"
 FRAMES_PREFIX = "simreel.frames"
