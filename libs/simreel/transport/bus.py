@@ -169,8 +169,9 @@ class Bus:
 
     async def publish_frame_data(self, subject: str, data: bytes, msg_id: str | None) -> asyncio.Future:
         """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it.
-        Without `msg_id` JetStream does not deduplicate it."""
-        return await frame_stream.publish_frame_data(self.js, subject, data, msg_id)
+        Without `msg_id` JetStream does not deduplicate it. (Here, not in frame_stream: every frame
+        message goes through this call, so it stays one call deep.)"""
+        return await self.js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
 
     async def subscribe_frames(self, run_id: str, attempt: int, *, episode: int | None = None,
                                start_seq: int | None = None):

@@ -1,6 +1,6 @@
-"""The FRAMES stream: publishing a run's frames with bounded bytes in flight, reading one
-attempt's frames back (the encoder), watching them live (a preview), and purging them once
-nobody will read them again."""
+"""The FRAMES stream: publishing a run's frames with bounded bytes in flight (over the bus's
+`publish_frame_data`), reading one attempt's frames back (the encoder), watching them live (a
+preview), and purging them once nobody will read them again."""
 from __future__ import annotations
 
 import asyncio
@@ -18,12 +18,6 @@ from simreel.transport.connection import next_message
 
 if TYPE_CHECKING:
     from simreel.transport.bus import Bus
-
-
-async def publish_frame_data(js: JetStreamContext, subject: str, data: bytes, msg_id: str | None) -> asyncio.Future:
-    """Publish one encoded FrameBatch without waiting for its ack; the future resolves to it.
-    Without `msg_id` JetStream does not deduplicate it."""
-    return await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
 
 
 async def subscribe_frames(js: JetStreamContext, run_id: str, attempt: int, *, episode: int | None = None,
