@@ -30,6 +30,7 @@ STEPS = [
     ("frames", [sys.executable, "-m", "benchmarks.bench_frames", "--json"]),
     ("blank_guard", [sys.executable, "-m", "benchmarks.bench_blank_guard", "--json"]),
     ("sizing", [sys.executable, "-m", "benchmarks.bench_sizing", "--json"]),
+    ("bus", [sys.executable, "-m", "benchmarks.bench_bus", "--json"]),
     # Needs root and iproute2; exits 3 (reported as skipped) where network namespaces are not allowed.
     ("netns", [sys.executable, "-m", "benchmarks.bench_netns", "--json"]),
     ("engines", [sys.executable, "-m", "benchmarks.bench_engines", "--json"]),

@@ -85,8 +85,8 @@ async def test_auth_tls_and_no_secret_in_logs(make_stack, s3server, tmp_path):
     assert all(a.url.startswith(s3server.url) for a in result.artifacts)
 
     # Nobody else gets in.
-    from simreel.transport.bus import _tls_context
-    tls = _tls_context(good)
+    from simreel.transport.connection import tls_client_context
+    tls = tls_client_context(good)
     reasons = [
         await _refused(stack.url, tls=tls),  # TLS but no credentials
         await _refused(stack.url, tls=tls, user=user, password="wrong"),  # wrong password

@@ -39,7 +39,7 @@ class NatsSettings:
     # Deadline for the first connection (then reconnects forever): a wrong URL is a clear error.
     connect_timeout_s: float = 30.0
     # Size of the FRAMES stream when this process creates it; 0: as large as the server can hold,
-    # up to 8 GiB (simreel.transport.bus.frames_size).
+    # up to 8 GiB (simreel.transport.stream_setup.ensure_frames).
     frames_max_bytes: int = 0
 
     @classmethod
