@@ -97,7 +97,7 @@ class ListRecorder:
         self._current.frames += 1
         self.rows[self._current.run_id].append(telemetry)
 
-    def frame_array(self, frame, telemetry=None):
+    def frame_array(self, frame, telemetry=None, planes=()):
         self.frame(np.ascontiguousarray(frame).tobytes(), telemetry)
 
     def end(self, *, report=None, **episode):

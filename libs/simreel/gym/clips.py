@@ -117,10 +117,7 @@ class ClipStream:
                 self._return += reward
             if "terminated" in row or "truncated" in row:
                 self._last = (_any(row.get("terminated", False)), _any(row.get("truncated", False)))
-        if planes:
-            self.recorder.frame_array(frame, sent, planes)
-        else:
-            self.recorder.frame_array(frame, sent)
+        self.recorder.frame_array(frame, sent, planes)
         self.frames += 1
 
     def stop(self) -> RecordedRun | None:
